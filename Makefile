@@ -1,0 +1,56 @@
+# Every target bootstraps its own virtual environment from nothing but python3
+# and the package registries, so `make demo` and `make test` work on a fresh machine.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP_RUN := $(VENV)/.stamp-run
+STAMP_DEV := $(VENV)/.stamp-dev
+STAMP_BENCH := $(VENV)/.stamp-bench
+# -X dev turns on asyncio/ResourceWarning debugging; an abandoned async generator only
+# shows up as an unraisable-exception warning, so that is an error too.
+PYTEST_FLAGS := -X dev -W error::ResourceWarning -W error::pytest.PytestUnraisableExceptionWarning
+
+.PHONY: demo test lint typecheck pytest bench bench-smoke clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(STAMP_RUN): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e .
+	touch $@
+
+$(STAMP_DEV): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+$(STAMP_BENCH): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	touch $@
+
+demo: $(STAMP_RUN)
+	$(PY) -m beluga_trio
+
+test: $(STAMP_DEV) pytest lint typecheck
+
+pytest: $(STAMP_DEV)
+	$(PY) $(PYTEST_FLAGS) -m pytest
+
+lint: $(STAMP_DEV)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/flake8-async --enable=ASYNC beluga_trio tests docs/examples bench
+
+typecheck: $(STAMP_DEV)
+	$(VENV)/bin/mypy
+	$(VENV)/bin/pyright
+
+bench: $(STAMP_BENCH)
+	$(PY) -m bench
+
+# A tiny run that only proves the benchmark still works; never a timing claim.
+bench-smoke: $(STAMP_BENCH)
+	$(PY) -m bench --smoke
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
