@@ -1,1 +1,42 @@
-"""Streaming primitives for trio."""
+"""Streaming primitives for trio.
+
+A `Stream` is cold, immutable and typed; it runs only while it is open, inside an
+``async with`` block (or a terminal operation) that owns every task it needs, so leaving the
+block stops everything. See ``docs/`` for the concepts and the guarantees.
+"""
+
+from ._exceptions import EmptyStreamError, StreamConsumedError
+from ._sources import from_channel, from_iterable, stream
+from ._stream import (
+    CollectResult,
+    Stream,
+    StreamIterator,
+    StreamOpening,
+    collect,
+    collect_result,
+    invoke,
+    pipe,
+)
+
+__all__ = [
+    "CollectResult",
+    "EmptyStreamError",
+    "Stream",
+    "StreamConsumedError",
+    "StreamIterator",
+    "StreamOpening",
+    "collect",
+    "collect_result",
+    "from_channel",
+    "from_iterable",
+    "invoke",
+    "pipe",
+    "stream",
+]
+
+# Public objects say they live in the package, not in its private modules.
+for _name in __all__:
+    _obj = globals()[_name]
+    if getattr(_obj, "__module__", "").startswith("beluga_trio._"):
+        _obj.__module__ = __name__
+del _name, _obj

@@ -1,0 +1,375 @@
+"""The sequential operators: map, filter, take, skip.
+
+Each node opens its upstream, then wraps the upstream's pull: over a `SyncPull` with a sync
+function it extends the fused iterator chain (no ``await``, no per-item cancellation logic);
+otherwise it returns an `AsyncPull` that keeps the two promises of `._stage`. Stages that
+hold an item across an ``await`` (async ``map``/``filter``, ``take`` while it stops its
+upstream) keep it in a slot, so that a cancelled ``pull()`` is retried with the same item.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterator
+from itertools import chain
+from typing import Any, Final, TypeVar, final
+
+from ._stage import (
+    SCHEDULE_EVERY,
+    AsyncPull,
+    Node,
+    Pull,
+    Resource,
+    Scope,
+    SyncPull,
+    Yield,
+    as_async,
+)
+from ._util import check_not_awaitable, describe, is_async_callable
+
+__all__ = ["FilterNode", "MapNode", "SkipNode", "TakeNode"]
+
+T = TypeVar("T")
+U = TypeVar("U")
+
+# Marks an empty slot; a user's item may be None.
+_NOTHING: Final[Any] = object()
+
+
+class _Stage(Node[U]):
+    """A node with one upstream."""
+
+    __slots__ = ("_upstream",)
+
+    def __init__(self, upstream: Node[Any]) -> None:
+        self._upstream = upstream
+
+    def describe(self) -> str:
+        return f"{self._upstream.describe()} | {self._describe_self()}"
+
+    def _describe_self(self) -> str:
+        raise NotImplementedError
+
+
+# ---------------------------------------------------------------------------------- map
+
+
+@final
+class MapNode(_Stage[U]):
+    __slots__ = ("_fn", "_is_async")
+
+    def __init__(self, upstream: Node[Any], fn: Callable[[Any], Any]) -> None:
+        super().__init__(upstream)
+        if not callable(fn):
+            raise TypeError(f"map() needs a callable, got {fn!r}")
+        self._fn = fn
+        self._is_async = is_async_callable(fn)
+
+    def _describe_self(self) -> str:
+        return f"map({describe(self._fn)})"
+
+    async def open(self, scope: Scope) -> Pull[U]:
+        upstream = await self._upstream.open(scope)
+        fn = self._fn
+        if self._is_async:
+            return _AsyncMap(as_async(upstream), fn)
+        if isinstance(upstream, SyncPull):
+            it = upstream.it
+            # The first call is checked for a stray awaitable; the rest run in C.
+            fused = chain(_FirstChecked(fn, it, "map"), map(fn, it))
+            return SyncPull(fused, upstream.resources)
+        return _SyncMap(upstream, fn)
+
+
+@final
+class _FirstChecked(Iterator[U]):
+    """Yields ``fn(first item)`` after checking it is not an awaitable, then stops."""
+
+    __slots__ = ("_fn", "_it", "_role")
+
+    def __init__(self, fn: Callable[[Any], U], it: Iterator[Any], role: str) -> None:
+        self._fn: Callable[[Any], U] | None = fn
+        self._it = it
+        self._role = role
+
+    def __next__(self) -> U:
+        fn = self._fn
+        if fn is None:
+            raise StopIteration
+        result = fn(next(self._it))
+        self._fn = None
+        check_not_awaitable(result, fn, self._role)
+        return result
+
+
+@final
+class _SyncMap(AsyncPull[U]):
+    __slots__ = ("_checked", "_fn", "_upstream")
+
+    def __init__(self, upstream: AsyncPull[Any], fn: Callable[[Any], U]) -> None:
+        self._upstream = upstream
+        self._fn = fn
+        self._checked = False
+
+    async def pull(self) -> U:
+        result = self._fn(await self._upstream.pull())
+        if not self._checked:
+            check_not_awaitable(result, self._fn, "map")
+            self._checked = True
+        return result
+
+
+@final
+class _AsyncMap(AsyncPull[U]):
+    __slots__ = ("_fn", "_pending", "_upstream")
+
+    def __init__(self, upstream: AsyncPull[Any], fn: Callable[[Any], Awaitable[U]]) -> None:
+        self._upstream = upstream
+        self._fn = fn
+        self._pending: Any = _NOTHING
+
+    async def pull(self) -> U:
+        if self._pending is _NOTHING:
+            self._pending = await self._upstream.pull()
+        # If this is cancelled the item stays pending and fn is called again for it.
+        result = await self._fn(self._pending)
+        self._pending = _NOTHING
+        return result
+
+
+# ------------------------------------------------------------------------------- filter
+
+
+@final
+class FilterNode(_Stage[T]):
+    __slots__ = ("_is_async", "_pred")
+
+    def __init__(self, upstream: Node[Any], pred: Callable[[Any], Any]) -> None:
+        super().__init__(upstream)
+        if not callable(pred):
+            raise TypeError(f"filter() needs a callable, got {pred!r}")
+        self._pred = pred
+        self._is_async = is_async_callable(pred)
+
+    def _describe_self(self) -> str:
+        return f"filter({describe(self._pred)})"
+
+    async def open(self, scope: Scope) -> Pull[T]:
+        upstream = await self._upstream.open(scope)
+        if self._is_async:
+            return _AsyncFilter(as_async(upstream), self._pred)
+        if isinstance(upstream, SyncPull):
+            fused = filter(_BudgetedPredicate(self._pred), upstream.it)
+            return SyncPull(fused, upstream.resources)
+        return _SyncFilter(upstream, self._pred)
+
+
+@final
+class _BudgetedPredicate:
+    """Wraps a sync predicate for the C `filter`: raises `Yield` every few hundred rejections.
+
+    Raising on a rejected item loses nothing (it was to be dropped) and leaves the `filter`
+    object intact, so a filter that rejects everything still lets its driver take schedule
+    points.
+    """
+
+    __slots__ = ("_budget", "_pred")
+
+    def __init__(self, pred: Callable[[Any], object]) -> None:
+        self._pred = pred
+        self._budget = SCHEDULE_EVERY
+
+    def __call__(self, item: object) -> bool:
+        keep = self._pred(item)
+        if keep.__class__ is not bool:
+            check_not_awaitable(keep, self._pred, "filter")
+        if keep:
+            return True
+        self._budget -= 1
+        if self._budget <= 0:
+            self._budget = SCHEDULE_EVERY
+            raise Yield
+        return False
+
+
+@final
+class _SyncFilter(AsyncPull[T]):
+    __slots__ = ("_pred", "_upstream")
+
+    def __init__(self, upstream: AsyncPull[T], pred: Callable[[T], object]) -> None:
+        self._upstream = upstream
+        self._pred = pred
+
+    async def pull(self) -> T:
+        pred = self._pred
+        while True:
+            item = await self._upstream.pull()
+            keep = pred(item)
+            if keep.__class__ is not bool:
+                check_not_awaitable(keep, pred, "filter")
+            if keep:
+                return item
+
+
+@final
+class _AsyncFilter(AsyncPull[T]):
+    __slots__ = ("_pending", "_pred", "_upstream")
+
+    def __init__(self, upstream: AsyncPull[T], pred: Callable[[T], Awaitable[object]]) -> None:
+        self._upstream = upstream
+        self._pred = pred
+        self._pending: Any = _NOTHING
+
+    async def pull(self) -> T:
+        while True:
+            if self._pending is _NOTHING:
+                self._pending = await self._upstream.pull()
+            # If this is cancelled the item stays pending and pred is called again for it.
+            keep = await self._pred(self._pending)
+            item: T = self._pending
+            self._pending = _NOTHING
+            if keep:
+                return item
+
+
+# --------------------------------------------------------------------------------- take
+
+
+def _check_count(name: str, n: int) -> int:
+    if not isinstance(n, int) or isinstance(n, bool):  # pyright: ignore[reportUnnecessaryIsInstance]
+        raise TypeError(f"{name}() needs an int count, got {n!r}")
+    if n < 0:
+        raise ValueError(f"{name}() needs a count >= 0, got {n}")
+    return n
+
+
+@final
+class TakeNode(_Stage[T]):
+    __slots__ = ("_n",)
+
+    def __init__(self, upstream: Node[T], n: int) -> None:
+        super().__init__(upstream)
+        self._n = _check_count("take", n)
+
+    def _describe_self(self) -> str:
+        return f"take({self._n})"
+
+    async def open(self, scope: Scope) -> Pull[T]:
+        mark = scope.mark()
+        upstream = await self._upstream.open(scope)
+        if isinstance(upstream, SyncPull):
+            return SyncPull(_SyncTake(upstream, self._n), upstream.resources)
+        return _Take(upstream, self._n, scope.since(mark))
+
+
+@final
+class _SyncTake(Iterator[T]):
+    """Stops after n items, and stops the source at once when it has them."""
+
+    __slots__ = ("_it", "_left", "_resources")
+
+    def __init__(self, upstream: SyncPull[T], n: int) -> None:
+        self._it = upstream.it
+        self._resources = upstream.resources
+        self._left = n
+
+    def __next__(self) -> T:
+        if self._left <= 0:
+            raise StopIteration
+        item = next(self._it)
+        self._left -= 1
+        if self._left == 0:
+            for resource in self._resources:
+                resource.stop()
+        return item
+
+
+@final
+class _Take(AsyncPull[T]):
+    """Stops after n items; stops every upstream stage before handing over the n-th."""
+
+    __slots__ = ("_last", "_left", "_resources", "_upstream")
+
+    def __init__(self, upstream: AsyncPull[T], n: int, resources: tuple[Resource, ...]) -> None:
+        self._upstream = upstream
+        self._left = n
+        self._resources = resources
+        self._last: Any = _NOTHING
+
+    async def pull(self) -> T:
+        if self._left > 0:
+            item = await self._upstream.pull()
+            self._left -= 1
+            if self._left > 0:
+                return item
+            self._last = item
+        if self._last is _NOTHING:
+            raise StopAsyncIteration
+        # Held in a slot while the upstream stops: if this wait is cancelled, the next
+        # pull() waits again and still delivers the item.
+        for resource in self._resources:
+            resource.stop()
+        for resource in self._resources:
+            await resource.wait_stopped()
+        last: T = self._last
+        self._last = _NOTHING
+        return last
+
+
+# --------------------------------------------------------------------------------- skip
+
+
+@final
+class SkipNode(_Stage[T]):
+    __slots__ = ("_n",)
+
+    def __init__(self, upstream: Node[T], n: int) -> None:
+        super().__init__(upstream)
+        self._n = _check_count("skip", n)
+
+    def _describe_self(self) -> str:
+        return f"skip({self._n})"
+
+    async def open(self, scope: Scope) -> Pull[T]:
+        upstream = await self._upstream.open(scope)
+        if isinstance(upstream, SyncPull):
+            it = upstream.it
+            # After the prefix is skipped the chain hands items straight from `it`.
+            return SyncPull(chain(_SkipPrefix(it, self._n), it), upstream.resources)
+        return _Skip(upstream, self._n)
+
+
+@final
+class _SkipPrefix(Iterator[T]):
+    """Consumes n items of ``it`` and yields none, raising `Yield` every few hundred."""
+
+    __slots__ = ("_it", "_left")
+
+    def __init__(self, it: Iterator[T], n: int) -> None:
+        self._it = it
+        self._left = n
+
+    def __next__(self) -> T:
+        it = self._it
+        budget = SCHEDULE_EVERY
+        while self._left > 0:
+            if budget == 0:
+                raise Yield
+            next(it)
+            self._left -= 1
+            budget -= 1
+        raise StopIteration
+
+
+@final
+class _Skip(AsyncPull[T]):
+    __slots__ = ("_left", "_upstream")
+
+    def __init__(self, upstream: AsyncPull[T], n: int) -> None:
+        self._upstream = upstream
+        self._left = n
+
+    async def pull(self) -> T:
+        while self._left > 0:
+            await self._upstream.pull()
+            self._left -= 1
+        return await self._upstream.pull()

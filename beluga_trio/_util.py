@@ -1,0 +1,50 @@
+"""Small helpers shared by the operators."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["check_not_awaitable", "describe", "is_async_callable"]
+
+
+def is_async_callable(fn: Callable[..., Any]) -> bool:
+    """Whether calling ``fn`` returns a coroutine, judged from its definition.
+
+    Sees through `functools.partial` and callable objects whose ``__call__`` is
+    ``async def``. Decided once, when the operator is built, so that sync functions can run
+    in the fused fast path with no per-item check.
+    """
+    while isinstance(fn, functools.partial):
+        fn = fn.func  # pyright: ignore[reportUnknownMemberType]
+    if inspect.iscoroutinefunction(fn):
+        return True
+    call = getattr(type(fn), "__call__", None)  # noqa: B004 - we want the type's method
+    return call is not None and inspect.iscoroutinefunction(call)
+
+
+def check_not_awaitable(result: object, fn: object, role: str) -> None:
+    """Raise a clear `TypeError` when a function taken for sync returned an awaitable.
+
+    ``lambda x: fetch(x)`` is a sync function that returns a coroutine; treating the
+    coroutine as the item would silently produce garbage, so the first result of every sync
+    function is checked. The stray coroutine is closed so that no "never awaited" warning
+    follows the error.
+    """
+    if inspect.isawaitable(result):
+        close = getattr(result, "close", None)
+        if close is not None:
+            close()
+        raise TypeError(
+            f"the {role} function {describe(fn)} is not declared `async def` but returned an "
+            f"awaitable ({type(result).__name__}); declare it with `async def` so that "
+            "beluga_trio awaits it"
+        )
+
+
+def describe(fn: object) -> str:
+    """A short human name for a user function, for error messages and reprs."""
+    name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
+    return name if isinstance(name, str) else repr(fn)
