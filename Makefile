@@ -39,7 +39,9 @@ pytest: $(STAMP_DEV)
 lint: $(STAMP_DEV)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/flake8-async --enable=ASYNC beluga_trio tests docs/examples bench
+	$(VENV)/bin/flake8-async --enable=ASYNC \
+		--transform-async-generator-decorators=stream,bt.stream,beluga_trio.stream \
+		$$(git ls-files --cached --others --exclude-standard '*.py')
 
 typecheck: $(STAMP_DEV)
 	$(VENV)/bin/mypy

@@ -34,9 +34,13 @@ __all__ = [
     "stream",
 ]
 
-# Public objects say they live in the package, not in its private modules.
-for _name in __all__:
-    _obj = globals()[_name]
-    if getattr(_obj, "__module__", "").startswith("beluga_trio._"):
-        _obj.__module__ = __name__
-del _name, _obj
+
+def _fix_module_names() -> None:
+    # Public objects say they live in the package, not in its private modules (as trio does).
+    for name in __all__:
+        obj = globals()[name]
+        if getattr(obj, "__module__", "").startswith("beluga_trio._"):
+            obj.__module__ = __name__
+
+
+_fix_module_names()

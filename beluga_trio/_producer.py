@@ -154,15 +154,18 @@ class Producer(AsyncPull[T], Resource):
     # ------------------------------------------------------------------ producer task
 
     async def run(self) -> None:
-        """The producer task's body. Never raises."""
+        """The producer task's body. Never raises: a task of ours never raises into the
+        opening's nursery (that would wrap errors in groups); outcomes go to the consumer."""
         try:
             with self._cancel_scope:
                 try:
                     await self._serve()
                 finally:
-                    await self._close_iterator()
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, never raised
-            # Cancellation from outside this opening, or KeyboardInterrupt, while parked.
+                    # Runs cancelled only when the consumer is cancelled, or left while an
+                    # item was in progress; a producer parked at `yield` is closed cleanly.
+                    await self._close_iterator()  # noqa: ASYNC102 - see above
+        except BaseException as exc:  # noqa: BLE001, ASYNC103 - handed over, see docstring
+            # Cancelled by a scope outside this opening, or KeyboardInterrupt.
             self._settle(_CANCELLED if isinstance(exc, trio.Cancelled) else _ERROR, exc)
         finally:
             self._done.set()
@@ -181,12 +184,9 @@ class Producer(AsyncPull[T], Resource):
             except StopAsyncIteration:
                 self._settle(_END, None)
                 return
-            except trio.Cancelled as exc:
-                if self._stopping:
-                    raise  # our own scope's cancellation: caught by it
-                self._settle(_CANCELLED, exc)
-                return
-            except BaseException as exc:  # noqa: BLE001 - handed to the consumer as itself
+            except trio.Cancelled:
+                raise  # ours (stop()) is caught by our scope; any other is handed over by run()
+            except BaseException as exc:  # noqa: BLE001 - the consumer raises this very object
                 self._settle(_ERROR, exc)
                 return
             finally:
@@ -225,5 +225,7 @@ class Producer(AsyncPull[T], Resource):
                 self._cleanup_errors.append(rest)
         except GeneratorExit:
             pass
+        except trio.Cancelled:
+            raise
         except BaseException as exc:  # noqa: BLE001 - reported when the opening closes
             self._cleanup_errors.append(exc)

@@ -160,7 +160,8 @@ def from_iterable(iterable: Iterable[T] | AsyncIterable[T]) -> Stream[T]:
     them. Async iterables are read by a lock-step producer task, exactly like a ``@stream``
     body, so a request cancelled by a timeout loses no item.
     """
-    if isinstance(iterable, Stream):
+    if isinstance(iterable, Stream):  # pyright: ignore[reportUnnecessaryIsInstance]
+        # Not in the signature (a Stream is not an iterable) but harmless to accept.
         return iterable  # pyright: ignore[reportUnknownVariableType]
     if isinstance(iterable, AsyncIterable):
         return Stream(_AsyncIterableSource(iterable))

@@ -26,6 +26,10 @@ There are two kinds of pull:
   Because of the first promise an operator may wrap ``pull()`` in a cancel scope (a timeout)
   and retry, and a cancelled request never ends a stream early.
 
+The few ``except BaseException`` blocks that do not re-raise (flake8-async's ASYNC102/103)
+are exactly the points where an outcome crosses from a task or a cleanup to the consumer;
+each says where the exception goes.
+
 Background tasks (producers now; buffers, merges and fan-out later) run in the nursery of
 the `Scope`, which the scope enters lazily in the consumer's task when the first stage asks for
 it. Tasks never raise into that nursery: a task hands its outcome to its pull (the consumer
@@ -38,6 +42,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import Final, Generic, TypeVar, final
 
 import trio
@@ -112,7 +117,7 @@ class SyncResource(Resource):
         if close is not None:
             try:
                 close()
-            except BaseException as exc:  # noqa: BLE001 - reported when the opening closes
+            except BaseException as exc:  # noqa: BLE001, ASYNC103 - reported by settle()
                 self._errors.append(exc)
 
     def take_errors(self) -> list[BaseException]:
@@ -132,7 +137,7 @@ class Scope:
 
     def __init__(self) -> None:
         self._resources: list[Resource] = []
-        self._nursery_manager: trio.NurseryManager | None = None
+        self._nursery_manager: AbstractAsyncContextManager[trio.Nursery] | None = None
         self._nursery: trio.Nursery | None = None
 
     def add(self, resource: Resource) -> None:
@@ -167,12 +172,14 @@ class Scope:
         for resource in resources:
             try:
                 resource.stop()
-            except BaseException as exc:  # noqa: BLE001 - collected, reported by settle()
+            except BaseException as exc:  # noqa: BLE001, ASYNC103 - reported by settle()
                 errors.append(exc)
         for resource in resources:
             try:
                 await resource.wait_stopped()
-            except BaseException as exc:  # noqa: BLE001 - collected, reported by settle()
+            except BaseException as exc:  # noqa: BLE001, ASYNC103 - reported by settle()
+                # Cancelled included: the rest must still be stopped; settle() lets the
+                # body's exception win and re-raises the cancellation if it is still due.
                 errors.append(exc)
         if self._nursery_manager is not None:
             # Tasks never raise into this nursery, so this raises nothing of theirs.
