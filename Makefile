@@ -6,9 +6,11 @@ PY := $(VENV)/bin/python
 STAMP_RUN := $(VENV)/.stamp-run
 STAMP_DEV := $(VENV)/.stamp-dev
 STAMP_BENCH := $(VENV)/.stamp-bench
-# -X dev turns on asyncio/ResourceWarning debugging; an abandoned async generator only
-# shows up as an unraisable-exception warning, so that is an error too.
-PYTEST_FLAGS := -X dev -W error::ResourceWarning -W error::pytest.PytestUnraisableExceptionWarning
+# -X dev turns on the interpreter's debug checks and ResourceWarning is an error; an
+# abandoned async generator only shows up as pytest's unraisable-exception warning, which
+# must be named to pytest (the interpreter's -W cannot import pytest that early).
+PYTHON_FLAGS := -X dev -W error::ResourceWarning
+PYTEST_FLAGS := -W error::pytest.PytestUnraisableExceptionWarning
 
 .PHONY: demo test lint typecheck pytest bench bench-smoke clean
 
@@ -34,7 +36,7 @@ demo: $(STAMP_RUN)
 test: $(STAMP_DEV) pytest lint typecheck
 
 pytest: $(STAMP_DEV)
-	$(PY) $(PYTEST_FLAGS) -m pytest
+	$(PY) $(PYTHON_FLAGS) -m pytest $(PYTEST_FLAGS)
 
 lint: $(STAMP_DEV)
 	$(VENV)/bin/ruff check .

@@ -1,0 +1,17 @@
+"""Shared test configuration.
+
+Leak checks are explicit (``tests/_helpers.py``: ``no_task_leak()``) and placed right after
+the ``async with`` they guard. Inside one trio test, nurseries already guarantee that every
+task a test started has ended when the test ends, so the only leak worth looking for is a task
+that outlives the stream's own block, and only a check right after that block can see it. (An
+autouse trio fixture would not work anyway: pytest-trio runs only the trio fixtures a test
+names in its arguments.)
+"""
+
+from __future__ import annotations
+
+from hypothesis import settings
+
+# No per-example deadline: CI machines are shared and noisy.
+settings.register_profile("default", deadline=None, print_blob=True)
+settings.load_profile("default")
