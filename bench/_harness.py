@@ -1,0 +1,242 @@
+"""The scenario registry types and the timing loop.
+
+A :class:`Scenario` names a job ("run a pipeline over N items") and the contenders that do it:
+one of them is the reference the others are compared with. A contender's loader returns a
+:data:`Job`, an async function that does the whole job once on ``n`` items and returns a
+result that is compared with the scenario's expected value, so that no contender can be timed
+doing nothing.
+
+How a measurement is taken (see :func:`run_scenario`):
+
+- each measurement runs in a fresh event loop (``trio.run`` or ``asyncio.run``) and times only
+  the job inside it with ``time.perf_counter_ns()``; starting and closing the loop is not timed;
+- the garbage collector stays enabled, as in a real program; ``gc.collect()`` runs before every
+  measurement, outside the timed part, so that no contender pays for another's garbage;
+- rounds are interleaved: a round runs every contender once, and the order rotates from round
+  to round; the first round is a warm-up and is discarded;
+- the reported figure is the median over the rounds, in nanoseconds per item.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import statistics
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal, cast
+
+import trio
+
+Job = Callable[[int], Awaitable[object]]
+"""Runs the scenario's job once on ``n`` items; returns what was computed, for checking."""
+
+Loop = Literal["trio", "asyncio"]
+Status = Literal["ok", "skipped", "failed"]
+
+
+class SkipContenderError(Exception):
+    """Raised by a loader when its contender cannot run here (an optional peer is missing)."""
+
+
+@dataclass(frozen=True)
+class Contender:
+    """One way of doing a scenario's job."""
+
+    label: str
+    load: Callable[[], Job]
+    """Imports what the contender needs and returns its job; raises SkipContenderError."""
+    loop: Loop = "trio"
+    goal: float | None = None
+    """The contender meets its goal when its median is at most ``goal`` times the reference's."""
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A job, the contenders that do it, and the one the others are compared with."""
+
+    name: str
+    description: str
+    items: int
+    smoke_items: int
+    reference: str
+    """The label of the reference contender."""
+    contenders: tuple[Contender, ...]
+    expected: Callable[[int], object]
+    """The correct result of the job for ``n`` items (computed once, outside the timing)."""
+
+    def __post_init__(self) -> None:
+        labels = [c.label for c in self.contenders]
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"{self.name}: contender labels must be unique: {labels}")
+        if self.reference not in labels:
+            raise ValueError(f"{self.name}: reference {self.reference!r} is not a contender")
+        for c in self.contenders:
+            if c.label == self.reference and c.goal is not None:
+                raise ValueError(f"{self.name}: the reference cannot have a goal")
+
+
+@dataclass
+class ContenderResult:
+    """What happened to one contender in one scenario."""
+
+    label: str
+    loop: Loop
+    goal: float | None
+    note: str
+    items: int
+    status: Status = "ok"
+    reason: str = ""
+    samples_ns: list[int] = field(default_factory=list[int])
+    """Wall time of each timed round (warm-up excluded), for the whole job, in nanoseconds."""
+
+    def _per_item(self, total_ns: float) -> float:
+        return total_ns / self.items
+
+    @property
+    def median(self) -> float | None:
+        """Median over the rounds, ns per item; None unless the contender ran."""
+        if self.status != "ok" or not self.samples_ns:
+            return None
+        return self._per_item(statistics.median(self.samples_ns))
+
+    @property
+    def fastest(self) -> float | None:
+        if self.status != "ok" or not self.samples_ns:
+            return None
+        return self._per_item(min(self.samples_ns))
+
+    @property
+    def slowest(self) -> float | None:
+        if self.status != "ok" or not self.samples_ns:
+            return None
+        return self._per_item(max(self.samples_ns))
+
+
+@dataclass
+class ScenarioResult:
+    name: str
+    description: str
+    items: int
+    rounds: int
+    reference: str
+    contenders: list[ContenderResult]
+
+    def result(self, label: str) -> ContenderResult:
+        for c in self.contenders:
+            if c.label == label:
+                return c
+        raise KeyError(label)
+
+    def ratio(self, label: str) -> float | None:
+        """The contender's median divided by the reference's median."""
+        mine = self.result(label).median
+        ref = self.result(self.reference).median
+        if mine is None or ref is None or ref <= 0:
+            return None
+        return mine / ref
+
+    def goal_met(self, label: str) -> bool | None:
+        goal = self.result(label).goal
+        ratio = self.ratio(label)
+        if goal is None or ratio is None:
+            return None
+        return ratio <= goal
+
+
+async def _timed(job: Job, n: int) -> tuple[int, object]:
+    # Runs inside the event loop: only the job is timed, not starting or closing the loop.
+    start = time.perf_counter_ns()
+    result = await job(n)
+    return time.perf_counter_ns() - start, result
+
+
+def measure(loop: Loop, job: Job, n: int) -> tuple[int, object]:
+    """Run ``job`` once on ``n`` items in a fresh event loop; return (elapsed ns, result)."""
+    if loop == "trio":
+        return trio.run(_timed, job, n)
+    return asyncio.run(_timed(job, n))
+
+
+def _describe_mismatch(got: object, expected: object) -> str:
+    text = repr(got)
+    if isinstance(got, list) and isinstance(expected, list):
+        got_list = cast("list[object]", got)
+        expected_list = cast("list[object]", expected)
+        if len(got_list) != len(expected_list):
+            return f"{len(got_list)} items instead of {len(expected_list)}"
+        for i, (g, e) in enumerate(zip(got_list, expected_list, strict=True)):
+            if g != e:
+                return f"item {i} is {g!r}, expected {e!r}"
+    return f"got {text[:60]}{'...' if len(text) > 60 else ''}"
+
+
+def run_scenario(
+    scenario: Scenario,
+    *,
+    items: int,
+    rounds: int,
+    warmup: int = 1,
+    progress: Callable[[str], None] = lambda _: None,
+) -> ScenarioResult:
+    """Measure every contender of ``scenario``; see the module's docstring for the method."""
+    expected = scenario.expected(items)
+    results = [
+        ContenderResult(label=c.label, loop=c.loop, goal=c.goal, note=c.note, items=items)
+        for c in scenario.contenders
+    ]
+    active: list[tuple[Contender, Job, ContenderResult]] = []
+    for contender, result in zip(scenario.contenders, results, strict=True):
+        try:
+            job = contender.load()
+        except SkipContenderError as exc:
+            result.status, result.reason = "skipped", str(exc)
+        except Exception as exc:  # noqa: BLE001 - any failure is reported in the table
+            result.status, result.reason = "failed", f"loading: {type(exc).__name__}: {exc}"
+        else:
+            active.append((contender, job, result))
+
+    for round_no in range(-warmup, rounds):
+        if not active:
+            break
+        shift = round_no % len(active)
+        order = active[shift:] + active[:shift]
+        for contender, job, result in order:
+            gc.collect()
+            try:
+                elapsed, got = measure(contender.loop, job, items)
+            except Exception as exc:  # noqa: BLE001 - any failure is reported in the table
+                result.status, result.reason = "failed", f"raised {type(exc).__name__}: {exc}"
+                active = [a for a in active if a[2] is not result]
+                continue
+            if got != expected:
+                result.status = "failed"
+                result.reason = f"wrong result: {_describe_mismatch(got, expected)}"
+                active = [a for a in active if a[2] is not result]
+                continue
+            if round_no >= 0:
+                result.samples_ns.append(elapsed)
+        progress(f"round {round_no + 1}/{rounds}" if round_no >= 0 else "warm-up")
+
+    for result in results:
+        if result.status == "ok":
+            # A contender that ran must have a sample per round; anything else is a harness bug.
+            assert len(result.samples_ns) == rounds, result
+    return ScenarioResult(
+        name=scenario.name,
+        description=scenario.description,
+        items=items,
+        rounds=rounds,
+        reference=scenario.reference,
+        contenders=results,
+    )
+
+
+def select(scenarios: Sequence[Scenario], only: str | None) -> list[Scenario]:
+    """The scenarios whose name contains ``only`` (case-insensitive); all when it is None."""
+    if only is None:
+        return list(scenarios)
+    needle = only.casefold()
+    return [s for s in scenarios if needle in s.name.casefold()]

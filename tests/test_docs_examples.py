@@ -1,0 +1,75 @@
+"""The documentation's examples are real code: each runs here and prints what the docs say,
+and every copy of an example inside a docs page is identical to the file."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+EXAMPLES = DOCS / "examples"
+
+# Example file -> (run on a virtual clock?, the exact output).
+EXPECTED: dict[str, tuple[bool, str]] = {
+    "first_stream.py": (
+        True,
+        "producer cleaned up\n['TOK0', 'TOK1', 'TOK2', 'TOK4']\nTOK0\nTOK1\n"
+        "producer cleaned up\nafter the block\n",
+    ),
+    "errors_and_partial_results.py": (
+        False,  # an endless in-memory source never idles, so a virtual clock never advances
+        "caught: 429 from the model server\n"
+        "partial: Hello, wor | error: RateLimited('429 from the model server')\n"
+        "cancelled: True\n",
+    ),
+    "lock_step.py": (
+        True,
+        "0 1\nstarted while the consumer was busy: [0, 1]\n"
+        "after a cancelled request: [0, 1, 2]\nthe item in flight is not lost: 2\n",
+    ),
+}
+
+
+def _load_main(path: Path) -> Callable[[], Coroutine[Any, Any, None]]:
+    spec = importlib.util.spec_from_file_location(f"docs_example_{path.stem}", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    main: Callable[[], Coroutine[Any, Any, None]] = module.main
+    return main
+
+
+def test_every_example_has_an_expectation() -> None:
+    assert sorted(p.name for p in EXAMPLES.glob("*.py")) == sorted(EXPECTED)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_example_runs_and_prints_what_the_docs_say(
+    name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    virtual_clock, expected = EXPECTED[name]
+    main = _load_main(EXAMPLES / name)
+    clock = trio.testing.MockClock(autojump_threshold=0) if virtual_clock else None
+    trio.run(main, clock=clock)
+    assert capsys.readouterr().out == expected
+
+
+_BLOCK = re.compile(r"```python\n# docs/examples/(?P<name>[\w.]+)\n(?P<body>.*?)```", re.DOTALL)
+
+
+def test_examples_quoted_in_docs_are_identical_to_the_files() -> None:
+    quoted = 0
+    for page in DOCS.glob("*.md"):
+        for match in _BLOCK.finditer(page.read_text()):
+            source = (EXAMPLES / match["name"]).read_text()
+            assert match["body"] == source, f"{page.name} quotes an outdated {match['name']}"
+            quoted += 1
+    assert quoted >= len(EXPECTED), "every example should be shown in a docs page"
