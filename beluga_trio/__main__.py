@@ -56,7 +56,9 @@ async def main(delay: float = 0.03) -> None:
             count += 1
             say(token, end="")
     elapsed = trio.current_time() - start
-    say(f"\n    {count} tokens, first after {first_at or 0:.2f} s, {count / elapsed:.0f} tokens/s\n")
+    say(
+        f"\n    {count} tokens, first after {first_at or 0:.2f} s, {count / elapsed:.0f} tokens/s\n"
+    )
 
     say("[2] early stop: the consumer breaks out after 6 tokens")
     log = Log()

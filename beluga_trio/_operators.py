@@ -1,4 +1,4 @@
-"""The sequential operators: map, filter, take, skip.
+"""The sequential operators: map, filter, take, skip, timeout.
 
 Each node opens its upstream, then wraps the upstream's pull: over a `SyncPull` with a sync
 function it extends the fused iterator chain (no ``await``, no per-item cancellation logic);
@@ -9,9 +9,12 @@ upstream) keep it in a slot, so that a cancelled ``pull()`` is retried with the 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Awaitable, Callable, Iterator
 from itertools import chain
 from typing import Any, Final, TypeVar, final
+
+import trio
 
 from ._stage import (
     SCHEDULE_EVERY,
@@ -26,7 +29,7 @@ from ._stage import (
 )
 from ._util import check_not_awaitable, describe, is_async_callable
 
-__all__ = ["FilterNode", "MapNode", "SkipNode", "TakeNode"]
+__all__ = ["FilterNode", "MapNode", "SkipNode", "TakeNode", "TimeoutNode"]
 
 T = TypeVar("T")
 U = TypeVar("U")
@@ -373,3 +376,100 @@ class _Skip(AsyncPull[T]):
             await self._upstream.pull()
             self._left -= 1
         return await self._upstream.pull()
+
+
+# ------------------------------------------------------------------------------ timeout
+
+
+def _check_seconds(name: str, value: float | None) -> float | None:
+    if value is None:
+        return None
+    if not isinstance(value, int | float) or isinstance(value, bool):  # pyright: ignore[reportUnnecessaryIsInstance]
+        raise TypeError(f"timeout({name}=...) needs a number of seconds, got {value!r}")
+    if not value > 0 or value == math.inf:
+        raise ValueError(f"timeout({name}=...) needs a finite number of seconds > 0, got {value}")
+    return float(value)
+
+
+@final
+class TimeoutNode(_Stage[T]):
+    __slots__ = ("_between", "_first", "_total")
+
+    def __init__(
+        self, upstream: Node[T], first: float | None, between: float | None, total: float | None
+    ) -> None:
+        super().__init__(upstream)
+        self._first = _check_seconds("first", first)
+        self._between = _check_seconds("between", between)
+        self._total = _check_seconds("total", total)
+
+    def _describe_self(self) -> str:
+        limits = {"first": self._first, "between": self._between, "total": self._total}
+        return "timeout(" + ", ".join(f"{k}={v}" for k, v in limits.items() if v) + ")"
+
+    async def open(self, scope: Scope) -> Pull[T]:
+        mark = scope.mark()
+        upstream = as_async(await self._upstream.open(scope))
+        total_deadline = math.inf if self._total is None else trio.current_time() + self._total
+        return _Timeout(
+            upstream,
+            scope.since(mark),
+            first=self._first,
+            between=self._between,
+            total=self._total,
+            total_deadline=total_deadline,
+        )
+
+
+@final
+class _Timeout(AsyncPull[T]):
+    """Each request gets ``first`` (the first item) or ``between`` seconds, measured from the
+    request; the whole stream gets ``total`` seconds from its opening. The upstream pull is
+    cancel-safe, so an ordinary cancellation just propagates; on expiry every upstream stage
+    is stopped (a producer in the middle of an item is cancelled) and `trio.TooSlowError`
+    ends the stream."""
+
+    __slots__ = (
+        "_between",
+        "_first",
+        "_got_first",
+        "_resources",
+        "_total",
+        "_total_deadline",
+        "_upstream",
+    )
+
+    def __init__(
+        self,
+        upstream: AsyncPull[T],
+        resources: tuple[Resource, ...],
+        *,
+        first: float | None,
+        between: float | None,
+        total: float | None,
+        total_deadline: float,
+    ) -> None:
+        self._upstream = upstream
+        self._first = first
+        self._between = between
+        self._total_deadline = total_deadline
+        self._total = total
+        self._resources = resources
+        self._got_first = False
+
+    async def pull(self) -> T:
+        limit = self._between if self._got_first else self._first
+        deadline = self._total_deadline
+        if limit is not None:
+            deadline = min(deadline, trio.current_time() + limit)
+        with trio.move_on_at(deadline) as cancel_scope:
+            item = await self._upstream.pull()
+            self._got_first = True
+            return item
+        assert cancel_scope.cancelled_caught
+        for resource in self._resources:
+            resource.stop()
+        if deadline == self._total_deadline:
+            raise trio.TooSlowError(f"the stream did not end within total={self._total} s")
+        which = "between items" if self._got_first else "to the first item"
+        raise trio.TooSlowError(f"no item within {limit} s ({which})")

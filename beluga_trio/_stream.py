@@ -21,7 +21,7 @@ from typing import (
 import trio
 
 from ._exceptions import EmptyStreamError
-from ._operators import FilterNode, MapNode, SkipNode, TakeNode
+from ._operators import FilterNode, MapNode, SkipNode, TakeNode, TimeoutNode
 from ._stage import SCHEDULE_EVERY, Node, Pull, Scope, SyncPull, Yield, settle
 from ._util import check_not_awaitable, is_async_callable
 
@@ -121,6 +121,22 @@ class Stream(Generic[T_co]):
     def skip(self, n: int) -> Stream[T_co]:
         """All items but the first ``n``."""
         return Stream(SkipNode(self._node, n))
+
+    def timeout(
+        self,
+        first: float | None = None,
+        between: float | None = None,
+        total: float | None = None,
+    ) -> Stream[T_co]:
+        """Limit the time, in seconds, to the first item (time to first token), between
+        items, and for the whole stream.
+
+        ``first`` and ``between`` are measured from each request (the ``anext`` call) to its
+        item; ``total`` from the opening of the stream. On expiry every upstream stage is
+        stopped at once (a producer in the middle of an item is cancelled) and the stream ends
+        with `trio.TooSlowError`. Any other cancellation passes through as usual.
+        """
+        return Stream(TimeoutNode(self._node, first, between, total))
 
     # ---------------------------------------------------------------- terminal operations
 

@@ -26,7 +26,7 @@ EXPECTED: dict[str, tuple[bool, str]] = {
     "errors_and_partial_results.py": (
         False,  # an endless in-memory source never idles, so a virtual clock never advances
         "caught: 429 from the model server\n"
-        "partial: Hello, wor | error: RateLimited('429 from the model server')\n"
+        "partial: Hello, wor | error: RateLimitError('429 from the model server')\n"
         "cancelled: True\n",
     ),
     "lock_step.py": (

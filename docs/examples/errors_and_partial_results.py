@@ -7,21 +7,22 @@ import trio
 import beluga_trio as bt
 
 
-class RateLimited(Exception):
+class RateLimitError(Exception):
     pass
 
 
 @bt.stream
 async def flaky_tokens() -> AsyncIterator[str]:
-    yield "Hello"
-    yield ", wor"
-    raise RateLimited("429 from the model server")
+    for token in ["Hello", ", wor"]:
+        await trio.sleep(0.01)  # a network read
+        yield token
+    raise RateLimitError("429 from the model server")
 
 
 async def main() -> None:
     try:
         await flaky_tokens().collect()
-    except RateLimited as exc:  # not wrapped in an ExceptionGroup
+    except RateLimitError as exc:  # not wrapped in an ExceptionGroup
         print("caught:", exc)
 
     items, error = await flaky_tokens().collect_result()  # Go's CollectStream
