@@ -5,31 +5,30 @@ A `Stream` is cold, immutable and typed; it runs only while it is open, inside a
 block stops everything. See ``docs/`` for the concepts and the guarantees.
 """
 
+from ._buffer import BufferedStream, BufferStatistics, Overflow
 from ._exceptions import EmptyStreamError, StreamConsumedError
+from ._fanout import fan_out
+from ._opening import StreamIterator, StreamOpening
 from ._sources import from_channel, from_iterable, stream
-from ._stream import (
-    CollectResult,
-    Stream,
-    StreamIterator,
-    StreamOpening,
-    collect,
-    collect_result,
-    invoke,
-    pipe,
-)
+from ._stream import CollectResult, Stream, collect, collect_result, invoke, merge, pipe
 
 __all__ = [
+    "BufferStatistics",
+    "BufferedStream",
     "CollectResult",
     "EmptyStreamError",
+    "Overflow",
     "Stream",
     "StreamConsumedError",
     "StreamIterator",
     "StreamOpening",
     "collect",
     "collect_result",
+    "fan_out",
     "from_channel",
     "from_iterable",
     "invoke",
+    "merge",
     "pipe",
     "stream",
 ]

@@ -1,4 +1,4 @@
-"""The sequential operators: map, filter, take, skip, timeout.
+"""The sequential operators: map, filter, take, skip, batch, timeout.
 
 Each node opens its upstream, then wraps the upstream's pull: over a `SyncPull` with a sync
 function it extends the fused iterator chain (no ``await``, no per-item cancellation logic);
@@ -29,7 +29,7 @@ from ._stage import (
 )
 from ._util import check_not_awaitable, describe, is_async_callable
 
-__all__ = ["FilterNode", "MapNode", "SkipNode", "TakeNode", "TimeoutNode"]
+__all__ = ["BatchNode", "FilterNode", "MapNode", "SkipNode", "TakeNode", "TimeoutNode"]
 
 T = TypeVar("T")
 U = TypeVar("U")
@@ -378,16 +378,121 @@ class _Skip(AsyncPull[T]):
         return await self._upstream.pull()
 
 
+# -------------------------------------------------------------------------------- batch
+
+
+@final
+class BatchNode(_Stage[list[T]]):
+    __slots__ = ("_size", "_within")
+
+    def __init__(self, upstream: Node[T], size: int, within: float | None) -> None:
+        super().__init__(upstream)
+        if _check_count("batch", size) < 1:
+            raise ValueError(f"batch() needs a size >= 1, got {size}")
+        self._size = size
+        self._within = _check_seconds("within", within, "batch")
+
+    def _describe_self(self) -> str:
+        return f"batch({self._size}, within={self._within})"
+
+    async def open(self, scope: Scope) -> Pull[list[T]]:
+        upstream = await self._upstream.open(scope)
+        if self._within is None and isinstance(upstream, SyncPull):
+            return SyncPull(_SyncBatch(upstream.it, self._size), upstream.resources)
+        return _Batch(as_async(upstream), self._size, self._within)
+
+
+@final
+class _SyncBatch(Iterator[list[T]]):
+    """Lists of up to ``size`` items. A partial batch survives `Yield` (it is kept in
+    ``_partial``); one ended by an upstream error is delivered before the error."""
+
+    __slots__ = ("_error", "_it", "_partial", "_size")
+
+    def __init__(self, it: Iterator[T], size: int) -> None:
+        self._it = it
+        self._size = size
+        self._partial: list[T] = []
+        self._error: Exception | None = None
+
+    def __next__(self) -> list[T]:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+        batch = self._partial
+        try:
+            while len(batch) < self._size:
+                batch.append(next(self._it))
+        except StopIteration:
+            if not batch:
+                raise
+        except Yield:
+            raise
+        except Exception as exc:
+            if not batch:
+                raise
+            self._error = exc
+        self._partial = []
+        return batch
+
+
+@final
+class _Batch(AsyncPull[list[T]]):
+    """Lists of up to ``size`` items; with ``within``, a partial batch is flushed ``within``
+    seconds after its first item arrived. The partial batch is kept across a cancelled pull,
+    and one ended by an upstream error is delivered before the error."""
+
+    __slots__ = ("_deadline", "_error", "_partial", "_size", "_upstream", "_within")
+
+    def __init__(self, upstream: AsyncPull[T], size: int, within: float | None) -> None:
+        self._upstream = upstream
+        self._size = size
+        self._within = within
+        self._partial: list[T] = []
+        self._deadline = math.inf
+        self._error: Exception | None = None
+
+    async def pull(self) -> list[T]:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+        batch = self._partial
+        within = self._within
+        try:
+            while len(batch) < self._size:
+                if batch and within is not None:
+                    with trio.move_on_at(self._deadline):
+                        batch.append(await self._upstream.pull())
+                        continue
+                    break  # the deadline passed: the partial batch is due
+                batch.append(await self._upstream.pull())
+                if within is not None:
+                    self._deadline = trio.current_time() + within
+        except StopAsyncIteration:
+            if not batch:
+                raise
+        except trio.Cancelled:
+            raise  # the partial batch stays in _partial for the next pull
+        except Exception as exc:
+            if not batch:
+                raise
+            self._error = exc
+        self._partial = []
+        return batch
+
+
 # ------------------------------------------------------------------------------ timeout
 
 
-def _check_seconds(name: str, value: float | None) -> float | None:
+def _check_seconds(name: str, value: float | None, operator: str = "timeout") -> float | None:
     if value is None:
         return None
     if not isinstance(value, int | float) or isinstance(value, bool):  # pyright: ignore[reportUnnecessaryIsInstance]
-        raise TypeError(f"timeout({name}=...) needs a number of seconds, got {value!r}")
+        raise TypeError(f"{operator}({name}=...) needs a number of seconds, got {value!r}")
     if not value > 0 or value == math.inf:
-        raise ValueError(f"timeout({name}=...) needs a finite number of seconds > 0, got {value}")
+        raise ValueError(
+            f"{operator}({name}=...) needs a finite number of seconds > 0, got {value}"
+        )
     return float(value)
 
 

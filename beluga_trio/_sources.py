@@ -9,6 +9,7 @@ from typing import Any, ParamSpec, TypeVar, final
 
 import trio
 
+from ._channel import ChannelPull
 from ._exceptions import StreamConsumedError
 from ._producer import Producer
 from ._stage import AsyncPull, Node, Pull, Resource, Scope, SyncPull, SyncResource
@@ -188,14 +189,20 @@ class _ChannelSource(Node[T]):
 
     async def open(self, scope: Scope) -> Pull[T]:
         self._once.claim(self.describe())
-        pull = _ChannelPull(self._channel)
+        channel = self._channel
+        if isinstance(channel, trio.MemoryReceiveChannel):
+            # Memory channels have nowait fast paths; closing one is synchronous.
+            scope.add(SyncResource(channel.close))
+            return ChannelPull(channel)
+        pull = _ChannelPull(channel)
         scope.add(pull)
         return pull
 
 
 @final
 class _ChannelPull(AsyncPull[T], Resource):
-    """Receives in the consumer's task; trio guarantees a cancelled receive loses nothing."""
+    """Any other `ReceiveChannel`: received in the consumer's task (trio guarantees that a
+    cancelled receive loses nothing; every receive is a checkpoint)."""
 
     __slots__ = ("_channel",)
 
@@ -209,8 +216,7 @@ class _ChannelPull(AsyncPull[T], Resource):
             raise StopAsyncIteration from None
 
     def stop(self) -> None:
-        if isinstance(self._channel, trio.MemoryReceiveChannel):
-            self._channel.close()  # at once, so a blocked sender sees it now
+        pass  # closing a generic channel takes an await: wait_stopped does it
 
     async def wait_stopped(self) -> None:
         await self._channel.aclose()

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from itertools import chain, islice
-from types import TracebackType
+from collections.abc import Awaitable, Callable, Iterator
 from typing import (
     TYPE_CHECKING,
     Any,
-    Final,
     Generic,
     NamedTuple,
     TypeGuard,
@@ -20,19 +17,21 @@ from typing import (
 
 import trio
 
+from ._buffer import BufferNode, Overflow
+from ._concurrent import ConcurrentMapNode
 from ._exceptions import EmptyStreamError
-from ._operators import FilterNode, MapNode, SkipNode, TakeNode, TimeoutNode
-from ._stage import SCHEDULE_EVERY, Node, Pull, Scope, SyncPull, Yield, settle
+from ._merge import MergeNode
+from ._opening import StreamOpening
+from ._operators import BatchNode, FilterNode, MapNode, SkipNode, TakeNode, TimeoutNode
+from ._stage import Node
 from ._util import check_not_awaitable, is_async_callable
 
-__all__ = ["CollectResult", "Stream", "collect", "collect_result", "invoke", "pipe"]
+__all__ = ["CollectResult", "Stream", "collect", "collect_result", "invoke", "merge", "pipe"]
 
 T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
 U = TypeVar("U")
 A = TypeVar("A")
-
-_END: Final[Any] = object()
 
 
 @final
@@ -90,17 +89,53 @@ class Stream(Generic[T_co]):
     # ------------------------------------------------------------------------ operators
 
     @overload
-    def map(self, fn: Callable[[T_co], Awaitable[U]]) -> Stream[U]: ...
+    def map(
+        self,
+        fn: Callable[[T_co], Awaitable[U]],
+        *,
+        concurrency: int | trio.CapacityLimiter | None = None,
+        ordered: bool = True,
+        window: int | None = None,
+    ) -> Stream[U]: ...
     @overload
-    def map(self, fn: Callable[[T_co], U]) -> Stream[U]: ...
-    def map(self, fn: Callable[[T_co], Any]) -> Stream[Any]:
+    def map(
+        self,
+        fn: Callable[[T_co], U],
+        *,
+        concurrency: int | trio.CapacityLimiter | None = None,
+        ordered: bool = True,
+        window: int | None = None,
+    ) -> Stream[U]: ...
+    def map(
+        self,
+        fn: Callable[[T_co], Any],
+        *,
+        concurrency: int | trio.CapacityLimiter | None = None,
+        ordered: bool = True,
+        window: int | None = None,
+    ) -> Stream[Any]:
         """Apply ``fn`` (sync or ``async def``) to each item; Go's ``Pipe``.
 
-        An exception from ``fn`` ends the stream with that exception. An async ``fn``
-        cancelled in the middle of an item is called again for that item by the next
-        request. Whether ``fn`` is async is decided from its definition; a sync function that
-        returns an awaitable raises `TypeError`.
+        An exception from ``fn`` ends the stream with that exception. Whether ``fn`` is async
+        is decided from its definition; a sync function that returns an awaitable raises
+        `TypeError`.
+
+        Without ``concurrency``, one call at a time, in the consumer's task; an async ``fn``
+        cancelled in the middle of an item is called again for that item by the next request.
+
+        With ``concurrency=n`` (an int, or a `trio.CapacityLimiter` shared with other stages,
+        Beluga's FlowController), up to n calls run at once, each in a task of the opening's
+        nursery. ``ordered=True`` delivers results in input order, ``False`` in completion
+        order. At most ``window`` items (default 2n) are in flight or waiting to be taken, so
+        memory is bounded and one slow item does not idle the other slots until that many
+        have finished behind it. An error from ``fn`` cancels the calls in flight and is
+        raised after the results delivered before it; an upstream error is raised after the
+        calls already started have delivered.
         """
+        if concurrency is not None:
+            return Stream(
+                ConcurrentMapNode(self._node, fn, concurrency, ordered=ordered, window=window)
+            )
         return Stream(MapNode(self._node, fn))
 
     @overload
@@ -112,6 +147,13 @@ class Stream(Generic[T_co]):
     def filter(self, pred: Callable[[T_co], Any]) -> Stream[Any]:
         """Keep the items for which ``pred`` (sync or ``async def``) is true."""
         return Stream(FilterNode(self._node, pred))
+
+    def batch(self, size: int, within: float | None = None) -> Stream[list[T_co]]:
+        """Lists of up to ``size`` items. With ``within`` seconds, a partial batch is
+        delivered when that time has passed since its first item. A partial batch is kept
+        across a cancelled request, and one cut short by an upstream error is delivered
+        before the error is raised."""
+        return Stream(BatchNode(self._node, size, within))
 
     def take(self, n: int) -> Stream[T_co]:
         """The first ``n`` items. The upstream is stopped as soon as the n-th item is in
@@ -137,6 +179,18 @@ class Stream(Generic[T_co]):
         with `trio.TooSlowError`. Any other cancellation passes through as usual.
         """
         return Stream(TimeoutNode(self._node, first, between, total))
+
+    def buffer(self, capacity: int, overflow: Overflow = "wait") -> Stream[T_co]:
+        """Read ahead into a bounded buffer, in a task, from the moment the stream is opened
+        (Go's ``BufferedStream``).
+
+        At most ``capacity`` items wait, plus the one in the producer's hand. ``overflow``:
+        ``"wait"`` (backpressure: the producer pauses while the buffer is full),
+        ``"drop_oldest"`` or ``"drop_newest"`` (the producer never pauses; the oldest waiting
+        item, or the new one, is dropped). Items already buffered are delivered before the
+        producer's error is raised. See `BufferedStream` for the length and statistics.
+        """
+        return Stream(BufferNode(self._node, capacity, overflow))
 
     # ---------------------------------------------------------------- terminal operations
 
@@ -241,158 +295,6 @@ class CollectResult(NamedTuple, Generic[T]):
         return self.items
 
 
-# ---------------------------------------------------------------------------- opening
-
-
-@final
-class StreamOpening(Generic[T_co]):
-    """The async context manager returned by `Stream.open`. Enter it once."""
-
-    __slots__ = ("_iterator", "_node", "_scope")
-
-    def __init__(self, node: Node[T_co]) -> None:
-        self._node = node
-        self._scope: Scope | None = None
-        self._iterator: StreamIterator[T_co] | None = None
-
-    async def __aenter__(self) -> StreamIterator[T_co]:
-        if self._scope is not None:
-            raise RuntimeError(
-                "this open() context manager was already entered; call stream.open() again "
-                "for another opening"
-            )
-        scope = self._scope = Scope()
-        try:
-            pull = await self._node.open(scope)
-        except BaseException as exc:
-            # Opening failed half-way: stop what was opened, then raise (ASYNC102: leaving
-            # the nursery is shielded by trio itself; the tasks stay cancellable).
-            await settle(exc, await scope.aclose())  # noqa: ASYNC102
-            raise
-        self._iterator = StreamIterator(pull)
-        return self._iterator
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        assert self._scope is not None, "__aexit__ without __aenter__"
-        assert self._iterator is not None
-        self._iterator.close()
-        # ASYNC102: this is the stream's cleanup; see Scope.aclose for how it stays
-        # cancellable without leaving a task behind.
-        await settle(exc, await self._scope.aclose())  # noqa: ASYNC102
-
-
-_OPEN: Final = 0
-_FINISHED: Final = 1  # ended, or raised an error
-_CLOSED: Final = 2  # its opening has exited
-
-
-@final
-class StreamIterator(AsyncIterator[T_co]):
-    """The iterator an opened stream yields. Valid only inside its ``async with`` block.
-
-    After the stream ends or raises, ``anext`` raises `StopAsyncIteration`; after the block
-    exits, `trio.ClosedResourceError`; two tasks waiting in ``anext`` at once:
-    `trio.BusyResourceError`. A cancelled ``anext`` changes nothing: the stream goes on.
-    """
-
-    __slots__ = ("_async", "_budget", "_busy", "_state", "_sync")
-
-    def __init__(self, pull: Pull[T_co]) -> None:
-        # Exactly one of the two is set.
-        self._sync = pull.it if isinstance(pull, SyncPull) else None
-        self._async = None if isinstance(pull, SyncPull) else pull
-        self._state = _OPEN
-        self._busy = False
-        self._budget = SCHEDULE_EVERY
-
-    def close(self) -> None:
-        self._state = _CLOSED
-
-    def _refuse(self) -> None:
-        if self._state == _CLOSED:
-            raise trio.ClosedResourceError("this stream's open() block has exited")
-        if self._busy:
-            raise trio.BusyResourceError("another task is already waiting on this stream")
-
-    async def __anext__(self) -> T_co:
-        if self._state != _OPEN or self._busy:
-            if self._state == _FINISHED and not self._busy:
-                await trio.lowlevel.checkpoint()
-                raise StopAsyncIteration
-            self._refuse()
-        # Every item is a cancellation point, and a full schedule point every few hundred.
-        self._budget -= 1
-        if self._budget < 0:
-            self._budget = SCHEDULE_EVERY
-            await trio.lowlevel.checkpoint()
-        else:
-            await trio.lowlevel.checkpoint_if_cancelled()
-        self._busy = True
-        try:
-            sync = self._sync
-            if sync is not None:
-                while True:
-                    try:
-                        return next(sync)
-                    except Yield:
-                        await trio.lowlevel.checkpoint()
-            assert self._async is not None
-            return await self._async.pull()
-        except (StopIteration, StopAsyncIteration):
-            self._state = _FINISHED
-            raise StopAsyncIteration from None
-        except trio.Cancelled:
-            raise  # every stage is cancel-safe: the stream goes on
-        except BaseException:
-            self._state = _FINISHED
-            raise
-        finally:
-            self._busy = False
-
-    async def drain(self, sink: Callable[[Iterator[T_co]], object]) -> None:
-        """Feed every remaining item to ``sink`` in order, a bounded chunk per call.
-
-        For terminal operations: a sync chain is consumed by ``sink`` (e.g. ``list.extend``)
-        at C speed, with a schedule point between chunks of `SCHEDULE_EVERY` items; an async
-        chain hands over whatever items are ready at once.
-        """
-        self._refuse()
-        if self._state == _FINISHED:
-            return
-        self._busy = True
-        try:
-            sync = self._sync
-            if sync is not None:
-                await _drain_sync(sync, sink)
-            else:
-                assert self._async is not None
-                pull_some = self._async.pull_some
-                while items := await pull_some():
-                    sink(iter(items))
-        finally:
-            self._state = _FINISHED
-            self._busy = False
-
-
-async def _drain_sync(it: Iterator[T], sink: Callable[[Iterator[T]], object]) -> None:
-    while True:
-        await trio.lowlevel.checkpoint()
-        try:
-            # Pull one item first to learn whether the chain has ended, then let sink
-            # take it and up to a chunk more; sink sees every item in order.
-            head = next(it, _END)
-            if head is _END:
-                return
-            sink(chain((head,), islice(it, SCHEDULE_EVERY - 1)))
-        except Yield:
-            pass  # a looping stage asks for a schedule point: take it and go on
-
-
 # ------------------------------------------------------------------- module functions
 
 
@@ -413,6 +315,23 @@ async def collect(source: Stream[T]) -> list[T]:
 async def collect_result(source: Stream[T]) -> CollectResult[T]:
     """``await collect_result(s)`` is ``await s.collect_result()``."""
     return await source.collect_result()
+
+
+def merge(*streams: Stream[T], capacity: int = 64) -> Stream[T]:
+    """A stream of the items of all ``streams``, read concurrently, in arrival order.
+
+    Each source is read by its own task in the opening's nursery; up to ``capacity`` items
+    that arrived wait for the consumer (the sources pause while it is full). Ends when every
+    source has ended. The first error stops every other source at once and is raised, as
+    itself, after the items that arrived before it; errors raised at the same moment by
+    several sources arrive together in one `BaseExceptionGroup`.
+    """
+    nodes: list[Node[T]] = []
+    for s in streams:
+        if not isinstance(s, Stream):  # pyright: ignore[reportUnnecessaryIsInstance]
+            raise TypeError(f"merge() takes Streams, got {s!r}")
+        nodes.append(s._node)
+    return Stream(MergeNode(tuple(nodes), capacity))
 
 
 async def invoke(source: Stream[T]) -> T:

@@ -1,0 +1,163 @@
+"""``fan_out(stream, *consumers)``: one source, read once, seen in full by every consumer."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, Final, Generic, TypeVar, final
+
+import trio
+
+from ._channel import ChannelPull, raise_errors
+from ._exceptions import StreamConsumedError
+from ._stage import AsyncPull, Node, Pull, Scope, SyncResource, as_async, settle
+from ._stream import Stream
+from ._util import describe
+
+__all__ = ["fan_out"]
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+_MISSING: Final[Any] = object()
+
+
+@final
+class _ViewNode(Node[T]):
+    """A consumer's view: the channel the distributor fills for it. Opened once."""
+
+    __slots__ = ("_index", "_opened", "_rx")
+
+    def __init__(self, rx: trio.MemoryReceiveChannel[T], index: int) -> None:
+        self._rx = rx
+        self._index = index
+        self._opened = False
+
+    def describe(self) -> str:
+        return f"fan_out view {self._index}"
+
+    async def open(self, scope: Scope) -> Pull[T]:
+        if self._opened:
+            raise StreamConsumedError(
+                f"{self.describe()} was already opened; each consumer's view is opened once"
+            )
+        self._opened = True
+        # Closing the view (the consumer leaving it) detaches the consumer.
+        scope.add(SyncResource(self._rx.close))
+        return ChannelPull(self._rx)
+
+
+@final
+class _Distribution(Generic[T, R]):
+    """One run of `fan_out`: the source's reader, the consumers, and what they raised."""
+
+    __slots__ = ("_channels", "_consumers", "_nursery", "errors", "results")
+
+    def __init__(
+        self,
+        consumers: tuple[Callable[[Stream[T]], Awaitable[R]], ...],
+        buffer: int,
+        nursery: trio.Nursery,
+    ) -> None:
+        self._consumers = consumers
+        self._channels = [trio.open_memory_channel[T](buffer) for _ in consumers]
+        self._nursery = nursery
+        self.results: list[Any] = [_MISSING] * len(consumers)
+        self.errors: list[BaseException] = []
+
+    def start(self, source: AsyncPull[T]) -> None:
+        self._nursery.start_soon(self._distribute, source, name="beluga_trio fan_out source")
+        for index, consumer in enumerate(self._consumers):
+            name = f"beluga_trio fan_out consumer {describe(consumer)}"
+            self._nursery.start_soon(self._consume, index, name=name)
+
+    def _fail(self, exc: BaseException) -> None:
+        self.errors.append(exc)
+        self._nursery.cancel_scope.cancel()  # our own scope: nothing of it escapes
+
+    async def _distribute(self, source: AsyncPull[T]) -> None:
+        senders = [tx for tx, _ in self._channels]
+        attached = list(senders)
+        try:
+            while attached:
+                try:
+                    item = await source.pull()
+                except StopAsyncIteration:
+                    return
+                detached: list[trio.MemorySendChannel[T]] = []
+                for tx in attached:
+                    try:
+                        tx.send_nowait(item)
+                    except trio.WouldBlock:
+                        try:
+                            await tx.send(item)  # the slowest consumer sets the pace
+                        except trio.BrokenResourceError:
+                            detached.append(tx)
+                    except trio.BrokenResourceError:
+                        detached.append(tx)  # that consumer has returned
+                for tx in detached:
+                    attached.remove(tx)
+        except trio.Cancelled:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - raised by fan_out, as itself
+            self._fail(exc)
+        finally:
+            for tx in senders:
+                tx.close()  # the views end after their last item
+
+    async def _consume(self, index: int) -> None:
+        rx = self._channels[index][1]
+        try:
+            self.results[index] = await self._consumers[index](Stream(_ViewNode(rx, index)))
+        except trio.Cancelled:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - raised by fan_out, as itself
+            self._fail(exc)
+        finally:
+            rx.close()  # detach it, whether or not it opened its view
+
+
+async def fan_out(
+    stream: Stream[T],
+    *consumers: Callable[[Stream[T]], Awaitable[R]],
+    buffer: int = 1024,
+) -> list[R]:
+    """Run every consumer on its own view of ``stream``, concurrently; return their results.
+
+    Each consumer is ``async def consumer(view: Stream[T]) -> R``; its view is a stream it may
+    open once. The source is opened and read once, by one task; every consumer sees every item,
+    in order. The slowest consumer sets the pace: at most ``buffer`` items wait for each one,
+    so memory does not grow with the stream. A consumer that returns early (or never opens its
+    view) is detached and the others go on. Returns ``[R, ...]`` in the order of
+    ``consumers``.
+
+    Errors: an exception from the source or from any consumer cancels everything else and is
+    raised, as itself; several at once arrive together in one `BaseExceptionGroup`. All tasks
+    live in a nursery of this call: when it returns or raises, nothing is left running.
+    """
+    if not isinstance(stream, Stream):  # pyright: ignore[reportUnnecessaryIsInstance]
+        raise TypeError(f"fan_out() needs a Stream, got {stream!r}")
+    for consumer in consumers:
+        if not callable(consumer):
+            raise TypeError(f"fan_out() consumers must be async callables, got {consumer!r}")
+    if not isinstance(buffer, int) or isinstance(buffer, bool):  # pyright: ignore[reportUnnecessaryIsInstance]
+        raise TypeError(f"fan_out() needs an int buffer, got {buffer!r}")
+    if buffer < 1:
+        raise ValueError(f"fan_out() needs a buffer >= 1, got {buffer}")
+
+    scope = Scope()  # the source's stages, opened in this task
+    try:
+        source = as_async(await stream._node.open(scope))
+        async with trio.open_nursery() as nursery:
+            run = _Distribution(consumers, buffer, nursery)
+            run.start(source)
+    except BaseException as exc:
+        # ASYNC102: stopping the source's stages is this call's cleanup (see Scope.aclose).
+        await settle(exc, await scope.aclose())  # noqa: ASYNC102
+        raise
+    errors = run.errors
+    error = None
+    if errors:
+        error = errors[0] if len(errors) == 1 else BaseExceptionGroup("fan_out errors", errors)
+    await settle(error, await scope.aclose())
+    raise_errors(errors)
+    return run.results
