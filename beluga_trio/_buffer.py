@@ -3,16 +3,16 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from types import TracebackType
-from typing import TYPE_CHECKING, Final, Generic, Literal, Self, TypeVar, final, get_args
+from typing import TYPE_CHECKING, Any, Final, Generic, Self, TypeVar, final, get_args
 
 import attrs
-import trio
 
-from ._channel import ChannelPull, Tasks
+from ._channel import Feed, Overflow, Tasks
 from ._opening import StreamIterator, StreamOpening
-from ._stage import AsyncPull, Node, Pull, Scope, as_async
+from ._stage import Node, Pull, Scope
 
 if TYPE_CHECKING:
     from ._stream import Stream
@@ -21,7 +21,6 @@ __all__ = ["BufferNode", "BufferStatistics", "BufferedStream", "Overflow"]
 
 T = TypeVar("T")
 
-Overflow = Literal["wait", "drop_oldest", "drop_newest"]
 _OVERFLOWS: Final = get_args(Overflow)
 
 
@@ -38,85 +37,14 @@ class BufferStatistics:
     dropped: int
 
 
-@final
-class _Buffer(Generic[T]):
-    """One opened buffer: a pump task reading ahead into a bounded channel."""
-
-    __slots__ = (
-        "_capacity",
-        "_evicted",
-        "_overflow",
-        "_peak",
-        "_placed",
-        "_rx_for_eviction",
-        "_tx",
-        "_upstream",
-        "discarded",
-        "output",
-        "tasks",
+def _statistics(feed: Feed[Any], capacity: int, overflow: Overflow) -> BufferStatistics:
+    return BufferStatistics(
+        capacity=capacity,
+        overflow=overflow,
+        buffered=feed.fill(),
+        peak=feed.peak,
+        dropped=feed.evicted + feed.discarded,
     )
-
-    def __init__(self, upstream: AsyncPull[T], capacity: int, overflow: Overflow) -> None:
-        self._upstream = upstream
-        self._capacity = capacity
-        self._overflow: Overflow = overflow
-        tx, rx = trio.open_memory_channel[T](capacity)
-        self._tx = tx
-        self._rx_for_eviction = rx.clone() if overflow == "drop_oldest" else None
-        self.tasks = Tasks()
-        self.tasks.when_all_done(self._close)
-        self.output = ChannelPull(rx, self.tasks)
-        self._placed = 0  # items put in the channel
-        self._evicted = 0  # items taken out again by drop_oldest
-        self.discarded = 0  # items never put in, by drop_newest
-        self._peak = 0
-
-    def _close(self) -> None:
-        self._tx.close()
-        if self._rx_for_eviction is not None:
-            self._rx_for_eviction.close()
-
-    def __len__(self) -> int:
-        return self._placed - self._evicted - self.output.received
-
-    def statistics(self) -> BufferStatistics:
-        return BufferStatistics(
-            capacity=self._capacity,
-            overflow=self._overflow,
-            buffered=len(self),
-            peak=self._peak,
-            dropped=self._evicted + self.discarded,
-        )
-
-    async def run(self) -> None:
-        upstream_pull = self._upstream.pull
-        send_nowait = self._tx.send_nowait
-        output = self.output
-        overflow = self._overflow
-        try:
-            while True:
-                try:
-                    item = await upstream_pull()
-                except StopAsyncIteration:
-                    return
-                try:
-                    send_nowait(item)
-                except trio.WouldBlock:
-                    if overflow == "wait":
-                        await self._tx.send(item)  # backpressure: one item in hand
-                    elif overflow == "drop_newest":
-                        self.discarded += 1
-                        continue
-                    else:
-                        assert self._rx_for_eviction is not None
-                        self._rx_for_eviction.receive_nowait()
-                        self._evicted += 1
-                        send_nowait(item)
-                self._placed += 1
-                buffered = self._placed - self._evicted - output.received
-                self._peak = max(self._peak, buffered)
-        except trio.BrokenResourceError:
-            return  # the consumer has gone
 
 
 @final
@@ -128,7 +56,7 @@ class BufferNode(Node[T]):
         upstream: Node[T],
         capacity: int,
         overflow: Overflow,
-        on_open: Callable[[_Buffer[T]], object] | None = None,
+        on_open: Callable[[Feed[T]], object] | None = None,
     ) -> None:
         if not isinstance(capacity, int) or isinstance(capacity, bool):  # pyright: ignore[reportUnnecessaryIsInstance]
             raise TypeError(f"buffer() needs an int capacity, got {capacity!r}")
@@ -144,14 +72,20 @@ class BufferNode(Node[T]):
     def describe(self) -> str:
         return f"{self._upstream.describe()} | buffer({self._capacity}, {self._overflow!r})"
 
+    @property
+    def capacity(self) -> int:
+        return self._capacity
+
     async def open(self, scope: Scope) -> Pull[T]:
-        upstream = as_async(await self._upstream.open(scope))
-        buffer = _Buffer(upstream, self._capacity, self._overflow)
-        scope.add(buffer.tasks)
-        buffer.tasks.start(await scope.nursery(), buffer.run, name="buffer")
+        upstream = await self._upstream.open(scope)
+        tasks = Tasks()
+        feed: Feed[T] = Feed(self._capacity, self._overflow, tasks)
+        tasks.when_all_done(feed.close)
+        scope.add(tasks)
+        tasks.start(await scope.nursery(), functools.partial(feed.pump, upstream), name="buffer")
         if self._on_open is not None:
-            self._on_open(buffer)
-        return buffer.output
+            self._on_open(feed)
+        return feed.output
 
 
 @final
@@ -173,20 +107,21 @@ class BufferedStream(Generic[T]):
     items between two loops.
     """
 
-    __slots__ = ("_buffer", "_capacity", "_iterated", "_iterator", "_opening")
+    __slots__ = ("_capacity", "_feed", "_iterated", "_iterator", "_opening", "_overflow")
 
     def __init__(self, stream: Stream[T], capacity: int, *, overflow: Overflow = "wait") -> None:
         node: Node[T] | None = getattr(stream, "_node", None)
         if not isinstance(node, Node):
             raise TypeError(f"BufferedStream() needs a Stream, got {stream!r}")
         self._capacity = capacity
+        self._overflow: Overflow = overflow
         self._opening = StreamOpening(BufferNode(node, capacity, overflow, self._opened))
-        self._buffer: _Buffer[T] | None = None
+        self._feed: Feed[T] | None = None
         self._iterator: StreamIterator[T] | None = None
         self._iterated = False
 
-    def _opened(self, buffer: _Buffer[T]) -> None:
-        self._buffer = buffer
+    def _opened(self, feed: Feed[T]) -> None:
+        self._feed = feed
 
     async def __aenter__(self) -> Self:
         self._iterator = await self._opening.__aenter__()
@@ -214,7 +149,7 @@ class BufferedStream(Generic[T]):
 
     def __len__(self) -> int:
         """The items waiting in the buffer now (Go's ``Len``)."""
-        return 0 if self._buffer is None else len(self._buffer)
+        return 0 if self._feed is None else self._feed.fill()
 
     @property
     def capacity(self) -> int:
@@ -223,6 +158,6 @@ class BufferedStream(Generic[T]):
 
     def statistics(self) -> BufferStatistics:
         """Capacity, items waiting now, the peak, and the items dropped so far."""
-        if self._buffer is None:
+        if self._feed is None:
             raise RuntimeError("a BufferedStream has statistics once its block is entered")
-        return self._buffer.statistics()
+        return _statistics(self._feed, self._capacity, self._overflow)

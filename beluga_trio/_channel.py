@@ -12,14 +12,15 @@ ready with ``receive_nowait`` costs about as much as the chain itself).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Final, TypeVar, cast, final
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from itertools import islice
+from typing import Any, Final, Generic, Literal, TypeVar, cast, final
 
 import trio
 
-from ._stage import SCHEDULE_EVERY, AsyncPull, Resource
+from ._stage import SCHEDULE_EVERY, AsyncPull, Pull, Resource, SyncPull, Yield
 
-__all__ = ["ChannelPull", "Tasks", "is_cancellation", "pump", "raise_errors"]
+__all__ = ["ChannelPull", "Feed", "Overflow", "Tasks", "is_cancellation", "raise_errors"]
 
 T = TypeVar("T")
 
@@ -51,8 +52,9 @@ class Tasks(Resource):
     `start` runs ``fn()`` in the opening's nursery under its own cancel scope. When every task
     has returned, `on_all_done` callbacks run (a stage closes its output channel there, so
     the consumer sees the end only after the last item). `errors` holds what the tasks
-    raised, in order; `stop` cancels them all, and `trio.Cancelled` is never recorded: a
-    cancelled consumer raises its own.
+    raised, in order, for the consumer's pull to raise when it reaches the end of the
+    channel; `stop` cancels them all, and `trio.Cancelled` is never recorded: a cancelled
+    consumer raises its own.
     """
 
     __slots__ = (
@@ -129,10 +131,10 @@ class Tasks(Resource):
             await self._all_done.wait()
 
     def take_errors(self) -> list[BaseException]:
-        # Errors are the stream's outcome, raised by the consumer's pull; they are cleanup
-        # errors only if the consumer left before it saw them.
-        errors, self.errors = self.errors, []
-        return errors
+        # What the tasks raised is the stream's content, raised by the consumer's pull after
+        # the items before it; a consumer that left before reaching it drops it with those
+        # items. Cleanup errors are reported by the stages that had them (a producer's).
+        return []
 
 
 @final
@@ -161,7 +163,7 @@ class ChannelPull(AsyncPull[T]):
         tasks, self._tasks = self._tasks, None
         if tasks is None:
             return
-        raise_errors(tasks.take_errors())
+        raise_errors(tasks.errors)
         if tasks.cancelled_from_outside:
             await trio.lowlevel.checkpoint_if_cancelled()
             raise trio.BrokenResourceError(
@@ -222,15 +224,110 @@ class ChannelPull(AsyncPull[T]):
         self._rx.close()
 
 
-async def pump(pull: AsyncPull[T], tx: trio.MemorySendChannel[T]) -> None:
-    """Move every item of ``pull`` into ``tx``: ``send_nowait`` first, ``send`` when full.
+Overflow = Literal["wait", "drop_oldest", "drop_newest"]
 
-    Returns when the upstream ends or every receiver has closed. The upstream's own pulls
-    provide the schedule points. Errors propagate to the `Tasks` running this.
+
+@final
+class Feed(Generic[T]):
+    """The sending side of a stage's output channel, shared by the tasks that fill it.
+
+    `pump` moves every item of an upstream pull into the channel. While the channel is full,
+    ``overflow`` decides: ``"wait"`` holds the one item in hand until there is room
+    (backpressure), ``"drop_newest"`` drops it, ``"drop_oldest"`` drops the oldest waiting
+    item to make room. With ``"wait"``, at most ``capacity`` items wait plus one in the hand
+    of each pump.
+
+    A sync upstream is read in chunks no larger than the room left in the channel (one item
+    when it is full), at C speed, with a schedule point every `SCHEDULE_EVERY` items; an
+    async upstream (whose pulls schedule by themselves) one item at a time. The fill, its
+    peak and the drops are counted for statistics: the fill only grows when an item is sent,
+    so sampling it after each burst of sends finds the exact peak.
     """
-    send_nowait = tx.send_nowait
-    upstream_pull = pull.pull
-    try:
+
+    __slots__ = (
+        "_capacity",
+        "_evictor",
+        "_overflow",
+        "_send_nowait",
+        "_tx",
+        "discarded",
+        "evicted",
+        "output",
+        "peak",
+        "placed",
+    )
+
+    def __init__(self, capacity: int, overflow: Overflow, tasks: Tasks | None) -> None:
+        tx, rx = trio.open_memory_channel[T](capacity)
+        self._tx = tx
+        self._send_nowait = tx.send_nowait
+        self._capacity = capacity
+        self._overflow: Overflow = overflow
+        # drop_oldest takes the oldest item out through a receiver of its own.
+        self._evictor = rx.clone() if overflow == "drop_oldest" else None
+        self.output = ChannelPull(rx, tasks)
+        self.placed = 0  # items sent into the channel
+        self.evicted = 0  # items taken out again by drop_oldest
+        self.discarded = 0  # items never sent, by drop_newest
+        self.peak = 0
+
+    def close(self) -> None:
+        """No more items: the consumer sees the end after the last one."""
+        self._tx.close()
+        if self._evictor is not None:
+            self._evictor.close()
+
+    def fill(self) -> int:
+        return self.placed - self.evicted - self.output.received
+
+    async def pump(self, upstream: Pull[T]) -> None:
+        """Move every item of ``upstream`` into the channel; return at its end, or when the
+        consumer has closed the channel. Errors propagate to the `Tasks` running this."""
+        try:
+            if isinstance(upstream, SyncPull):
+                await self._pump_sync(upstream.it)
+            else:
+                await self._pump_async(upstream)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return  # the consumer has gone
+
+    async def _pump_sync(self, it: Iterator[T]) -> None:
+        send_nowait = self._send_nowait
+        budget = SCHEDULE_EVERY
+        while True:
+            if budget <= 0:
+                await trio.lowlevel.checkpoint()
+                budget = SCHEDULE_EVERY
+            size = SCHEDULE_EVERY
+            if self._overflow == "wait":
+                size = min(max(self._capacity - self.fill(), 1), SCHEDULE_EVERY)
+            chunk: list[T] = []
+            ended = False
+            try:
+                chunk.extend(islice(it, size))
+                ended = len(chunk) < size
+            except Yield:
+                budget = 0  # a looping stage asks for a schedule point; the chunk is kept
+            budget -= len(chunk)
+            sent = 0  # counted locally; added to `placed` before anything can observe it
+            for item in chunk:
+                try:
+                    send_nowait(item)
+                except trio.WouldBlock:
+                    self.placed += sent
+                    sent = 0
+                    if await self._full(item):
+                        budget = SCHEDULE_EVERY  # that wait was a schedule point
+                else:
+                    sent += 1
+            self.placed += sent
+            self.peak = max(self.peak, self.fill())
+            if ended:
+                return
+
+    async def _pump_async(self, upstream: AsyncPull[T]) -> None:
+        send_nowait = self._send_nowait
+        upstream_pull = upstream.pull
         while True:
             try:
                 item = await upstream_pull()
@@ -239,6 +336,25 @@ async def pump(pull: AsyncPull[T], tx: trio.MemorySendChannel[T]) -> None:
             try:
                 send_nowait(item)
             except trio.WouldBlock:
-                await tx.send(item)
-    except trio.BrokenResourceError:
-        return  # the consumer has gone
+                await self._full(item)
+            else:
+                self.placed += 1
+                self.peak = max(self.peak, self.fill())
+
+    async def _full(self, item: T) -> bool:
+        """The channel is full: apply the overflow policy to ``item``. Returns whether it
+        waited (a schedule point)."""
+        self.peak = self._capacity
+        if self._overflow == "wait":
+            await self._tx.send(item)  # backpressure: the one item in hand
+            self.placed += 1
+            return True
+        if self._overflow == "drop_newest":
+            self.discarded += 1
+            return False
+        assert self._evictor is not None
+        self._evictor.receive_nowait()
+        self.evicted += 1
+        self._send_nowait(item)
+        self.placed += 1
+        return False

@@ -5,10 +5,8 @@ from __future__ import annotations
 import functools
 from typing import TypeVar, final
 
-import trio
-
-from ._channel import ChannelPull, Tasks, pump
-from ._stage import Node, Pull, Scope, as_async
+from ._channel import Feed, Tasks
+from ._stage import Node, Pull, Scope
 
 __all__ = ["MergeNode"]
 
@@ -22,8 +20,8 @@ class MergeNode(Node[T]):
     def __init__(self, sources: tuple[Node[T], ...], capacity: int) -> None:
         if not isinstance(capacity, int) or isinstance(capacity, bool):  # pyright: ignore[reportUnnecessaryIsInstance]
             raise TypeError(f"merge() needs an int capacity, got {capacity!r}")
-        if capacity < 0:
-            raise ValueError(f"merge() needs a capacity >= 0, got {capacity}")
+        if capacity < 1:
+            raise ValueError(f"merge() needs a capacity >= 1, got {capacity}")
         self._sources = sources
         self._capacity = capacity
 
@@ -32,16 +30,16 @@ class MergeNode(Node[T]):
 
     async def open(self, scope: Scope) -> Pull[T]:
         mark = scope.mark()
-        pulls = [as_async(await source.open(scope)) for source in self._sources]
-        tx, rx = trio.open_memory_channel[T](self._capacity)
+        pulls = [await source.open(scope) for source in self._sources]
         # The first error stops the other readers and every source stage at once.
         tasks = Tasks(also_stop=scope.since(mark))
+        feed: Feed[T] = Feed(self._capacity, "wait", tasks)
         scope.add(tasks)
         if not pulls:
-            tx.close()
-            return ChannelPull(rx, tasks)
-        tasks.when_all_done(tx.close)
+            feed.close()
+            return feed.output
+        tasks.when_all_done(feed.close)
         nursery = await scope.nursery()
         for i, pull in enumerate(pulls):
-            tasks.start(nursery, functools.partial(pump, pull, tx), name=f"merge source {i}")
-        return ChannelPull(rx, tasks)
+            tasks.start(nursery, functools.partial(feed.pump, pull), name=f"merge source {i}")
+        return feed.output

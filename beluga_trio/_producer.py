@@ -143,12 +143,10 @@ class Producer(AsyncPull[T], Resource):
         await self._done.wait()
 
     def take_errors(self) -> list[BaseException]:
+        # Only cleanup errors. An error the generator raised for a request that was then
+        # cancelled and never renewed is part of the stream the consumer did not read, like
+        # an item: it is dropped with the rest of the stream, as a generator's would be.
         errors, self._cleanup_errors = self._cleanup_errors, []
-        if self._kind == _ERROR:
-            # An error produced for a request that was then cancelled and never renewed:
-            # reported rather than silently dropped.
-            errors.append(self._value)
-            self._kind, self._value = _END, None
         return errors
 
     # ------------------------------------------------------------------ producer task
