@@ -12,6 +12,7 @@ ready with ``receive_nowait`` costs about as much as the chain itself).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from itertools import islice
 from typing import Any, Final, Generic, Literal, TypeVar, cast, final
@@ -61,6 +62,7 @@ class Tasks(Resource):
         "_all_done",
         "_also_stop",
         "_cancelled",
+        "_cleanup_errors",
         "_on_all_done",
         "_running",
         "_scopes",
@@ -79,6 +81,7 @@ class Tasks(Resource):
         self._all_done = trio.Event()
         self._on_all_done: list[Callable[[], object]] = []
         self.errors: list[BaseException] = []
+        self._cleanup_errors: list[BaseException] = []
 
     def start(self, nursery: trio.Nursery, fn: Callable[[], Awaitable[object]], name: str) -> None:
         scope = trio.CancelScope()
@@ -100,6 +103,10 @@ class Tasks(Resource):
                 # Not ours (ours is caught by `scope`): the consumer is cancelled too and
                 # raises its own Cancelled, or, if it is shielded, ChannelPull raises for it.
                 self.cancelled_from_outside = True
+            elif scope.cancel_called or trio.current_effective_deadline() == -math.inf:
+                # Raised while being cancelled: a cleanup replaced the cancellation with an
+                # error. Reported when the opening closes, never dropped.
+                self._cleanup_errors.append(exc)
             else:
                 self.fail(exc)  # raised to the consumer, see the class docstring
         finally:
@@ -133,8 +140,9 @@ class Tasks(Resource):
     def take_errors(self) -> list[BaseException]:
         # What the tasks raised is the stream's content, raised by the consumer's pull after
         # the items before it; a consumer that left before reaching it drops it with those
-        # items. Cleanup errors are reported by the stages that had them (a producer's).
-        return []
+        # items. Errors raised while the tasks were being cancelled are cleanup errors.
+        errors, self._cleanup_errors = self._cleanup_errors, []
+        return errors
 
 
 @final
