@@ -311,11 +311,14 @@ class Feed(Generic[T]):
                 size = min(max(self._capacity - self.fill(), 1), SCHEDULE_EVERY)
             chunk: list[T] = []
             ended = False
+            error: Exception | None = None
             try:
                 chunk.extend(islice(it, size))
                 ended = len(chunk) < size
             except Yield:
                 budget = 0  # a looping stage asks for a schedule point; the chunk is kept
+            except Exception as exc:  # noqa: BLE001 - raised below, after the items before it
+                error = exc
             budget -= len(chunk)
             sent = 0  # counted locally; added to `placed` before anything can observe it
             for item in chunk:
@@ -330,6 +333,8 @@ class Feed(Generic[T]):
                     sent += 1
             self.placed += sent
             self.peak = max(self.peak, self.fill())
+            if error is not None:
+                raise error
             if ended:
                 return
 
