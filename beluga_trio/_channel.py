@@ -208,19 +208,27 @@ class ChannelPull(AsyncPull[T]):
         items: list[Any] = []
         receive_nowait = self._receive_nowait
         ended = False
+        append = items.append
         try:
-            while len(items) < self._budget:
-                items.append(receive_nowait())
+            for _ in range(self._budget):
+                append(receive_nowait())
         except trio.WouldBlock:
             pass
         except trio.EndOfChannel:
             ended = True
         if not items and not ended:
             try:
-                items.append(await self._receive())
+                append(await self._receive())
             except trio.EndOfChannel:
                 ended = True
-            self._budget = SCHEDULE_EVERY
+            else:
+                # That wait was a schedule point; whatever arrived meanwhile comes along.
+                self._budget = SCHEDULE_EVERY
+                try:
+                    for _ in range(SCHEDULE_EVERY - 1):
+                        append(receive_nowait())
+                except (trio.WouldBlock, trio.EndOfChannel):
+                    pass
         if not items:
             await self._end()  # ended: raise what ended it, if anything
             return ()
@@ -286,7 +294,9 @@ class Feed(Generic[T]):
             self._evictor.close()
 
     def fill(self) -> int:
-        return self.placed - self.evicted - self.output.received
+        """Items waiting in the channel. A pump blocked in ``send`` has counted its item in
+        hand already, and only ever while the channel is full: hence the cap."""
+        return min(self.placed - self.evicted - self.output.received, self._capacity)
 
     async def pump(self, upstream: Pull[T]) -> None:
         """Move every item of ``upstream`` into the channel; return at its end, or when the
@@ -359,8 +369,14 @@ class Feed(Generic[T]):
         waited (a schedule point)."""
         self.peak = self._capacity
         if self._overflow == "wait":
-            await self._tx.send(item)  # backpressure: the one item in hand
+            # Counted before the wait: the consumer may take this item (trio moves it into
+            # the buffer as it takes another) before this task resumes.
             self.placed += 1
+            try:
+                await self._tx.send(item)  # backpressure: the one item in hand
+            except BaseException:
+                self.placed -= 1
+                raise
             return True
         if self._overflow == "drop_newest":
             self.discarded += 1
