@@ -53,22 +53,30 @@ class _Stage(Node[U]):
         raise NotImplementedError
 
 
-# ---------------------------------------------------------------------------------- map
+class _FunctionStage(_Stage[U]):
+    """A stage that applies a user function, sync or ``async def`` (decided once, here)."""
 
-
-@final
-class MapNode(_Stage[U]):
     __slots__ = ("_fn", "_is_async")
+    _name: str
 
     def __init__(self, upstream: Node[Any], fn: Callable[[Any], Any]) -> None:
         super().__init__(upstream)
         if not callable(fn):
-            raise TypeError(f"map() needs a callable, got {fn!r}")
+            raise TypeError(f"{self._name}() needs a callable, got {fn!r}")
         self._fn = fn
         self._is_async = is_async_callable(fn)
 
     def _describe_self(self) -> str:
-        return f"map({describe(self._fn)})"
+        return f"{self._name}({describe(self._fn)})"
+
+
+# ---------------------------------------------------------------------------------- map
+
+
+@final
+class MapNode(_FunctionStage[U]):
+    __slots__ = ()
+    _name = "map"
 
     async def open(self, scope: Scope) -> Pull[U]:
         upstream = await self._upstream.open(scope)
@@ -143,27 +151,18 @@ class _AsyncMap(AsyncPull[U]):
 
 
 @final
-class FilterNode(_Stage[T]):
-    __slots__ = ("_is_async", "_pred")
-
-    def __init__(self, upstream: Node[Any], pred: Callable[[Any], Any]) -> None:
-        super().__init__(upstream)
-        if not callable(pred):
-            raise TypeError(f"filter() needs a callable, got {pred!r}")
-        self._pred = pred
-        self._is_async = is_async_callable(pred)
-
-    def _describe_self(self) -> str:
-        return f"filter({describe(self._pred)})"
+class FilterNode(_FunctionStage[T]):
+    __slots__ = ()
+    _name = "filter"
 
     async def open(self, scope: Scope) -> Pull[T]:
         upstream = await self._upstream.open(scope)
         if self._is_async:
-            return _AsyncFilter(as_async(upstream), self._pred)
+            return _AsyncFilter(as_async(upstream), self._fn)
         if isinstance(upstream, SyncPull):
-            fused = filter(_BudgetedPredicate(self._pred), upstream.it)
+            fused = filter(_BudgetedPredicate(self._fn), upstream.it)
             return SyncPull(fused, upstream.resources)
-        return _SyncFilter(upstream, self._pred)
+        return _SyncFilter(upstream, self._fn)
 
 
 @final
