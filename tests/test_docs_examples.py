@@ -29,6 +29,13 @@ EXPECTED: dict[str, tuple[bool, str]] = {
         "partial: Hello, wor | error: RateLimitError('429 from the model server')\n"
         "cancelled: True\n",
     ),
+    "concurrency.py": (
+        True,
+        "waiting: 4 of 4\n['t0', 't1', 't2', 't3', 't4', 't5']\n"
+        "['b0', 'a0', 'b1', 'b2', 'a1', 'a2']\n[5, ['f0', 'f1']]\n"
+        "['C0', 'C1', 'C2', 'C3', 'C4', 'C5'] in 0.2 s\n"
+        "[['b0', 'b1', 'b2'], ['b3', 'b4', 'b5']]\n",
+    ),
     "lock_step.py": (
         True,
         "0 1\nstarted while the consumer was busy: [0, 1]\n"
