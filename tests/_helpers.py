@@ -10,10 +10,17 @@ directive keeps ruff from objecting to codes it does not know or does not enable
 
 import itertools
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Generator,
+    Iterator,
+)
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import trio
 
@@ -28,7 +35,7 @@ def tasks_living() -> int:
 
 
 @contextmanager
-def no_task_leak() -> Iterator[None]:
+def no_task_leak() -> Generator[None, None, None]:
     """Assert that the block leaves exactly as many living tasks as it found."""
     before = tasks_living()
     yield
@@ -89,7 +96,7 @@ def reachable(exc: BaseException) -> list[BaseException]:
             continue
         seen.append(current)
         if isinstance(current, BaseExceptionGroup):
-            todo.extend(current.exceptions)
+            todo.extend(cast("BaseExceptionGroup[BaseException]", current).exceptions)
         if current.__cause__ is not None:
             todo.append(current.__cause__)
         if current.__context__ is not None:
@@ -124,6 +131,32 @@ async def drain_with_timeouts(it: AsyncIterator[T], patience: float) -> tuple[li
             except StopAsyncIteration:
                 done = True
     return received, cancelled
+
+
+class PlainReceiveChannel(trio.abc.ReceiveChannel[T]):
+    """A `trio.abc.ReceiveChannel` that is not a memory channel (it wraps one), to exercise
+    ``from_channel`` on a generic channel."""
+
+    def __init__(self, inner: trio.MemoryReceiveChannel[T]) -> None:
+        self.inner = inner
+        self.closed = False
+
+    async def receive(self) -> T:
+        if self.closed:
+            raise trio.ClosedResourceError
+        return await self.inner.receive()
+
+    async def aclose(self) -> None:
+        self.closed = True
+        await self.inner.aclose()
+
+
+def receive_side(kind: str, rx: trio.MemoryReceiveChannel[T]) -> trio.abc.ReceiveChannel[T]:
+    """``rx`` itself (``kind == "memory"``) or a generic channel wrapping it."""
+    return rx if kind == "memory" else PlainReceiveChannel(rx)
+
+
+CHANNEL_KINDS = ["memory", "generic"]
 
 
 class Watchdog:

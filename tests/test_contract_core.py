@@ -3,17 +3,21 @@
 Only the public API of ``beluga_trio`` (CONTRACT.md) is used.
 """
 
+import inspect
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Coroutine, Iterator
-from typing import Any, cast
+from typing import Any, assert_type, cast
 
 import pytest
 import trio
 import trio.testing
 from _helpers import (
+    CHANNEL_KINDS,
     Probe,
     counting,
     no_task_leak,
     raised_by,
+    raising_cleanup,
+    receive_side,
     squares_from_worker,
     tasks_living,
     ticking_until,
@@ -173,7 +177,8 @@ def test_from_iterable_rejects_non_iterables(bad: object) -> None:
         bt.from_iterable(cast(Any, bad))
 
 
-async def test_from_async_generator_object_is_closed_when_the_stream_is() -> None:
+@pytest.mark.parametrize("stop", ["break", "take", "first"])
+async def test_from_async_generator_object_is_closed_when_the_stream_is(stop: str) -> None:
     finalized: list[bool] = []
 
     async def agen() -> AsyncGenerator[int, None]:
@@ -185,17 +190,48 @@ async def test_from_async_generator_object_is_closed_when_the_stream_is() -> Non
             finalized.append(True)
 
     with no_task_leak():
-        async with bt.from_iterable(agen()).open() as it:
-            async for x in it:
-                if x == 2:
-                    break
+        s = bt.from_iterable(agen())
+        if stop == "break":
+            async with s.open() as it:
+                async for x in it:
+                    if x == 2:
+                        break
+        elif stop == "take":
+            assert await s.take(3).collect() == [0, 1, 2]
+        else:
+            assert await s.first() == 0
         assert finalized == [True]
 
 
-async def test_from_channel_closes_the_channel_with_the_stream() -> None:
-    tx, rx = trio.open_memory_channel[int](10)
+@pytest.mark.parametrize("stop", ["break", "take", "first"])
+async def test_from_generator_object_is_closed_when_the_stream_is(stop: str) -> None:
+    finalized: list[bool] = []
+
+    def gen() -> Iterator[int]:
+        try:
+            yield from range(100)
+        finally:
+            finalized.append(True)
+
+    s = bt.from_iterable(gen())
+    if stop == "break":
+        async with s.open() as it:
+            async for x in it:
+                if x == 2:
+                    break
+    elif stop == "take":
+        assert await s.map(lambda x: x * 2).take(3).collect() == [0, 2, 4]
+    else:
+        assert await s.first() == 0
+    assert finalized == [True]
+
+
+@pytest.mark.parametrize("kind", CHANNEL_KINDS)
+async def test_from_channel_closes_the_channel_with_the_stream(kind: str) -> None:
+    tx, memory_rx = trio.open_memory_channel[int](10)
     for i in range(5):
         tx.send_nowait(i)
+    rx = receive_side(kind, memory_rx)
     s = bt.from_channel(rx)
     with no_task_leak():
         async with s.open() as it:
@@ -203,23 +239,37 @@ async def test_from_channel_closes_the_channel_with_the_stream() -> None:
             assert await anext(it) == 1
         with pytest.raises(trio.ClosedResourceError):
             await rx.receive()
+    with pytest.raises(trio.BrokenResourceError):  # the senders see it too
+        tx.send_nowait(99)
     with pytest.raises(bt.StreamConsumedError):
         await s.collect()
     tx.close()
 
 
-async def test_from_channel_collect_closes_the_channel() -> None:
-    tx, rx = trio.open_memory_channel[str](10)
+@pytest.mark.parametrize("kind", CHANNEL_KINDS)
+async def test_from_channel_collect_and_first_close_the_channel(kind: str) -> None:
+    tx, memory_rx = trio.open_memory_channel[str](10)
     async with tx:
         for c in "abc":
             await tx.send(c)
+    rx = receive_side(kind, memory_rx)
     assert await bt.from_channel(rx).map(str.upper).collect() == ["A", "B", "C"]
     with pytest.raises(trio.ClosedResourceError):
         await rx.receive()
 
+    tx2, memory_rx2 = trio.open_memory_channel[str](10)
+    for c in "xyz":
+        tx2.send_nowait(c)
+    rx2 = receive_side(kind, memory_rx2)
+    assert await bt.from_channel(rx2).first() == "x"
+    with pytest.raises(trio.ClosedResourceError):
+        await rx2.receive()
+    tx2.close()
 
+
+@pytest.mark.parametrize("kind", CHANNEL_KINDS)
 async def test_from_channel_receives_from_a_feeding_task(
-    autojump_clock: trio.testing.MockClock,
+    autojump_clock: trio.testing.MockClock, kind: str
 ) -> None:
     tx, rx = trio.open_memory_channel[int](0)
 
@@ -231,7 +281,7 @@ async def test_from_channel_receives_from_a_feeding_task(
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(feed)
-        assert await bt.from_channel(rx).collect() == [0, 1, 2, 3, 4]
+        assert await bt.from_channel(receive_side(kind, rx)).collect() == [0, 1, 2, 3, 4]
 
 
 # --------------------------------------------------------------------------------------------
@@ -286,13 +336,18 @@ async def test_async_for_directly_on_a_stream_raises_type_error_naming_open() ->
 
 
 @pytest.mark.parametrize("consumed_all", [False, True])
-async def test_iterator_is_closed_after_the_block(consumed_all: bool) -> None:
-    s = counting(Probe(), 3)
+@pytest.mark.parametrize("source", ["stream", "list"])
+async def test_iterator_is_closed_after_the_block(
+    autojump_clock: trio.testing.MockClock, consumed_all: bool, source: str
+) -> None:
+    s = counting(Probe(), 3) if source == "stream" else bt.from_iterable([0, 1, 2])
     async with s.open() as it:
         assert await anext(it) == 0
         if consumed_all:
             assert [x async for x in it] == [1, 2]
-    with pytest.raises(trio.ClosedResourceError):
+    with trio.fail_after(100), pytest.raises(trio.ClosedResourceError):  # no hang either
+        await anext(it)
+    with trio.fail_after(100), pytest.raises(trio.ClosedResourceError):
         await anext(it)
 
 
@@ -510,7 +565,7 @@ def test_take_skip_validate_n(op: str) -> None:
         method(-1)
     for bad in (2.0, "3", None):
         with pytest.raises(TypeError):
-            method(bad)
+            method(cast(Any, bad))
 
 
 async def test_take_closes_upstream_when_it_has_n_items() -> None:
@@ -597,8 +652,8 @@ async def test_for_each_sync_and_async() -> None:
         seen.append(-x)
 
     s = counting(Probe(), 4)
-    result: object = await s.for_each(seen.append)
-    assert result is None
+    for_each: Callable[[Callable[[int], object]], Awaitable[object]] = s.for_each
+    assert await for_each(seen.append) is None
     assert seen == [0, 1, 2, 3]
     seen.clear()
     await s.for_each(async_record)
@@ -633,6 +688,36 @@ async def test_collect_result_returns_items_before_the_error_and_the_error() -> 
     assert result.error is err
 
 
+async def test_collect_result_reports_a_cleanup_error_with_the_items() -> None:
+    err = ValueError("cleanup")
+    result = await raising_cleanup(err, awaiting=True).collect_result()
+    assert result.items == [0, 1, 2, 3, 4]
+    assert result.error is err
+    result = await raising_cleanup(err, awaiting=False).take(2).collect_result()
+    assert result.items == [0, 1]
+    assert result.error is err
+
+
+async def test_static_types() -> None:
+    # checked by mypy and pyright (assert_type is a no-op at run time)
+    s = bt.from_iterable([1, 2])
+    assert_type(s, bt.Stream[int])
+    assert_type(s.map(str), bt.Stream[str])
+    assert_type(s.map(_async_double), bt.Stream[int])
+    assert_type(bt.pipe(s, str), bt.Stream[str])
+    assert_type(s.filter(_async_is_odd).take(1).skip(0), bt.Stream[int])
+    assert_type(await s.map(str).collect(), list[str])
+    assert_type(await s.first(), int)
+    assert_type(await s.last(), int)
+    assert_type(await bt.invoke(s), int)
+    assert_type(await s.reduce(lambda acc, x: acc + str(x), ""), str)
+    result = await s.collect_result()
+    assert_type(result, bt.CollectResult[int])
+    assert_type(result.items, list[int])
+    assert_type(result.error, Exception | None)
+    assert result == ([1, 2], None)
+
+
 # --------------------------------------------------------------------------------------------
 # A sync fn that returns an awaitable
 # --------------------------------------------------------------------------------------------
@@ -645,7 +730,7 @@ async def _add_one(x: int) -> int:
 
 def _close_all(coros: list[Coroutine[Any, Any, int]]) -> bool:
     """Close the coroutines (so that no warning escapes); return whether all were closed."""
-    were_closed = all(c.cr_frame is None for c in coros)
+    were_closed = all(inspect.getcoroutinestate(c) == inspect.CORO_CLOSED for c in coros)
     for c in coros:
         c.close()
     return were_closed

@@ -13,6 +13,7 @@ import pytest
 import trio
 import trio.testing
 from _helpers import (
+    CHANNEL_KINDS,
     CleanupRecord,
     Probe,
     Watchdog,
@@ -25,6 +26,7 @@ from _helpers import (
     raised_by,
     raising_cleanup,
     reachable,
+    receive_side,
     scope_holding_producer,
     tasks_living,
 )
@@ -170,7 +172,8 @@ async def test_leaving_is_stopping(
     probe = Probe()
     rec = ExitRecord(probe)
     before = tasks_living()
-    got = await _leave(route, producer(probe), rec)
+    with trio.fail_after(1000):  # a hang fails instead of blocking forever
+        got = await _leave(route, producer(probe), rec)
     assert rec.finalized == 1, "the producer's finally had not run when `async with` finished"
     assert rec.tasks == before, "a task outlived the `async with`"
     assert got == {"end": [0, 1, 2, 3, 4], "deadline": [0, 1]}.get(route, [0, 1, 2])
@@ -204,7 +207,7 @@ async def test_cleanup_after_a_plain_stop_is_not_cancelled(
     stop: Callable[[bt.Stream[int]], Awaitable[None]],
 ) -> None:
     rec = CleanupRecord()
-    with no_task_leak():
+    with trio.fail_after(10), no_task_leak():
         await stop(awaiting_cleanup_producer(rec))
     assert rec.ran
     assert not rec.cancelled, "the producer's cleanup ran cancelled"
@@ -225,7 +228,7 @@ async def test_cleanup_error_is_not_swallowed(
     stop: Callable[[bt.Stream[int]], Awaitable[None]], awaiting: bool
 ) -> None:
     err = ValueError("cleanup")
-    with no_task_leak():
+    with trio.fail_after(10), no_task_leak():
         exc = await raised_by(lambda: stop(raising_cleanup(err, awaiting=awaiting)))
     assert exc is err, repr(exc)
 
@@ -240,11 +243,41 @@ async def test_cleanup_error_and_body_error_both_arrive(awaiting: bool) -> None:
             assert await anext(it) == 0
             raise body_err
 
-    with no_task_leak():
+    with trio.fail_after(10), no_task_leak():
         exc = await raised_by(consume)
     everything = reachable(exc)
     assert contains_identical(everything, cleanup_err), repr(exc)
     assert contains_identical(everything, body_err), repr(exc)
+
+
+@pytest.mark.parametrize("where", ["parked", "busy"])
+async def test_cleanup_error_is_not_swallowed_on_cancellation(
+    autojump_clock: trio.testing.MockClock, where: str
+) -> None:
+    err = ValueError("cleanup")
+
+    @bt.stream
+    async def produce() -> AsyncGenerator[int, None]:
+        try:
+            for i in range(10):
+                await trio.sleep(1)
+                yield i
+        finally:
+            raise err
+
+    async def consume() -> None:
+        with trio.CancelScope() as cs:
+            async with produce().open() as it:
+                async for x in it:
+                    if x == 1:
+                        if where == "parked":
+                            cs.cancel()  # the producer waits at `yield`
+                        else:
+                            cs.deadline = trio.current_time() + 0.5  # while it computes
+
+    with trio.fail_after(1000), no_task_leak():
+        exc = await raised_by(consume)
+    assert contains_identical(reachable(exc), err), repr(exc)
 
 
 # --------------------------------------------------------------------------------------------
@@ -468,7 +501,7 @@ async def test_consumer_body_error_arrives_as_itself(
 
     for err in [ValueError("body"), ExceptionGroup("mine", [KeyError(1)]), KeyboardInterrupt()]:
         probe = Probe()
-        with no_task_leak():
+        with trio.fail_after(1000), no_task_leak():
             exc = await raised_by(partial(consume, probe, err))
         assert exc is err, repr(exc)
         assert probe.finalized == 1
@@ -545,7 +578,7 @@ async def test_cancelled_iteration_is_never_a_clean_end(
     got: list[int] = []
     after_loop = False
     after_block = False
-    with no_task_leak():
+    with trio.fail_after(1000), no_task_leak():
         with trio.move_on_after(1) as cs:
             async with make().open() as it:
                 async for x in it:
@@ -558,8 +591,9 @@ async def test_cancelled_iteration_is_never_a_clean_end(
         assert got == [0, 1]
 
 
+@pytest.mark.parametrize("kind", CHANNEL_KINDS)
 async def test_cancelled_channel_stream_is_never_a_clean_end(
-    autojump_clock: trio.testing.MockClock,
+    autojump_clock: trio.testing.MockClock, kind: str
 ) -> None:
     tx, rx = trio.open_memory_channel[int](10)
     tx.send_nowait(0)
@@ -567,7 +601,7 @@ async def test_cancelled_channel_stream_is_never_a_clean_end(
     got: list[int] = []
     after_loop = False
     with trio.move_on_after(1) as cs:
-        async with bt.from_channel(rx).open() as it:
+        async with bt.from_channel(receive_side(kind, rx)).open() as it:
             async for x in it:
                 got.append(x)  # noqa: PERF401 -- keep what came before the cancellation
             after_loop = True
@@ -602,7 +636,7 @@ async def test_cancelled_terminal_raises_cancelled(
     terminal: Callable[[bt.Stream[int]], Awaitable[object]],
 ) -> None:
     returned: list[object] = []
-    with no_task_leak():
+    with trio.fail_after(1000), no_task_leak():
         with trio.move_on_after(1) as cs:
             returned.append(await terminal(make()))
         assert cs.cancelled_caught
@@ -614,7 +648,7 @@ async def test_cancelled_terminal_raises_cancelled(
 # --------------------------------------------------------------------------------------------
 
 
-def _channel_fed_by(nursery: trio.Nursery, n: int) -> bt.Stream[int]:
+def _channel_fed_by(nursery: trio.Nursery, n: int, kind: str) -> bt.Stream[int]:
     tx, rx = trio.open_memory_channel[int](0)
 
     async def feed() -> None:
@@ -624,7 +658,7 @@ def _channel_fed_by(nursery: trio.Nursery, n: int) -> bt.Stream[int]:
                 await tx.send(i)
 
     nursery.start_soon(feed)
-    return bt.from_channel(rx)
+    return bt.from_channel(receive_side(kind, rx))
 
 
 def _sleepy_async_generator(n: int) -> bt.Stream[int]:
@@ -643,7 +677,8 @@ async def _slow_double(x: int) -> int:
 
 LOSSLESS: dict[str, Callable[[trio.Nursery], tuple[bt.Stream[int], list[int]]]] = {
     "producer": lambda _: (counting(Probe(), 8, delay=1.0), list(range(8))),
-    "channel": lambda n: (_channel_fed_by(n, 8), list(range(8))),
+    "channel": lambda n: (_channel_fed_by(n, 8, "memory"), list(range(8))),
+    "generic-channel": lambda n: (_channel_fed_by(n, 8, "generic"), list(range(8))),
     "async-generator": lambda _: (_sleepy_async_generator(8), list(range(8))),
     "async-map": lambda _: (bt.from_iterable(range(8)).map(_slow_double), list(range(0, 16, 2))),
     "producer-async-map-filter": lambda _: (
@@ -660,7 +695,7 @@ async def test_cancelled_anext_loses_nothing(
     make: Callable[[trio.Nursery], tuple[bt.Stream[int], list[int]]],
     patience: float,
 ) -> None:
-    with no_task_leak():
+    with trio.fail_after(1000), no_task_leak():
         async with trio.open_nursery() as nursery:
             s, expected = make(nursery)
             async with s.open() as it:
@@ -742,6 +777,14 @@ async def test_huge_in_memory_pipeline_is_cancellable_and_does_not_starve(
     assert wd.calls > 0
 
 
+def _full_channel(kind: str) -> bt.Stream[int]:
+    tx, rx = trio.open_memory_channel[int](1000)
+    with tx:
+        for i in range(1000):
+            tx.send_nowait(i)
+    return bt.from_channel(receive_side(kind, rx))
+
+
 EVERY_ITEM: dict[str, Callable[[], bt.Stream[int]]] = {
     "range": lambda: bt.from_iterable(range(10**9)),
     "list": lambda: bt.from_iterable(list(range(1000))),
@@ -753,6 +796,8 @@ EVERY_ITEM: dict[str, Callable[[], bt.Stream[int]]] = {
     "range-skip-take": lambda: bt.from_iterable(range(10**9)).skip(0).take(10**8),
     "producer": lambda: counting(Probe(), None),
     "async-map": lambda: bt.from_iterable(range(10**9)).map(_async_identity),
+    "memory-channel": lambda: _full_channel("memory"),
+    "generic-channel": lambda: _full_channel("generic"),
 }
 
 
@@ -763,7 +808,7 @@ async def test_every_item_is_a_cancellation_point(
 ) -> None:
     got: list[int] = []
     after_loop = False
-    with no_task_leak():
+    with trio.fail_after(10), no_task_leak():
         with trio.CancelScope() as cs:
             async with make().open() as it:
                 async for x in it:

@@ -48,27 +48,41 @@ async def _async_never(x: int) -> bool:
     return False
 
 
-MAPS = [
-    MapOption("identity", lambda x: x, lambda s: s.map(lambda x: x)),
-    MapOption("double", lambda x: 2 * x, lambda s: s.map(lambda x: 2 * x)),
-    MapOption("async-inc", lambda x: x + 1, lambda s: s.map(_async_inc)),
-    MapOption("async-square-mod-7", lambda x: x * x % 7, lambda s: bt.pipe(s, _async_square_mod_7)),
+def _map_option(
+    name: str, pure: Callable[[int], int], apply: Callable[[bt.Stream[int]], bt.Stream[int]]
+) -> MapOption:
+    return MapOption(name, pure, apply)
+
+
+def _pred_option(
+    name: str, pure: Callable[[int], bool], apply: Callable[[bt.Stream[int]], bt.Stream[int]]
+) -> PredOption:
+    return PredOption(name, pure, apply)
+
+
+MAPS: list[MapOption] = [
+    _map_option("identity", lambda x: x, lambda s: s.map(lambda x: x)),
+    _map_option("double", lambda x: 2 * x, lambda s: s.map(lambda x: 2 * x)),
+    _map_option("async-inc", lambda x: x + 1, lambda s: s.map(_async_inc)),
+    _map_option(
+        "async-square-mod-7", lambda x: x * x % 7, lambda s: bt.pipe(s, _async_square_mod_7)
+    ),
 ]
 
-PREDS = [
-    PredOption("all", lambda x: True, lambda s: s.filter(lambda x: True)),
-    PredOption("even", lambda x: x % 2 == 0, lambda s: s.filter(lambda x: x % 2 == 0)),
-    PredOption("async-positive", lambda x: x > 0, lambda s: s.filter(_async_positive)),
-    PredOption("async-never", lambda x: False, lambda s: s.filter(_async_never)),
+PREDS: list[PredOption] = [
+    _pred_option("all", lambda x: True, lambda s: s.filter(lambda x: True)),
+    _pred_option("even", lambda x: x % 2 == 0, lambda s: s.filter(lambda x: x % 2 == 0)),
+    _pred_option("async-positive", lambda x: x > 0, lambda s: s.filter(_async_positive)),
+    _pred_option("async-never", lambda x: False, lambda s: s.filter(_async_never)),
 ]
 
-SOURCE_KINDS = ["list", "range-like", "iterator", "async-generator", "stream"]
+SOURCE_KINDS = ["list", "tuple", "iterator", "async-generator", "stream"]
 
 
 def _source(kind: str, xs: list[int], probe: Probe) -> bt.Stream[int]:
     if kind == "list":
         return bt.from_iterable(xs)
-    if kind == "range-like":
+    if kind == "tuple":
         return bt.from_iterable(tuple(xs))
     if kind == "iterator":
         return bt.from_iterable(iter(xs))
@@ -119,7 +133,7 @@ def test_pipeline_collect_matches_list_computation(
 
     async def main() -> None:
         probe = Probe()
-        with no_task_leak():
+        with trio.fail_after(10), no_task_leak():
             got = await _pipeline(kind=kind, xs=xs, probe=probe, f=f, p=p, k=k, n=n).collect()
         assert got == expected
         assert probe.finalized == probe.entered
@@ -150,12 +164,14 @@ def test_early_break_stops_the_producer(
         before = tasks_living()
         at_exit: list[int] = []
         try:
-            async with _pipeline(kind=kind, xs=xs, probe=probe, f=f, p=p, k=k, n=n).open() as it:
-                if m > 0:
-                    async for x in it:
-                        got.append(x)
-                        if len(got) >= m:
-                            break
+            with trio.fail_after(10):
+                stream = _pipeline(kind=kind, xs=xs, probe=probe, f=f, p=p, k=k, n=n)
+                async with stream.open() as it:
+                    if m > 0:
+                        async for x in it:
+                            got.append(x)
+                            if len(got) >= m:
+                                break
         finally:
             at_exit.extend([probe.entered, probe.finalized, tasks_living()])
         assert got == expected[:m]
@@ -195,7 +211,7 @@ def test_timeouts_on_anext_lose_nothing_and_leave_no_credit(
         received: list[int] = []
         done = False
         step = 0
-        with no_task_leak():
+        with trio.fail_after(10**9), no_task_leak():
             async with produce().open() as it:
                 while not done:
                     wait = patience[step % len(patience)]
