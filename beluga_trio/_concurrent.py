@@ -146,36 +146,46 @@ class _ConcurrentMap(AsyncPull[U]):
     # Task side.
 
     async def feed(self) -> None:
-        """Start a worker per upstream item; wait for the workers; then end the output."""
-        upstream_error: BaseException | None = None
+        """Start a worker per upstream item; wait for the workers; then end the output.
+
+        An error from the upstream (or from a sync ``fn``, called here) is held while the
+        workers' nursery closes, so that it is raised as itself, not wrapped in a group, and
+        after every result of the calls already started."""
+        error: BaseException | None = None
         async with trio.open_nursery() as workers:
-            index = 0
-            while True:
-                await self._window.acquire()
-                try:
-                    item = await self._upstream.pull()
-                except StopAsyncIteration:
-                    break
-                except trio.Cancelled:
-                    raise
-                except BaseException as exc:  # noqa: BLE001 - raised after in-flight results
-                    upstream_error = exc
-                    break
+            try:
+                await self._feed(workers)
+            except trio.Cancelled:
+                raise
+            except BaseException as exc:  # noqa: BLE001 - raised below, outside the nursery
+                error = exc
+        if error is not None:
+            raise error
+
+    async def _feed(self, workers: trio.Nursery) -> None:
+        index = 0
+        while True:
+            await self._window.acquire()
+            try:
+                item = await self._upstream.pull()
+            except StopAsyncIteration:
+                return
+            if self._is_async:
                 token = object()
                 await self._limiter.acquire_on_behalf_of(token)
                 workers.start_soon(self._work, index, item, token)
-                index += 1
-        # Every item before the upstream's error has been delivered: now the error.
-        if upstream_error is not None:
-            raise upstream_error
+            else:
+                # A sync fn never runs concurrently with anything: call it here, in order,
+                # so that its first error is the only one.
+                result = self._fn(item)
+                if index == 0:
+                    check_not_awaitable(result, self._fn, "map")
+                self._deliver(index, result)
+            index += 1
 
     async def _work(self, index: int, item: Any, token: object) -> None:
         try:
-            if self._is_async:
-                result = await self._fn(item)
-            else:
-                result = self._fn(item)
-                check_not_awaitable(result, self._fn, "map")
+            result = await self._fn(item)
         except trio.Cancelled:
             raise
         except BaseException as exc:  # noqa: BLE001 - ends the stream; cancels the rest
@@ -183,6 +193,9 @@ class _ConcurrentMap(AsyncPull[U]):
             return
         finally:
             self._limiter.release_on_behalf_of(token)
+        self._deliver(index, result)
+
+    def _deliver(self, index: int, result: U) -> None:
         if not self._ordered:
             self._tx.send_nowait(result)
             return
