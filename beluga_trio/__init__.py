@@ -6,6 +6,7 @@ block stops everything. See ``docs/`` for the concepts and the guarantees.
 """
 
 from ._buffer import BufferedStream, BufferStatistics, Overflow
+from ._events import Event, EventType
 from ._exceptions import EmptyStreamError, StreamConsumedError
 from ._fanout import fan_out
 from ._opening import StreamIterator, StreamOpening
@@ -17,6 +18,8 @@ __all__ = [
     "BufferedStream",
     "CollectResult",
     "EmptyStreamError",
+    "Event",
+    "EventType",
     "Overflow",
     "Stream",
     "StreamConsumedError",

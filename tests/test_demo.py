@@ -2,17 +2,118 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Generator
+
 import pytest
+import trio
+import trio.testing
+from llm_server import StubServer, running_stub
 
-from beluga_trio.__main__ import main
+from beluga_trio.__main__ import cli, main, parse_args
 
 
-async def test_demo_shows_stream_early_stop_and_cancellation(
-    autojump_clock: object, capsys: pytest.CaptureFixture[str]
+@pytest.fixture(scope="module")
+def server() -> Generator[StubServer, None, None]:
+    with running_stub() as stub:
+        yield stub
+
+
+async def test_demo_streams_fans_out_stops_early_and_cancels(
+    autojump_clock: trio.testing.MockClock, capsys: pytest.CaptureFixture[str]
 ) -> None:
     await main()
     out = capsys.readouterr().out
-    assert "STREAMS IN BELUGA_TRIO ARE COLD" in out
-    assert "31 tokens, first after 0.15 s" in out
+    # [1] the live reply, fanned out to a printer, metrics and a transcript
+    assert (
+        "[1] live: ScriptedModel(model_id='scripted', delay=0.03) -> to_events -> fan_out(" in out
+    )
+    assert "    Streams in beluga_trio are cold, typed and scoped: the producer runs" in out
+    assert "metrics: first token after 0.15 s, 34.4 tokens/s, 32 chunks" in out
+    assert "usage 11 prompt + 31 completion" in out
+    assert "transcript: 32 events kept (31 data, 1 done)" in out
+    # [2] the early stop and the cleanup line
     assert "producer cleanup ran 1 time(s), 6 tokens were started for 6 asked" in out
+    # [3] a deadline: never a clean end
+    assert "STREAMS IN BELUGA_TRIO ARE COLD" in out
     assert "cancelled: True, loop finished normally: False, producer cleanup ran: 1" in out
+    # [4] time to first token
+    assert "TooSlowError: no item within 0.12 s (to the first item)" in out
+    assert "the model's stream was closed after 0.12 s" in out
+    assert out.rstrip().endswith(
+        "summary: 171 characters streamed live, 4 scripted streams opened, 4 cleaned up, "
+        "0 tasks left behind"
+    )
+
+
+async def test_cancel_after_stops_the_live_reply_cleanly(
+    autojump_clock: trio.testing.MockClock, capsys: pytest.CaptureFixture[str]
+) -> None:
+    await main(cancel_after=0.4)
+    out = capsys.readouterr().out
+    assert "    Streams in beluga_trio are cold, typed and scoped: the\n" in out
+    assert (
+        "[cancelled after 0.4 s mid-stream: fan-out finished: False, producer cleanup ran: True]"
+        in out
+    )
+    assert "metrics: first token after 0.15 s, 9 tokens before the stop" in out
+    assert "transcript: 9 events kept (9 data)" in out
+    assert "4 scripted streams opened, 4 cleaned up, 0 tasks left behind" in out
+
+
+async def test_the_live_reply_from_a_real_server(
+    server: StubServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from beluga_trio.llm.openai import OpenAIChatModel  # noqa: PLC0415 - needs the extra
+
+    model = OpenAIChatModel("text", base_url=server.url, api_key="")
+    await main(delay=0.001, model=model)
+    out = capsys.readouterr().out
+    assert f"[1] live: OpenAIChatModel(model='text', url='{server.url}/chat/completions')" in out
+    assert "    Hello, w\u00f6rld\n" in out
+    assert "usage 9 prompt + 3 completion" in out
+    assert "transcript: 4 events kept (3 data, 1 done)" in out
+
+
+async def test_a_server_error_is_shown_as_an_error_event(
+    server: StubServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from beluga_trio.llm.openai import OpenAIChatModel  # noqa: PLC0415 - needs the extra
+
+    model = OpenAIChatModel("status_401", base_url=server.url, api_key="sk-demo-secret")
+    await main(delay=0.001, model=model)
+    out = capsys.readouterr().out
+    assert "[error: ModelHTTPError: HTTP 401 from" in out
+    assert "Incorrect API key provided: [API key]." in out
+    assert "sk-demo-secret" not in out
+    assert "transcript: 1 events kept (1 error)" in out
+
+
+def test_command_line() -> None:
+    args = parse_args(["--cancel-after", "0.5", "--base-url", "http://h/v1", "--model", "m"])
+    assert (args.cancel_after, args.base_url, args.model, args.delay) == (
+        0.5,
+        "http://h/v1",
+        "m",
+        0.03,
+    )
+    for bad in (["--cancel-after", "-1"], ["--cancel-after", "soon"], ["--base-url", "http://h"]):
+        with pytest.raises(SystemExit) as exited:
+            parse_args(bad)
+        assert exited.value.code == 2
+
+
+def test_without_the_http_extra(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delitem(sys.modules, "beluga_trio.llm.openai", raising=False)
+    monkeypatch.setitem(sys.modules, "httpx2", None)  # as if it were not installed
+    assert cli(["--model", "m"]) == 2
+    assert "pip install beluga_trio[http]" in capsys.readouterr().err
+
+
+def test_cli_runs_the_demo(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli(["--delay", "0.001", "--cancel-after", "0.02"]) == 0
+    out = capsys.readouterr().out
+    assert "[cancelled after 0.02 s mid-stream" in out
+    assert "0 tasks left behind" in out

@@ -41,6 +41,26 @@ EXPECTED: dict[str, tuple[bool, str]] = {
         "0 1\nstarted while the consumer was busy: [0, 1]\n"
         "after a cancelled request: [0, 1, 2]\nthe item in flight is not lost: 2\n",
     ),
+    "llm_stream.py": (
+        True,
+        "Leaving the block stops the model.\n"
+        "'Leaving the block stops the model.' stop "
+        "Usage(prompt_tokens=4, completion_tokens=6, total_tokens=10)\n"
+        "get_weather {'city': 'Paris'}\n"
+        "TooSlowError: no item within 1.0 s (to the first item); stopped after 1.0 s\n",
+    ),
+    "llm_events.py": (
+        True,
+        "data: 'Let me '\ndata: 'check.'\ntool call: search {\"q\": \"trio\"}\n"
+        "done: tool_calls, Usage(prompt_tokens=12, completion_tokens=3, total_tokens=15)\n"
+        "      first chunk after 0.2 s, 15 chunks/s\n"
+        "error ConnectionResetError('peer went away') partial: 'Half a '\n",
+    ),
+    "llm_openai.py": (
+        True,
+        "Hello there\nUsage(prompt_tokens=3, completion_tokens=2, total_tokens=5)\n"
+        "401 Incorrect API key provided | key shown: False\n",
+    ),
 }
 
 
