@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Awaitable, Callable, Iterator
 from itertools import chain
-from typing import Any, Final, TypeVar, final
+from typing import Any, Final, NoReturn, TypeVar, final
 
 import trio
 
@@ -530,11 +530,12 @@ class _Timeout(AsyncPull[T]):
     """Each request gets ``first`` (the first item) or ``between`` seconds, measured from the
     request; the whole stream gets ``total`` seconds from its opening. The upstream pull is
     cancel-safe, so an ordinary cancellation just propagates; on expiry every upstream stage
-    is stopped (a producer in the middle of an item is cancelled) and `trio.TooSlowError`
-    ends the stream."""
+    is stopped (a producer in the middle of an item is cancelled), and once they have all
+    stopped `trio.TooSlowError` ends the stream."""
 
     __slots__ = (
         "_between",
+        "_expired",
         "_first",
         "_got_first",
         "_resources",
@@ -560,8 +561,11 @@ class _Timeout(AsyncPull[T]):
         self._total = total
         self._resources = resources
         self._got_first = False
+        self._expired: trio.TooSlowError | None = None
 
     async def pull(self) -> T:
+        if self._expired is not None:
+            return await self._raise_expired()
         limit = self._between if self._got_first else self._first
         deadline = self._total_deadline
         if limit is not None:
@@ -571,9 +575,22 @@ class _Timeout(AsyncPull[T]):
             self._got_first = True
             return item
         assert cancel_scope.cancelled_caught
+        if deadline == self._total_deadline:
+            self._expired = trio.TooSlowError(
+                f"the stream did not end within total={self._total} s"
+            )
+        else:
+            which = "between items" if self._got_first else "to the first item"
+            self._expired = trio.TooSlowError(f"no item within {limit} s ({which})")
+        return await self._raise_expired()
+
+    async def _raise_expired(self) -> NoReturn:
+        """Stop every upstream stage and wait until they have stopped (their ``finally``
+        blocks have run), then raise. If that wait is cancelled, the next pull waits again:
+        the stream never reads from a stopped upstream."""
         for resource in self._resources:
             resource.stop()
-        if deadline == self._total_deadline:
-            raise trio.TooSlowError(f"the stream did not end within total={self._total} s")
-        which = "between items" if self._got_first else "to the first item"
-        raise trio.TooSlowError(f"no item within {limit} s ({which})")
+        for resource in self._resources:
+            await resource.wait_stopped()
+        assert self._expired is not None
+        raise self._expired

@@ -136,6 +136,18 @@ async def test_after_expiry_the_stream_is_finished(autojump_clock: trio.testing.
     assert timeline.cancelled
 
 
+async def test_the_producer_has_stopped_when_too_slow_error_is_raised(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    timeline = Timeline()
+    async with paced(timeline, [5]).timeout(first=1).open() as it:
+        with pytest.raises(trio.TooSlowError):
+            await anext(it)
+        # Caught inside the block: the producer's `finally` ran before the error was raised.
+        assert timeline.closed_at == 1.0
+        assert timeline.cancelled
+
+
 async def test_expiry_stops_every_upstream_stage(autojump_clock: trio.testing.MockClock) -> None:
     timeline = Timeline()
     mapped: list[int] = []
