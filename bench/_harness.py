@@ -14,7 +14,14 @@ How a measurement is taken (see :func:`run_scenario`):
   measurement, outside the timed part, so that no contender pays for another's garbage;
 - rounds are interleaved: a round runs every contender once, and the order rotates from round
   to round; the first round is a warm-up and is discarded;
-- the reported figure is the median over the rounds, in nanoseconds per item.
+- the reported figure is the median over the rounds, per item (or per run, for a scenario whose
+  "items" are whole runs), in the scenario's :data:`Unit`.
+
+A scenario may check results its own way (``check``: for instance, a merge's items arrive in
+any interleaving) and may state the ideal time of its job (``ideal_ns``: for instance, the
+time a concurrent map over simulated I/O would take with no overhead at all), which the report
+turns into an "x ideal" ratio. Peak memory is measured apart, untimed, by
+:mod:`bench._memory`.
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ import statistics
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, cast
+from typing import Literal, Protocol, TypeVar, cast
 
 import trio
 
@@ -34,6 +41,15 @@ Job = Callable[[int], Awaitable[object]]
 
 Loop = Literal["trio", "asyncio"]
 Status = Literal["ok", "skipped", "failed"]
+Unit = Literal["ns/item", "us/item", "us/run"]
+"""How a scenario's figures are shown: the samples are always nanoseconds for the whole job,
+divided by the job's items (for "us/run", each item of the job is one whole run)."""
+
+UNIT_SCALE: dict[Unit, float] = {"ns/item": 1.0, "us/item": 1_000.0, "us/run": 1_000.0}
+"""Nanoseconds per unit."""
+
+Check = Callable[[object, object], str | None]
+"""``check(got, expected)``: None when the result is right, else what is wrong with it."""
 
 
 class SkipContenderError(Exception):
@@ -66,6 +82,13 @@ class Scenario:
     contenders: tuple[Contender, ...]
     expected: Callable[[int], object]
     """The correct result of the job for ``n`` items (computed once, outside the timing)."""
+    check: Check | None = None
+    """Compares a result with ``expected(n)`` (untimed); default: equality."""
+    unit: Unit = "ns/item"
+    ideal_ns: Callable[[int], float] | None = None
+    """The ideal wall time of the whole job for ``n`` items, in ns, when the job has one."""
+    ideal_note: str = ""
+    """How the ideal is computed, for the report (e.g. "items x latency / concurrency")."""
 
     def __post_init__(self) -> None:
         labels = [c.label for c in self.contenders]
@@ -123,6 +146,21 @@ class ScenarioResult:
     rounds: int
     reference: str
     contenders: list[ContenderResult]
+    unit: Unit = "ns/item"
+    ideal_ns_per_item: float | None = None
+    ideal_note: str = ""
+
+    def in_unit(self, ns_per_item: float | None) -> float | None:
+        """A figure in ns per item, converted to the scenario's unit."""
+        return None if ns_per_item is None else ns_per_item / UNIT_SCALE[self.unit]
+
+    def ratio_to_ideal(self, label: str) -> float | None:
+        """The contender's median divided by the ideal time, when the scenario has one."""
+        mine = self.result(label).median
+        ideal = self.ideal_ns_per_item
+        if mine is None or ideal is None or ideal <= 0:
+            return None
+        return mine / ideal
 
     def result(self, label: str) -> ContenderResult:
         for c in self.contenders:
@@ -173,6 +211,15 @@ def _describe_mismatch(got: object, expected: object) -> str:
     return f"got {text[:60]}{'...' if len(text) > 60 else ''}"
 
 
+def check_result(check: Check | None, got: object, expected: object) -> str | None:
+    """None when ``got`` is right; else a short description of what is wrong."""
+    if check is not None:
+        return check(got, expected)
+    if got != expected:
+        return _describe_mismatch(got, expected)
+    return None
+
+
 def run_scenario(
     scenario: Scenario,
     *,
@@ -211,9 +258,10 @@ def run_scenario(
                 result.status, result.reason = "failed", f"raised {type(exc).__name__}: {exc}"
                 active = [a for a in active if a[2] is not result]
                 continue
-            if got != expected:
+            wrong = check_result(scenario.check, got, expected)
+            if wrong is not None:
                 result.status = "failed"
-                result.reason = f"wrong result: {_describe_mismatch(got, expected)}"
+                result.reason = f"wrong result: {wrong}"
                 active = [a for a in active if a[2] is not result]
                 continue
             if round_no >= 0:
@@ -231,10 +279,21 @@ def run_scenario(
         rounds=rounds,
         reference=scenario.reference,
         contenders=results,
+        unit=scenario.unit,
+        ideal_ns_per_item=(None if scenario.ideal_ns is None else scenario.ideal_ns(items) / items),
+        ideal_note=scenario.ideal_note,
     )
 
 
-def select(scenarios: Sequence[Scenario], only: str | None) -> list[Scenario]:
+class _Named(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
+N = TypeVar("N", bound=_Named)
+
+
+def select(scenarios: Sequence[N], only: str | None) -> list[N]:
     """The scenarios whose name contains ``only`` (case-insensitive); all when it is None."""
     if only is None:
         return list(scenarios)

@@ -9,10 +9,18 @@ the few calls the benchmark makes (trio-util ships no type information at all).
 from __future__ import annotations
 
 import importlib
-from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable, Iterable
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+)
 from contextlib import AbstractAsyncContextManager
 from types import ModuleType
-from typing import ParamSpec, Protocol, TypeVar, cast
+from typing import Any, ParamSpec, Protocol, TypeVar, cast, overload
 
 from bench._harness import SkipContenderError
 
@@ -49,6 +57,32 @@ def asyncstdlib_map() -> AsyncstdlibMap:
     return cast(AsyncstdlibMap, optional_module("asyncstdlib").map)
 
 
+class AsyncstdlibTeeChildren(Protocol[T_co]):
+    """What ``asyncstdlib.tee`` returns: its children, and ``aclose`` to close them all."""
+
+    def __iter__(self) -> Iterator[AsyncIterator[T_co]]: ...
+
+    async def aclose(self) -> None: ...
+
+
+class AsyncstdlibTee(Protocol):
+    """``asyncstdlib.tee(iterable, n, *, lock)``: ``n`` iterators over one source; an item is
+    kept until the slowest child has taken it (unbounded)."""
+
+    def __call__(
+        self,
+        iterable: AsyncIterable[T],
+        /,
+        n: int = 2,
+        *,
+        lock: AbstractAsyncContextManager[Any] | None = None,
+    ) -> AsyncstdlibTeeChildren[T]: ...
+
+
+def asyncstdlib_tee() -> AsyncstdlibTee:
+    return cast(AsyncstdlibTee, optional_module("asyncstdlib").tee)
+
+
 # aiostream -----------------------------------------------------------------------------------
 
 
@@ -59,11 +93,28 @@ class AiostreamStream(AsyncIterable[T_co], Protocol[T_co]):
 
 
 class AiostreamOperators(Protocol):
-    """The two operators of ``aiostream.stream`` the benchmark uses."""
+    """The operators of ``aiostream.stream`` the benchmark uses.
+
+    ``map`` with a coroutine function runs the calls concurrently, at most ``task_limit`` at
+    once, results in input order (``stream.map(xs, f, task_limit=n)`` is
+    ``xs | pipe.map(f, task_limit=n)``); with a plain function, one call per item.
+    """
 
     def iterate(self, it: AsyncIterable[T] | Iterable[T], /) -> AiostreamStream[T]: ...
 
+    @overload
+    def map(
+        self,
+        source: AsyncIterable[T],
+        func: Callable[[T], Awaitable[R]],
+        /,
+        *,
+        task_limit: int | None = None,
+    ) -> AiostreamStream[R]: ...
+    @overload
     def map(self, source: AsyncIterable[T], func: Callable[[T], R], /) -> AiostreamStream[R]: ...
+
+    def merge(self, *sources: AsyncIterable[T]) -> AiostreamStream[T]: ...
 
 
 def aiostream_operators() -> AiostreamOperators:

@@ -15,6 +15,7 @@ from pathlib import Path
 import trio
 
 from bench._harness import ContenderResult, ScenarioResult
+from bench._memory import MemoryResult
 
 PACKAGES = ("beluga_trio", "trio", "asyncstdlib", "aiostream", "trio-util")
 
@@ -24,7 +25,10 @@ METHOD = (
     " interleaved (every contender once per round, order rotated each round); the first round"
     " is a discarded warm-up. The garbage collector stays enabled; gc.collect() runs before"
     " each measurement, outside the timing. Every result is checked against the expected"
-    " value. Reported: median over the rounds, ns per item; vs ref = median / reference median."
+    " value. Reported: median over the rounds, per item in the scenario's unit (ns/item, or"
+    " us/run where each item of the job is one whole run); vs ref = median / reference median;"
+    " x ideal = median / the job's ideal time, where it has one. Peak memory: each job once"
+    " per size in a fresh loop, tracemalloc tracing only while the job runs, untimed."
 )
 
 
@@ -82,22 +86,32 @@ def machine_info() -> dict[str, object]:
 # The table -----------------------------------------------------------------------------------
 
 
-def _ns(value: float | None) -> str:
-    return "-" if value is None else f"{value:,.0f}"
+def _figure(value: float | None) -> str:
+    """A figure in its unit: whole numbers from 100 up, else three significant digits."""
+    if value is None:
+        return "-"
+    if value >= 100:
+        return f"{value:,.0f}"
+    return f"{value:.3g}"
 
 
 def _row(scenario: ScenarioResult, c: ContenderResult) -> list[str]:
     ratio = scenario.ratio(c.label)
     met = scenario.goal_met(c.label)
-    spread = f"{_ns(c.fastest)}-{_ns(c.slowest)}" if c.status == "ok" else "-"
+    fig = scenario.in_unit
+    spread = f"{_figure(fig(c.fastest))}-{_figure(fig(c.slowest))}" if c.status == "ok" else "-"
     notes = [c.note] if c.note else []
     if c.label == scenario.reference:
         notes.insert(0, "reference")
+    to_ideal = scenario.ratio_to_ideal(c.label)
+    if to_ideal is not None:
+        notes.insert(0, f"{to_ideal:.2f}x ideal")
     if c.status != "ok":
         notes.append(f"{c.status.upper()}: {c.reason}")
     return [
-        _ns(c.median),
+        _figure(fig(c.median)),
         spread,
+        scenario.unit,
         "-" if ratio is None else f"{ratio:.2f}x",
         "" if c.goal is None else f"<= {c.goal:.2f}x",
         "" if met is None else ("OK" if met else "MISSED"),
@@ -105,38 +119,104 @@ def _row(scenario: ScenarioResult, c: ContenderResult) -> list[str]:
     ]
 
 
-HEADER = ["scenario", "contender", "ns/item", "min-max", "vs ref", "goal", "met", "notes"]
-RIGHT_ALIGNED = {2, 3, 4, 5}
+HEADER = ["scenario", "contender", "median", "min-max", "unit", "vs ref", "goal", "met", "notes"]
+RIGHT_ALIGNED = {2, 3, 5, 6}
+
+
+def _scenario_cells(scenario: ScenarioResult) -> list[str]:
+    """The scenario column, one line per contender row: the name, then the ideal if any."""
+    count = "runs" if scenario.unit == "us/run" else "N"
+    cells = [f"{scenario.name} ({count}={scenario.items:,})"]
+    if scenario.ideal_ns_per_item is not None:
+        ideal = scenario.in_unit(scenario.ideal_ns_per_item)
+        cells.append(f"  ideal {_figure(ideal)} {scenario.unit}")
+        if scenario.ideal_note:
+            cells.append(f"  = {scenario.ideal_note}")
+    return cells
+
+
+def _layout(header: list[str], rows: list[list[str] | None], right: set[int]) -> str:
+    """Columns padded to width, a rule where a row is None."""
+    cells = [header, *(r for r in rows if r is not None)]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+
+    def line(row: list[str]) -> str:
+        parts = [
+            cell.rjust(widths[i]) if i in right else cell.ljust(widths[i])
+            for i, cell in enumerate(row)
+        ]
+        return "  ".join(parts).rstrip()
+
+    rule = "-" * len(line(["x" * w for w in widths]))
+    out = [line(header)]
+    out.extend(rule if row is None else line(row) for row in rows)
+    out.append(rule)
+    return "\n".join(out)
 
 
 def format_table(results: Sequence[ScenarioResult]) -> str:
     rows: list[list[str] | None] = []  # None: a rule between scenarios
     for scenario in results:
         rows.append(None)
-        first = f"{scenario.name} (N={scenario.items:,})"
+        first = _scenario_cells(scenario)
         for i, c in enumerate(scenario.contenders):
-            rows.append([first if i == 0 else "", c.label, *_row(scenario, c)])
-    cells = [HEADER, *(r for r in rows if r is not None)]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(HEADER))]
+            rows.append([first[i] if i < len(first) else "", c.label, *_row(scenario, c)])
+        rows.extend(
+            [extra, *[""] * (len(HEADER) - 1)] for extra in first[len(scenario.contenders) :]
+        )
+    return _layout(HEADER, rows, RIGHT_ALIGNED)
 
-    def line(row: list[str]) -> str:
-        parts = [
-            cell.rjust(widths[i]) if i in RIGHT_ALIGNED else cell.ljust(widths[i])
-            for i, cell in enumerate(row)
-        ]
-        return "  ".join(parts).rstrip()
 
-    rule = "-" * len(line(["x" * w for w in widths]))
-    out = [line(HEADER)]
-    out.extend(rule if row is None else line(row) for row in rows)
-    out.append(rule)
-    return "\n".join(out)
+MEMORY_HEADER = ["scenario", "contender", "small", "large", "large/small", "goal", "met", "notes"]
+MEMORY_RIGHT_ALIGNED = {2, 3, 4, 5}
+
+
+def _mb(value: int | None) -> str:
+    if value is None:
+        return "-"
+    if value < 1_000_000:
+        return f"{value / 1e3:,.0f} kB"
+    return f"{value / 1e6:,.1f} MB"
+
+
+def format_memory_table(results: Sequence[MemoryResult]) -> str:
+    """Peak traced memory at both sizes, the growth and the goal on it."""
+    rows: list[list[str] | None] = []
+    for scenario in results:
+        rows.append(None)
+        small, large = scenario.sizes
+        first = [scenario.name, f"  small N={small:,}", f"  large N={large:,}"]
+        for i, c in enumerate(scenario.contenders):
+            growth = scenario.growth(c.label)
+            met = scenario.goal_met(c.label)
+            notes = [c.note] if c.note else []
+            if c.status == "ok" and large in c.seconds:
+                notes.append(f"traced run {c.seconds[small]:.1f} s + {c.seconds[large]:.1f} s")
+            if c.status != "ok":
+                notes.append(f"{c.status.upper()}: {c.reason}")
+            rows.append(
+                [
+                    first[i] if i < len(first) else "",
+                    c.label,
+                    _mb(c.peak_bytes.get(small)),
+                    _mb(c.peak_bytes.get(large)),
+                    "-" if growth is None else f"{growth:.2f}x",
+                    "" if c.goal is None else f"<= {c.goal:.2f}x",
+                    "" if met is None else ("OK" if met else "MISSED"),
+                    "; ".join(notes),
+                ]
+            )
+        rows.extend(
+            [extra, *[""] * (len(MEMORY_HEADER) - 1)] for extra in first[len(scenario.contenders) :]
+        )
+    return _layout(MEMORY_HEADER, rows, MEMORY_RIGHT_ALIGNED)
 
 
 # The JSON file -------------------------------------------------------------------------------
 
 
 def _contender_json(scenario: ScenarioResult, c: ContenderResult) -> dict[str, object]:
+    # "ns_per_item_*" are per run for a "us/run" scenario (each item of its job is a run).
     return {
         "label": c.label,
         "loop": c.loop,
@@ -148,13 +228,42 @@ def _contender_json(scenario: ScenarioResult, c: ContenderResult) -> dict[str, o
         "ns_per_item_max": c.slowest,
         "round_totals_ns": c.samples_ns,
         "ratio_vs_reference": scenario.ratio(c.label),
+        "ratio_vs_ideal": scenario.ratio_to_ideal(c.label),
         "goal_max_ratio": c.goal,
         "goal_met": scenario.goal_met(c.label),
     }
 
 
+def _memory_json(scenario: MemoryResult) -> dict[str, object]:
+    return {
+        "name": scenario.name,
+        "description": scenario.description,
+        "sizes": list(scenario.sizes),
+        "contenders": [
+            {
+                "label": c.label,
+                "loop": c.loop,
+                "note": c.note,
+                "status": c.status,
+                "reason": c.reason,
+                "peak_bytes": {str(n): b for n, b in c.peak_bytes.items()},
+                "traced_run_seconds": {str(n): t for n, t in c.seconds.items()},
+                "growth_large_vs_small": scenario.growth(c.label),
+                "goal_max_growth": c.goal,
+                "goal_met": scenario.goal_met(c.label),
+            }
+            for c in scenario.contenders
+        ],
+    }
+
+
 def to_json(
-    results: Sequence[ScenarioResult], *, smoke: bool, rounds: int, warmup: int
+    results: Sequence[ScenarioResult],
+    *,
+    smoke: bool,
+    rounds: int,
+    warmup: int,
+    memory: Sequence[MemoryResult] = (),
 ) -> dict[str, object]:
     return {
         "timestamp": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
@@ -170,11 +279,15 @@ def to_json(
                 "name": s.name,
                 "description": s.description,
                 "items": s.items,
+                "unit": s.unit,
+                "ideal_ns_per_item": s.ideal_ns_per_item,
+                "ideal_note": s.ideal_note,
                 "reference": s.reference,
                 "contenders": [_contender_json(s, c) for c in s.contenders],
             }
             for s in results
         ],
+        "memory_scenarios": [_memory_json(m) for m in memory],
     }
 
 

@@ -1,15 +1,32 @@
 """The registry: every scenario the benchmark knows, in the order they run and are printed.
 
-To add one, write a module here that builds a :class:`bench._harness.Scenario` and list it
-below.
+To add one, write a module here that builds a :class:`bench._harness.Scenario` (timed) or a
+:class:`bench._memory.MemoryScenario` (peak memory, untimed) and list it below. Timed
+scenarios run first, then the memory ones.
 """
 
 from __future__ import annotations
 
 from bench._harness import Scenario
-from bench.scenarios import inline_chain, producer
+from bench._memory import MemoryScenario
+from bench.scenarios import (
+    buffer,
+    concurrent_map,
+    fan_out,
+    first_item,
+    inline_chain,
+    memory,
+    merge,
+    producer,
+)
 
-SCENARIOS: tuple[Scenario, ...] = (
+SCENARIOS: tuple[Scenario | MemoryScenario, ...] = (
     inline_chain.SCENARIO,
     producer.SCENARIO,
+    buffer.SCENARIO,
+    merge.SCENARIO,
+    fan_out.SCENARIO,
+    concurrent_map.SCENARIO,
+    first_item.SCENARIO,
+    memory.SCENARIO,
 )
