@@ -19,7 +19,7 @@ from typing import Any, Final, Generic, Literal, TypeVar, cast, final
 
 import trio
 
-from ._stage import SCHEDULE_EVERY, AsyncPull, Pull, Resource, SyncPull, Yield
+from ._stage import NOT_READY, SCHEDULE_EVERY, AsyncPull, NotReady, Pull, Resource, SyncPull, Yield
 
 __all__ = ["ChannelPull", "Feed", "Overflow", "Tasks", "is_cancellation", "raise_errors"]
 
@@ -179,6 +179,19 @@ class ChannelPull(AsyncPull[T]):
                 "cover this consumer, so the stream cannot continue"
             )
 
+    def poll(self) -> T | NotReady:
+        self._budget -= 1
+        if self._budget > 0:
+            try:
+                item = self._receive_nowait()
+            except (trio.WouldBlock, trio.EndOfChannel):
+                pass  # pull() waits, or ends the stream
+            else:
+                self.received += 1
+                return item
+        self._budget += 1  # not taken: pull() counts it
+        return NOT_READY
+
     async def pull(self) -> T:
         item: T = _WAIT
         self._budget -= 1
@@ -318,7 +331,21 @@ class Feed(Generic[T]):
                 budget = SCHEDULE_EVERY
             size = SCHEDULE_EVERY
             if self._overflow == "wait":
-                size = min(max(self._capacity - self.fill(), 1), SCHEDULE_EVERY)
+                room = self._capacity - self.fill()
+                if room <= 0:
+                    # Full: take the one item in hand and wait with it (no send_nowait
+                    # that is bound to fail).
+                    try:
+                        item = next(it)
+                    except StopIteration:
+                        return
+                    except Yield:
+                        budget = 0
+                        continue
+                    await self._full(item)
+                    budget = SCHEDULE_EVERY  # that wait was a schedule point
+                    continue
+                size = min(room, SCHEDULE_EVERY)
             chunk: list[T] = []
             ended = False
             error: Exception | None = None

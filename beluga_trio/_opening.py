@@ -9,7 +9,7 @@ from typing import Any, Final, Generic, TypeVar, final
 
 import trio
 
-from ._stage import SCHEDULE_EVERY, Node, Pull, Scope, SyncPull, Yield, settle
+from ._stage import NOT_READY, SCHEDULE_EVERY, Node, Pull, Scope, SyncPull, Yield, settle
 
 __all__ = ["StreamIterator", "StreamOpening"]
 
@@ -113,11 +113,15 @@ class StreamIterator(AsyncIterator[T_co]):
             if sync is not None:
                 while True:
                     try:
-                        return next(sync)
+                        item = next(sync)
+                        break
                     except Yield:
                         await trio.lowlevel.checkpoint()
-            assert self._async is not None
-            return await self._async.pull()
+            else:
+                pull = self._async
+                assert pull is not None
+                ready = pull.poll()  # a ready item without a coroutine, if the stage has one
+                item = await pull.pull() if ready is NOT_READY else ready
         except (StopIteration, StopAsyncIteration):
             self._state = _FINISHED
             raise StopAsyncIteration from None
@@ -126,6 +130,8 @@ class StreamIterator(AsyncIterator[T_co]):
         except BaseException:
             self._state = _FINISHED
             raise
+        else:
+            return item
         finally:
             self._busy = False
 

@@ -41,6 +41,7 @@ copy a group the user raised; they arrive as the very same objects.
 from __future__ import annotations
 
 import abc
+import enum
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Final, Generic, TypeVar, final
@@ -48,9 +49,11 @@ from typing import Final, Generic, TypeVar, final
 import trio
 
 __all__ = [
+    "NOT_READY",
     "SCHEDULE_EVERY",
     "AsyncPull",
     "Node",
+    "NotReady",
     "Pull",
     "Resource",
     "Scope",
@@ -219,6 +222,17 @@ async def settle(exc: BaseException | None, errors: list[BaseException]) -> None
     raise BaseExceptionGroup("errors while closing a beluga_trio stream", everything)
 
 
+@final
+class NotReady(enum.Enum):
+    """The type of `NOT_READY`."""
+
+    NOT_READY = "NOT_READY"
+
+
+#: What `AsyncPull.poll` returns when no item is ready.
+NOT_READY: Final = NotReady.NOT_READY
+
+
 class Node(abc.ABC, Generic[T_co]):
     """One immutable step of a stream's plan. ``open`` may be called any number of times."""
 
@@ -256,6 +270,15 @@ class AsyncPull(abc.ABC, Generic[T_co]):
     @abc.abstractmethod
     async def pull(self) -> T_co:
         """The next item; `StopAsyncIteration` at the end."""
+
+    def poll(self) -> T_co | NotReady:
+        """An item that is ready now, taken without awaiting; or `NOT_READY`.
+
+        An optional fast path (the default is never ready): stages whose items wait in a
+        channel hand them over without a coroutine per item. Taking an item this way counts
+        like a pull, schedule points included.
+        """
+        return NOT_READY
 
     async def pull_some(self) -> Sequence[T_co]:
         """One or more items that are ready, or an empty sequence at the end.

@@ -126,12 +126,13 @@ class Stream(Generic[T_co]):
         With ``concurrency=n`` (an int, or a `trio.CapacityLimiter` shared with other stages,
         Beluga's FlowController), up to n calls of an async ``fn`` run at once, each in a task
         of the opening's nursery (a sync ``fn`` cannot overlap with anything: it is called one
-        item at a time, ahead of the consumer within the window). ``ordered=True`` delivers results in input order, ``False`` in completion
-        order. At most ``window`` items (default 2n) are in flight or waiting to be taken, so
-        memory is bounded and one slow item does not idle the other slots until that many
-        have finished behind it. An error from ``fn`` cancels the calls in flight and is
-        raised after the results delivered before it; an upstream error is raised after the
-        calls already started have delivered.
+        item at a time, ahead of the consumer within the window). ``ordered=True`` delivers
+        results in input order, ``False`` in completion order. At most ``window`` items
+        (default 2n) are in flight or waiting to be taken, so memory is bounded and one slow
+        item does not idle the other slots until that many have finished behind it. An error
+        from ``fn`` cancels the calls in flight and is raised after the results delivered
+        before it; an upstream error is raised after the calls already started have
+        delivered.
         """
         if concurrency is not None:
             return Stream(
