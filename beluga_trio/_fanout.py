@@ -21,15 +21,34 @@ R = TypeVar("R")
 _MISSING: Final[Any] = object()
 
 
+def _started_by(task: trio.lowlevel.Task | None, owner: trio.lowlevel.Task) -> bool:
+    """Whether ``task`` is ``owner`` or a task started, at any depth, in its nurseries."""
+    while task is not None:
+        if task is owner:
+            return True
+        nursery = task.parent_nursery
+        task = None if nursery is None else nursery.parent_task
+    return False
+
+
 @final
 class _ViewNode(Node[T]):
-    """A consumer's view: the channel the distributor fills for it. Opened once."""
+    """A consumer's view: the channel the distributor fills for it. Opened once, by its
+    consumer (its task, or a task it started).
 
-    __slots__ = ("_index", "_opened", "_rx")
+    Reading one view after another in one task is the Go ``FanOut`` deadlock: the source
+    waits for room in the view read second, which waits for the first to end. A view opened
+    by another consumer's task raises instead of hanging.
+    """
 
-    def __init__(self, rx: trio.MemoryReceiveChannel[T], index: int) -> None:
+    __slots__ = ("_index", "_opened", "_owner", "_rx")
+
+    def __init__(
+        self, rx: trio.MemoryReceiveChannel[T], index: int, owner: trio.lowlevel.Task
+    ) -> None:
         self._rx = rx
         self._index = index
+        self._owner = owner
         self._opened = False
 
     def describe(self) -> str:
@@ -39,6 +58,12 @@ class _ViewNode(Node[T]):
         if self._opened:
             raise StreamConsumedError(
                 f"{self.describe()} was already opened; each consumer's view is opened once"
+            )
+        if not _started_by(trio.lowlevel.current_task(), self._owner):
+            raise RuntimeError(
+                f"{self.describe()} was opened outside its consumer; each consumer reads only "
+                "its own view (one task reading two views one after another would wait "
+                "forever: the source cannot go on until both have room)"
             )
         self._opened = True
         # Closing the view (the consumer leaving it) detaches the consumer.
@@ -107,7 +132,8 @@ class _Distribution(Generic[T, R]):
     async def _consume(self, index: int) -> None:
         rx = self._channels[index][1]
         try:
-            self.results[index] = await self._consumers[index](Stream(_ViewNode(rx, index)))
+            view = Stream(_ViewNode(rx, index, trio.lowlevel.current_task()))
+            self.results[index] = await self._consumers[index](view)
         except trio.Cancelled:
             raise
         except BaseException as exc:  # noqa: BLE001 - raised by fan_out, as itself
@@ -127,8 +153,9 @@ async def fan_out(
     open once. The source is opened and read once, by one task; every consumer sees every item,
     in order. The slowest consumer sets the pace: at most ``buffer`` items wait for each one,
     so memory does not grow with the stream. A consumer that returns early (or never opens its
-    view) is detached and the others go on. Returns ``[R, ...]`` in the order of
-    ``consumers``.
+    view) is detached and the others go on. A view is read by its own consumer (its task, or
+    tasks it starts); opened anywhere else it raises `RuntimeError`, where Go's ``FanOut``
+    would deadlock. Returns ``[R, ...]`` in the order of ``consumers``.
 
     Errors: an exception from the source or from any consumer cancels everything else and is
     raised, as itself; several at once arrive together in one `BaseExceptionGroup`. All tasks
