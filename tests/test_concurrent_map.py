@@ -462,6 +462,29 @@ async def test_cancellation_while_every_call_is_done_is_not_a_clean_end() -> Non
 
 
 @pytest.mark.parametrize("ordered", [True, False])
+async def test_a_shielded_consumer_does_not_see_a_clean_end_when_the_calls_are_cancelled(
+    autojump_clock: trio.testing.MockClock, ordered: bool
+) -> None:
+    probe = Probe()
+    flight = InFlight()
+    fn = sleeping(flight, lambda x: 1)
+    after_loop = False
+    with trio.CancelScope() as outer:
+        async with counting(probe, 20).map(fn, concurrency=3, ordered=ordered).open() as it:
+            with trio.CancelScope(shield=True):
+                try:
+                    async for x in it:
+                        if x == 20:
+                            outer.cancel()
+                    after_loop = True
+                except trio.BrokenResourceError:
+                    pass  # an error that says the stream cannot go on: fine
+    assert not after_loop, "the map looked finished"
+    assert probe.finalized == 1
+    assert flight.now == 0
+
+
+@pytest.mark.parametrize("ordered", [True, False])
 async def test_a_timed_out_anext_loses_no_item(
     autojump_clock: trio.testing.MockClock, ordered: bool
 ) -> None:

@@ -61,6 +61,22 @@ EXPECTED: dict[str, tuple[bool, str]] = {
         "Hello there\nUsage(prompt_tokens=3, completion_tokens=2, total_tokens=5)\n"
         "401 Incorrect API key provided | key shown: False\n",
     ),
+    "testing_sweep.py": (
+        True,
+        "cancelled at every step: True\nruns: True | tasks: 3\n"
+        "abandons_a_generator: run 3, cancelled before step 3:\n"
+        "    1 async generator(s) were not closed by the run\n"
+        "swallows_the_cancellation: run 1, cancelled before step 1:\n"
+        "    the scenario returned normally although trio.Cancelled was delivered 1 time(s) "
+        "to its tasks\n",
+    ),
+    "testing_scripted.py": (
+        True,
+        "['HELLO', ', '] RateLimitError() True\n"
+        "started: 3 | yielded: ['Hello', ', '] | cleanup: True\n"
+        "got 0\ngot 1\n"
+        "Cancelled | cleanup ran: True | its await was cancelled: True\n",
+    ),
 }
 
 

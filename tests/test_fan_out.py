@@ -257,7 +257,7 @@ async def test_a_consumer_that_returns_early_is_detached_and_the_others_go_on(
 ) -> None:
     probe = Probe()
     early, expected = EARLY[name]
-    with no_task_leak():
+    with no_task_leak(), trio.fail_after(1000):  # a consumer not detached blocks the rest
         results = await bt.fan_out(
             counting(probe, 50, delay=0.25), collect, early, sleepy(0.5), buffer=buffer
         )
@@ -274,9 +274,10 @@ async def test_when_every_consumer_has_returned_an_endless_source_is_stopped(
     state = ExitState()
     before = tasks_living()
     try:
-        results = await bt.fan_out(
-            counting(probe), _takes_3, _breaks_at_3, _never_opens, _first, buffer=buffer
-        )
+        with trio.fail_after(10):  # consumers not detached would block the endless source
+            results = await bt.fan_out(
+                counting(probe), _takes_3, _breaks_at_3, _never_opens, _first, buffer=buffer
+            )
     finally:
         state.record([probe])
     assert results == [[0, 1, 2], [0, 1, 2], "never opened", 0]
@@ -302,7 +303,7 @@ async def test_a_view_is_opened_once() -> None:
                 return "refused" if [x async for x in it] == [0, 1, 2] else "lost items"
         return "opened twice"  # pragma: no cover
 
-    with no_task_leak():
+    with no_task_leak(), trio.fail_after(10):
         assert await bt.fan_out(counting(Probe(), 3), twice, concurrently, collect) == [
             "refused",
             "refused",
@@ -537,7 +538,8 @@ async def test_a_view_may_be_read_by_a_task_its_consumer_starts() -> None:
         async def read() -> None:
             got.extend(await view.collect())
 
-        async with trio.open_nursery() as nursery:
+        # ASYNC112: the point is that a child task of the consumer reads the view
+        async with trio.open_nursery() as nursery:  # noqa: ASYNC112
             nursery.start_soon(read)
         return got
 
@@ -600,6 +602,58 @@ async def test_cancelling_a_fan_out_blocked_on_a_full_buffer_stops_it() -> None:
     assert 3 <= started_when_blocked <= 3 + 1, "the source was not held back by the buffer"
     assert state.finalized == [1]
     assert tasks_living() == before
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: when fan_out is cancelled or fails, the distributor closes every view's "
+    "channel in its `finally`, so a consumer shielded from the cancellation sees its view end "
+    "cleanly, as if the source had finished",
+)
+@pytest.mark.parametrize("trigger", ["outer-cancel", "source-error", "consumer-error"])
+async def test_a_shielded_consumer_does_not_see_a_clean_end_when_fan_out_stops(
+    autojump_clock: trio.testing.MockClock, trigger: str
+) -> None:
+    """A consumer that shields its reading (to finish a write, say) while ``fan_out`` is
+    cancelled (by the enclosing scope, or by an error elsewhere) must not see its view end as
+    if the source had finished."""
+    probe = Probe()
+    looked_complete: list[list[int]] = []
+    err = ValueError("boom")
+
+    view_errors: list[BaseException] = []
+
+    async def shielded(view: bt.Stream[int]) -> list[int]:
+        with trio.CancelScope(shield=True):
+            try:
+                items = await view.collect()
+            except (trio.BrokenResourceError, ValueError) as exc:
+                # an error that says the view cannot go on, or the source's own: fine
+                view_errors.append(exc)
+                return []
+            looked_complete.append(items)
+            return items
+        return []  # pragma: no cover - a shielded scope catches nothing here
+
+    async def failing_consumer(view: bt.Stream[int]) -> None:
+        await trio.sleep(3.5)
+        raise err
+
+    source = (
+        failing(probe, 3, err, delay=1)
+        if trigger == "source-error"
+        else counting(probe, 10, delay=1)
+    )
+    others = [failing_consumer] if trigger == "consumer-error" else [collect]
+    if trigger == "outer-cancel":
+        with trio.move_on_after(3.5) as cs:
+            await bt.fan_out(source, shielded, *others)
+        assert cs.cancelled_caught
+    else:
+        assert await raised_by(lambda: bt.fan_out(source, shielded, *others)) is err
+    assert looked_complete == [], f"the view ended cleanly after {looked_complete}"
+    assert all(isinstance(e, trio.BrokenResourceError) or e is err for e in view_errors)
+    assert probe.finalized == 1
 
 
 @pytest.mark.parametrize("buffer", [1, 4])

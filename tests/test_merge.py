@@ -235,6 +235,7 @@ async def test_an_error_stops_an_endless_sync_source() -> None:
     """A source with no await in it (an endless generator) is stopped by the first error."""
     err = KeyError("x")
     probe = Probe()
+
     async def run() -> list[int]:
         with trio.fail_after(10):  # the endless source must be stopped, not run for ever
             return await bt.merge(endless_sync(probe), failing(Probe(), 5, err)).collect()
@@ -454,6 +455,27 @@ async def test_cancelling_a_merge_of_finished_sources_is_not_a_clean_end() -> No
             after_loop = True
     assert cs.cancelled_caught
     assert not after_loop
+
+
+async def test_a_shielded_consumer_does_not_see_a_clean_end_when_the_sources_are_cancelled(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    probes = [Probe(), Probe()]
+    after_loop = False
+    with trio.CancelScope() as outer:
+        async with bt.merge(
+            counting(probes[0], 10, delay=1), counting(probes[1], 10, delay=1.5)
+        ).open() as it:
+            with trio.CancelScope(shield=True):
+                try:
+                    async for x in it:
+                        if x == 2:
+                            outer.cancel()
+                    after_loop = True
+                except trio.BrokenResourceError:
+                    pass  # an error that says the stream cannot go on: fine
+    assert not after_loop, "the merge looked finished"
+    assert [p.finalized for p in probes] == [1, 1]
 
 
 async def test_a_timed_out_anext_loses_no_item(autojump_clock: trio.testing.MockClock) -> None:

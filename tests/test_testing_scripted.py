@@ -1,0 +1,159 @@
+"""``beluga_trio.testing.ScriptedProducer``: it fails where it is told to, and records what
+happened to each opening."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+import trio
+import trio.testing
+
+import beluga_trio as bt
+from beluga_trio.testing import ProducerRun, ScriptedError, ScriptedProducer
+
+
+class BoomError(Exception):
+    pass
+
+
+async def test_a_full_run_is_recorded() -> None:
+    fake = ScriptedProducer("abc")
+    assert await fake.stream().collect() == ["a", "b", "c"]
+    assert fake.opened == 1
+    run = fake.last
+    assert isinstance(run, ProducerRun)
+    assert (run.index, run.started, run.yielded, run.finished) == (0, 3, ["a", "b", "c"], True)
+    assert run.exception is None
+    assert run.cleanup_started
+    assert run.cleanup_finished
+    assert not run.cleanup_cancelled
+    fake.assert_cleaned_up()
+    fake.assert_lock_step()
+
+
+async def test_every_opening_is_a_new_run() -> None:
+    fake = ScriptedProducer(range(3))
+    stream = fake.stream()
+    assert await stream.first() == 0
+    assert await stream.collect() == [0, 1, 2]
+    assert [run.index for run in fake.runs] == [0, 1]
+    first, second = fake.runs
+    # first() closes the producer at its yield: GeneratorExit, after exactly one item.
+    assert (first.started, first.yielded, first.finished) == (1, [0], False)
+    assert isinstance(first.exception, GeneratorExit)
+    assert first.cleanup_finished  # a graceful close: its awaits were not cancelled
+    assert second.finished
+
+
+async def test_raise_before_an_item() -> None:
+    fake = ScriptedProducer(range(5), raise_before=2, error=BoomError("at 2"))
+    items, error = await fake.stream().collect_result()
+    assert items == [0, 1]
+    assert isinstance(error, BoomError)
+    assert str(error) == "at 2"
+    run = fake.last
+    assert run.exception is error
+    assert (run.started, run.yielded, run.finished) == (3, [0, 1], False)
+    assert run.cleanup_finished
+
+
+async def test_raise_after_the_last_item_and_the_default_error() -> None:
+    fake = ScriptedProducer(range(2), raise_before=2)
+    items, error = await fake.stream().collect_result()
+    assert items == [0, 1]
+    assert isinstance(error, ScriptedError)
+    assert fake.last.started == 2
+
+
+async def test_an_error_factory_makes_a_fresh_error_per_opening() -> None:
+    fake = ScriptedProducer(range(1), raise_before=0, error=lambda: BoomError("fresh"))
+    first = (await fake.stream().collect_result()).error
+    second = (await fake.stream().collect_result()).error
+    assert isinstance(first, BoomError)
+    assert isinstance(second, BoomError)
+    assert first is not second
+
+
+async def test_cleanup_error_is_raised_from_the_block() -> None:
+    fake = ScriptedProducer(range(3), cleanup_error=BoomError("in cleanup"))
+
+    async def leave_at_once() -> None:
+        async with fake.stream().open() as items:
+            async for _ in items:
+                break
+
+    with pytest.raises(BoomError, match="in cleanup"):
+        await leave_at_once()
+    run = fake.last
+    assert run.cleanup_started
+    assert run.cleanup_finished  # the error comes after the cleanup's awaits
+    assert isinstance(run.exception, GeneratorExit)
+
+
+async def test_hang_waits_until_cancelled(autojump_clock: trio.testing.MockClock) -> None:
+    fake = ScriptedProducer(range(5), hang_before=1, cleanup_checkpoints=2)
+    got: list[int] = []
+    with trio.move_on_after(100) as scope:
+        await fake.stream().for_each(got.append)
+    assert scope.cancelled_caught
+    assert got == [0]
+    run = fake.last
+    assert run.started == 2
+    assert isinstance(run.exception, trio.Cancelled)
+    assert run.cleanup_started
+    assert run.cleanup_cancelled  # a cancelled producer's awaiting cleanup is interrupted
+    assert not run.cleanup_finished
+    fake.assert_cleaned_up()
+
+
+async def test_delay_is_per_item(autojump_clock: trio.testing.MockClock) -> None:
+    fake = ScriptedProducer(range(3), delay=2.0)
+    start = trio.current_time()
+    await fake.stream().collect()
+    assert trio.current_time() - start == pytest.approx(6.0)
+
+
+async def test_generator_is_one_raw_run() -> None:
+    fake = ScriptedProducer(range(3), cleanup_checkpoints=0)
+    agen = fake.generator()
+    assert await anext(agen) == 0
+    await agen.aclose()
+    assert isinstance(fake.last.exception, GeneratorExit)
+    assert fake.last.cleanup_finished
+
+
+def test_the_asserts_fail_with_clear_messages() -> None:
+    fake: ScriptedProducer[int] = ScriptedProducer([1])
+    with pytest.raises(AssertionError, match="never opened"):
+        _ = fake.last
+    fake.runs.append(ProducerRun(index=0, started=3))
+    with pytest.raises(AssertionError, match=r"opening\(s\) \[0\] did not run"):
+        fake.assert_cleaned_up()
+    with pytest.raises(AssertionError, match="ran ahead of its consumer"):
+        fake.assert_lock_step()
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: ScriptedProducer(range(3), raise_before=4),
+        lambda: ScriptedProducer(range(3), hang_before=-1),
+        lambda: ScriptedProducer(range(3), cleanup_checkpoints=-1),
+    ],
+    ids=["raise_before", "hang_before", "cleanup_checkpoints"],
+)
+def test_script_points_are_validated(make: Callable[[], object]) -> None:
+    with pytest.raises(ValueError, match="must be"):
+        make()
+
+
+async def test_it_is_lock_step_under_any_stage() -> None:
+    fake = ScriptedProducer(range(10))
+    async with fake.stream().buffer(3).open() as items:
+        async for x in items:
+            if x == 5:
+                break
+    fake.assert_lock_step()
+    fake.assert_cleaned_up()
+    assert bt.Stream is type(fake.stream())
