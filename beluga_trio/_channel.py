@@ -15,13 +15,21 @@ from __future__ import annotations
 import math
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from itertools import islice
-from typing import Any, Final, Generic, Literal, TypeVar, cast, final
+from typing import Any, Final, Generic, Literal, Protocol, TypeVar, cast, final
 
 import trio
 
 from ._stage import NOT_READY, SCHEDULE_EVERY, AsyncPull, NotReady, Pull, Resource, SyncPull, Yield
 
-__all__ = ["ChannelPull", "Feed", "Overflow", "Tasks", "is_cancellation", "raise_errors"]
+__all__ = [
+    "ChannelPull",
+    "Feed",
+    "Feeders",
+    "Overflow",
+    "Tasks",
+    "is_cancellation",
+    "raise_errors",
+]
 
 T = TypeVar("T")
 
@@ -145,6 +153,20 @@ class Tasks(Resource):
         return errors
 
 
+class Feeders(Protocol):
+    """What a `ChannelPull` asks, when its channel ends, of the tasks that fed it."""
+
+    @property
+    def errors(self) -> list[BaseException]:
+        """What they raised, to be raised after the last item."""
+        ...
+
+    @property
+    def cancelled_from_outside(self) -> bool:
+        """Whether they were stopped early by a cancellation (not a clean end)."""
+        ...
+
+
 @final
 class ChannelPull(AsyncPull[T]):
     """The consumer's side of a memory channel fed by a stage's tasks.
@@ -158,7 +180,7 @@ class ChannelPull(AsyncPull[T]):
 
     __slots__ = ("_budget", "_receive", "_receive_nowait", "_rx", "_tasks", "received")
 
-    def __init__(self, rx: trio.MemoryReceiveChannel[T], tasks: Tasks | None = None) -> None:
+    def __init__(self, rx: trio.MemoryReceiveChannel[T], tasks: Feeders | None = None) -> None:
         self._rx = rx
         self._receive = rx.receive
         self._receive_nowait = rx.receive_nowait

@@ -32,6 +32,26 @@ def _started_by(task: trio.lowlevel.Task | None, owner: trio.lowlevel.Task) -> b
 
 
 @final
+class _ViewEnd:
+    """How the views' channels ended, for their `ChannelPull`: cut short, or not.
+
+    The views raise none of the source's or the consumers' errors (fan_out raises those,
+    once); if the distribution stopped before the source's end, every view's end raises
+    (the consumer's own Cancelled, or `trio.BrokenResourceError` for a shielded consumer)
+    instead of looking like the end of the stream.
+    """
+
+    __slots__ = ("cancelled_from_outside",)
+
+    def __init__(self) -> None:
+        self.cancelled_from_outside = False
+
+    @property
+    def errors(self) -> list[BaseException]:
+        return []
+
+
+@final
 class _ViewNode(Node[T]):
     """A consumer's view: the channel the distributor fills for it. Opened once, by its
     consumer (its task, or a task it started).
@@ -41,14 +61,19 @@ class _ViewNode(Node[T]):
     by another consumer's task raises instead of hanging.
     """
 
-    __slots__ = ("_index", "_opened", "_owner", "_rx")
+    __slots__ = ("_end", "_index", "_opened", "_owner", "_rx")
 
     def __init__(
-        self, rx: trio.MemoryReceiveChannel[T], index: int, owner: trio.lowlevel.Task
+        self,
+        rx: trio.MemoryReceiveChannel[T],
+        index: int,
+        owner: trio.lowlevel.Task,
+        end: _ViewEnd,
     ) -> None:
         self._rx = rx
         self._index = index
         self._owner = owner
+        self._end = end
         self._opened = False
 
     def describe(self) -> str:
@@ -68,14 +93,15 @@ class _ViewNode(Node[T]):
         self._opened = True
         # Closing the view (the consumer leaving it) detaches the consumer.
         scope.add(SyncResource(self._rx.close))
-        return ChannelPull(self._rx)
+        # If the distribution stopped early, the view's end is not a clean end.
+        return ChannelPull(self._rx, self._end)
 
 
 @final
 class _Distribution(Generic[T, R]):
     """One run of `fan_out`: the source's reader, the consumers, and what they raised."""
 
-    __slots__ = ("_channels", "_consumers", "_nursery", "errors", "results")
+    __slots__ = ("_channels", "_consumers", "_nursery", "errors", "results", "view_end")
 
     def __init__(
         self,
@@ -88,6 +114,7 @@ class _Distribution(Generic[T, R]):
         self._nursery = nursery
         self.results: list[Any] = [_MISSING] * len(consumers)
         self.errors: list[BaseException] = []
+        self.view_end = _ViewEnd()
 
     def start(self, source: AsyncPull[T]) -> None:
         self._nursery.start_soon(self._distribute, source, name="beluga_trio fan_out source")
@@ -96,6 +123,8 @@ class _Distribution(Generic[T, R]):
             self._nursery.start_soon(self._consume, index, name=name)
 
     def _fail(self, exc: BaseException) -> None:
+        if self.view_end.cancelled_from_outside and isinstance(exc, trio.BrokenResourceError):
+            return  # a consumer told that its view was cut short: a consequence, not a cause
         self.errors.append(exc)
         self._nursery.cancel_scope.cancel()  # our own scope: nothing of it escapes
 
@@ -122,8 +151,10 @@ class _Distribution(Generic[T, R]):
                 for tx in detached:
                     attached.remove(tx)
         except trio.Cancelled:
+            self.view_end.cancelled_from_outside = True
             raise
         except BaseException as exc:  # noqa: BLE001 - raised by fan_out, as itself
+            self.view_end.cancelled_from_outside = True
             self._fail(exc)
         finally:
             for tx in senders:
@@ -132,7 +163,7 @@ class _Distribution(Generic[T, R]):
     async def _consume(self, index: int) -> None:
         rx = self._channels[index][1]
         try:
-            view = Stream(_ViewNode(rx, index, trio.lowlevel.current_task()))
+            view = Stream(_ViewNode(rx, index, trio.lowlevel.current_task(), self.view_end))
             self.results[index] = await self._consumers[index](view)
         except trio.Cancelled:
             raise

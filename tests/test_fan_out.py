@@ -604,12 +604,6 @@ async def test_cancelling_a_fan_out_blocked_on_a_full_buffer_stops_it() -> None:
     assert tasks_living() == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: when fan_out is cancelled or fails, the distributor closes every view's "
-    "channel in its `finally`, so a consumer shielded from the cancellation sees its view end "
-    "cleanly, as if the source had finished",
-)
 @pytest.mark.parametrize("trigger", ["outer-cancel", "source-error", "consumer-error"])
 async def test_a_shielded_consumer_does_not_see_a_clean_end_when_fan_out_stops(
     autojump_clock: trio.testing.MockClock, trigger: str
