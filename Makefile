@@ -12,7 +12,7 @@ STAMP_BENCH := $(VENV)/.stamp-bench
 PYTHON_FLAGS := -X dev -W error::ResourceWarning
 PYTEST_FLAGS := -W error::pytest.PytestUnraisableExceptionWarning
 
-.PHONY: demo test lint typecheck pytest bench bench-smoke clean
+.PHONY: demo test lint typecheck pytest bench bench-smoke soak clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ test: $(STAMP_DEV) pytest lint typecheck
 
 pytest: $(STAMP_DEV)
 	$(PY) $(PYTHON_FLAGS) -m pytest $(PYTEST_FLAGS)
+
+# The million-item soak of every stage (minutes; excluded from `make test`).
+soak: $(STAMP_DEV)
+	$(PY) $(PYTHON_FLAGS) -m pytest $(PYTEST_FLAGS) -m soak tests/test_soak.py
 
 lint: $(STAMP_DEV)
 	$(VENV)/bin/ruff check .

@@ -12,14 +12,23 @@ ready with ``receive_nowait`` costs about as much as the chain itself).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from itertools import islice
 from typing import Any, Final, Generic, Literal, Protocol, TypeVar, cast, final
 
 import trio
 
-from ._stage import NOT_READY, SCHEDULE_EVERY, AsyncPull, NotReady, Pull, Resource, SyncPull, Yield
+from ._stage import (
+    NOT_READY,
+    SCHEDULE_EVERY,
+    AsyncPull,
+    NotReady,
+    Pull,
+    Resource,
+    SyncPull,
+    Yield,
+    replaced_cancellation,
+)
 
 __all__ = [
     "ChannelPull",
@@ -111,9 +120,9 @@ class Tasks(Resource):
                 # Not ours (ours is caught by `scope`): the consumer is cancelled too and
                 # raises its own Cancelled, or, if it is shielded, ChannelPull raises for it.
                 self.cancelled_from_outside = True
-            elif scope.cancel_called or trio.current_effective_deadline() == -math.inf:
-                # Raised while being cancelled: a cleanup replaced the cancellation with an
-                # error. Reported when the opening closes, never dropped.
+            elif replaced_cancellation(exc):
+                # A cleanup replaced a cancellation with an error. Reported when the opening
+                # closes, never dropped with unread items.
                 self._cleanup_errors.append(exc)
             else:
                 self.fail(exc)  # raised to the consumer, see the class docstring

@@ -22,14 +22,13 @@ the generator's cleanup are reported when the opening closes.
 
 from __future__ import annotations
 
-import math
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Final, NoReturn, TypeVar, final
 
 import trio
 from trio.lowlevel import Abort, RaiseCancelT, Task, current_task, reschedule
 
-from ._stage import AsyncPull, Resource
+from ._stage import AsyncPull, Resource, replaced_cancellation
 
 __all__ = ["Producer"]
 
@@ -186,10 +185,10 @@ class Producer(AsyncPull[T], Resource):
             except trio.Cancelled:
                 raise  # ours (stop()) is caught by our scope; any other is handed over by run()
             except BaseException as exc:  # noqa: BLE001 - the consumer raises this very object
-                if trio.current_effective_deadline() == -math.inf:
-                    # Raised while this task is cancelled: the body's cleanup (a `finally`)
-                    # replaced the cancellation with an error. That is a cleanup error,
-                    # reported when the opening closes, never dropped with unread items.
+                if replaced_cancellation(exc):
+                    # The body's cleanup (a `finally`) replaced a cancellation with an error.
+                    # That is a cleanup error, reported when the opening closes, never
+                    # dropped with unread items.
                     self._cleanup_errors.append(exc)
                     self._settle(_CANCELLED, None)
                     return

@@ -62,6 +62,7 @@ __all__ = [
     "SyncToAsync",
     "Yield",
     "as_async",
+    "replaced_cancellation",
     "settle",
 ]
 
@@ -191,6 +192,20 @@ class Scope:
         for resource in reversed(resources):
             errors.extend(resource.take_errors())
         return errors
+
+
+def replaced_cancellation(exc: BaseException) -> bool:
+    """Whether ``exc`` was raised while a `trio.Cancelled` propagated: a ``finally`` or an
+    ``except Cancelled`` block that raised, replacing the cancellation. Such an error is a
+    cleanup error, reported when the opening closes; any other error is the stream's."""
+    seen: set[int] = set()
+    context = exc.__context__
+    while context is not None and id(context) not in seen:
+        if isinstance(context, trio.Cancelled):
+            return True
+        seen.add(id(context))
+        context = context.__context__
+    return False
 
 
 async def settle(exc: BaseException | None, errors: list[BaseException]) -> None:

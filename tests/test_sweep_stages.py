@@ -418,23 +418,9 @@ CASES: dict[str, Case] = {
 }
 
 
-# Cases that hit the bugs pinned in test_sweep_found_bugs.py. The sweep finds them in most
-# sweeps, not all (trio randomises the order of tasks that become runnable together), hence
-# strict=False; remove the marks when the bugs are fixed.
-_TASKS_BUG = pytest.mark.xfail(
-    strict=False,
-    reason="bug: an error in flight in a stage's task is taken for a cleanup error",
-)
-_PRODUCER_BUG = pytest.mark.xfail(
-    strict=False,
-    reason="bug: a producer error raised right after a cancellation is taken for a cleanup error",
-)
-KNOWN_BUGS: dict[str, pytest.MarkDecorator] = {
-    "buffer-error": _TASKS_BUG,
-    "merge-error": _TASKS_BUG,
-    "map-concurrent-upstream-error": _TASKS_BUG,
-    "error-at-once": _PRODUCER_BUG,
-}
+# Cases that once hit the bugs now pinned in test_sweep_regressions.py (an error in flight
+# taken for a cleanup error); kept as an empty table for marks on future known issues.
+KNOWN_BUGS: dict[str, pytest.MarkDecorator] = {}
 
 
 # ------------------------------------------------------------------------------- checks
