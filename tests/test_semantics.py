@@ -28,9 +28,9 @@ async def test_unread_error_beyond_take_is_dropped_however_far_a_buffer_read(
     # The source fails at item 50; a buffer may or may not have read that far when take(5)
     # has its items. The result must not depend on it.
     assert await numbers(50).buffer(capacity).take(5).collect() == [0, 1, 2, 3, 4]
-    assert await bt.from_iterable(range(100)).map(lambda x: 1 // (50 - x)).buffer(
-        capacity
-    ).take(5).collect() == [0, 0, 0, 0, 0]
+    assert await bt.from_iterable(range(100)).map(lambda x: 1 // (50 - x)).buffer(capacity).take(
+        5
+    ).collect() == [0, 0, 0, 0, 0]
 
 
 async def test_error_after_a_cancelled_request_goes_to_the_next_request(
