@@ -140,7 +140,8 @@ class Producer(AsyncPull[T], Resource):
         # finished; it checks _stopping before doing anything else.
 
     async def wait_stopped(self) -> None:
-        await self._done.wait()
+        if not self._done.is_set():  # a set Event's wait() still takes a schedule point
+            await self._done.wait()
 
     def take_errors(self) -> list[BaseException]:
         # Only cleanup errors. An error the generator raised for a request that was then

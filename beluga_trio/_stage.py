@@ -211,16 +211,18 @@ def replaced_cancellation(exc: BaseException) -> bool:
 async def settle(exc: BaseException | None, errors: list[BaseException]) -> None:
     """Decide what leaving an opening raises, given the body's exception and cleanup errors.
 
-    * No cleanup error: the body's exception (if any) goes on as itself. A `trio.Cancelled`
-      seen only during cleanup is not an error: if the consumer is still cancelled, a
-      checkpoint re-raises its own cancellation; otherwise cleanup was merely interrupted.
+    * No cleanup error: the body's exception (if any) goes on as itself. Without one, leaving
+      is a cancellation point: a cancelled consumer gets its own `trio.Cancelled` (a
+      Cancelled seen only during cleanup is not an error).
     * One cleanup error and no body exception: that error, as itself.
     * Otherwise all of them in one `BaseExceptionGroup`, none lost. `KeyboardInterrupt` and
       `SystemExit` are raised as themselves, with the group of the rest as their cause.
     """
     real = [e for e in errors if not isinstance(e, trio.Cancelled)]
     if not real:
-        if exc is None and len(errors) > 0:
+        if exc is None:
+            # Leaving is a cancellation point, as trio's own async calls are: a cancelled
+            # consumer does not walk out of the block as if nothing happened.
             await trio.lowlevel.checkpoint_if_cancelled()
         return
     everything = real if exc is None else [exc, *real]

@@ -220,7 +220,8 @@ class Stream(Generic[T_co]):
 
     async def first(self) -> T_co:
         """The first item; the producer is stopped at once. `EmptyStreamError` if none."""
-        async with self.take(1).open() as it:
+        # Leaving the block stops the producer at once and waits for it: no take(1) needed.
+        async with self.open() as it:
             async for item in it:
                 return item
         raise EmptyStreamError(f"first() of an empty stream: {self!r}")
