@@ -6,13 +6,14 @@ PY := $(VENV)/bin/python
 STAMP_RUN := $(VENV)/.stamp-run
 STAMP_DEV := $(VENV)/.stamp-dev
 STAMP_BENCH := $(VENV)/.stamp-bench
+STAMP_DOCS := $(VENV)/.stamp-docs
 # -X dev turns on the interpreter's debug checks and ResourceWarning is an error; an
 # abandoned async generator only shows up as pytest's unraisable-exception warning, which
 # must be named to pytest (the interpreter's -W cannot import pytest that early).
 PYTHON_FLAGS := -X dev -W error::ResourceWarning
 PYTEST_FLAGS := -W error::pytest.PytestUnraisableExceptionWarning
 
-.PHONY: demo test lint typecheck pytest bench bench-smoke soak clean
+.PHONY: demo test lint typecheck pytest bench bench-smoke soak docs clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +29,10 @@ $(STAMP_DEV): pyproject.toml | $(PY)
 
 $(STAMP_BENCH): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	touch $@
+
+$(STAMP_DOCS): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e '.[docs]'
 	touch $@
 
 demo: $(STAMP_RUN)
@@ -60,5 +65,10 @@ bench: $(STAMP_BENCH)
 bench-smoke: $(STAMP_BENCH)
 	$(PY) -m bench --smoke
 
+# The documentation site, into docs/_build/html: every warning is an error (-W), every
+# cross-reference must resolve (-n), and all problems are reported at once (--keep-going).
+docs: $(STAMP_DOCS)
+	$(VENV)/bin/sphinx-build -W --keep-going -n -b html docs docs/_build/html
+
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache docs/_build

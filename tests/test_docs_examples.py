@@ -77,6 +77,47 @@ EXPECTED: dict[str, tuple[bool, str]] = {
         "got 0\ngot 1\n"
         "Cancelled | cleanup ran: True | its await was cancelled: True\n",
     ),
+    "coming_from_go.py": (
+        True,
+        "  response closed after 3 chunk(s)\ncollect: Hello, Go\n"
+        "  response closed after 2 chunk(s)\nbreak: the producer already stopped\n"
+        "  response closed after 2 chunk(s)\ndeadline: cancelled = True\n"
+        "  response closed after 2 chunk(s)\n"
+        "collect_result: ['par', 'tial'] ConnectionError('connection reset')\n",
+    ),
+    "howto_llm_timeouts.py": (
+        True,
+        "Cold streams start nothing.\n'Cold streams start nothing.'\n"
+        "Let me think [cut short: no item within 1.0 s (between items)]\n"
+        "'Let me think [...]'\nthe stalled request was closed 1.3 s after it began\n",
+    ),
+    "howto_fan_out.py": (
+        True,
+        "Every consumer sees every chunk.\n"
+        "ui showed 32 characters; the model was called 1 time\n"
+        "0.05s 'Every'\n0.10s ' consumer'\n0.15s ' sees'\n0.20s ' every'\n"
+        "0.25s ' chunk.'\n0.25s '' stop\n",
+    ),
+    "howto_buffer_policies.py": (
+        True,
+        "wait: saw 20 readings, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, "
+        "18, 19]\n  peak 3 of 3, dropped 0, took 2.0 s\n"
+        "drop_oldest: saw 5 readings, [0, 8, 17, 18, 19]\n"
+        "  peak 3 of 3, dropped 15, took 0.5 s\n"
+        "drop_newest: saw 5 readings, [0, 1, 2, 3, 11]\n"
+        "  peak 3 of 3, dropped 15, took 0.5 s\n",
+    ),
+    "howto_shared_limiter.py": (
+        True,
+        "questions: ['Q0', 'Q1', 'Q2', 'Q3', 'Q4', 'Q5']\n"
+        "documents: ['D0', 'D1', 'D2', 'D3', 'D4', 'D5']\n"
+        "12 calls, at most 4 at once, in 0.3 s\n",
+    ),
+    "howto_test_pipeline.py": (
+        True,
+        "cancelled at every step in turn: no leak, no loss, every cleanup ran\n"
+        "before the error: [[2, 3]] | error: ConnectionResetError('peer left')\n",
+    ),
 }
 
 
