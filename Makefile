@@ -6,6 +6,7 @@ PY := $(VENV)/bin/python
 STAMP_RUN := $(VENV)/.stamp-run
 STAMP_DEV := $(VENV)/.stamp-dev
 STAMP_BENCH := $(VENV)/.stamp-bench
+STAMP_PLOT := $(VENV)/.stamp-plot
 STAMP_DOCS := $(VENV)/.stamp-docs
 # -X dev turns on the interpreter's debug checks and ResourceWarning is an error; an
 # abandoned async generator only shows up as pytest's unraisable-exception warning, which
@@ -25,6 +26,10 @@ $(STAMP_RUN): pyproject.toml | $(PY)
 
 $(STAMP_DEV): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+$(STAMP_PLOT): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e '.[dev,bench,plot]'
 	touch $@
 
 $(STAMP_BENCH): pyproject.toml | $(PY)
@@ -58,8 +63,10 @@ typecheck: $(STAMP_DEV)
 	$(VENV)/bin/mypy
 	$(VENV)/bin/pyright
 
-bench: $(STAMP_BENCH)
-	$(PY) -m bench
+# The full comparison (minutes): writes bench/results/latest.json, the plot and
+# docs/performance.md.
+bench: $(STAMP_PLOT)
+	$(PY) -m bench --write-docs
 
 # A tiny run that only proves the benchmark still works; never a timing claim.
 bench-smoke: $(STAMP_BENCH)

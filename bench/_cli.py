@@ -1,6 +1,11 @@
-"""Command line: ``python -m bench [--smoke] [--rounds N] [--items N] [--only S] [--json P]``.
+"""Command line: ``python -m bench [--smoke] [--rounds N] [--items N] [--only S] [--json P]
+[--plot P | --no-plot] [--write-docs] [--slurry-python P]``.
 
 Timed scenarios run first, then the peak-memory scenarios (untimed, see :mod:`bench._memory`).
+Then the JSON file is written, and the plot (:mod:`bench._plot`, when matplotlib is installed)
+and, with ``--write-docs``, the page docs/performance.md (:mod:`bench.docs`). A smoke run or a
+partial one (``--only``, ``--items``, fewer than 5 rounds) writes nothing under docs/: its plot
+only where ``--plot`` says, and ``--write-docs`` is refused.
 
 Exit status: 0 when every contender ran and computed the right result (missed goals included:
 the benchmark is a report, not a test), 1 when a contender failed or computed a wrong result,
@@ -10,17 +15,22 @@ the benchmark is a report, not a test), 1 when a contender failed or computed a 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from bench import _slurry, docs
+from bench._calibrate import machine_costs
 from bench._harness import Scenario, ScenarioResult, run_scenario, select
 from bench._memory import MemoryResult, MemoryScenario, run_memory_scenario
+from bench._plot import write_plot
 from bench._report import format_memory_table, format_table, to_json, write_json
 from bench.scenarios import SCENARIOS
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+DEFAULT_PLOT = docs.PLOT
 DEFAULT_ROUNDS = 7
 SMOKE_ROUNDS = 2
 MIN_CLAIM_ROUNDS = 5
@@ -76,6 +86,30 @@ def _parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="where to write the results (default: bench/results/latest.json)",
     )
+    plot = parser.add_mutually_exclusive_group()
+    plot.add_argument(
+        "--plot",
+        type=Path,
+        metavar="PATH",
+        help=(
+            "where to draw the plot, a PNG (default: docs/images/benchmarks.png for a complete"
+            " run; none for a smoke or partial run); needs matplotlib (extra 'plot')"
+        ),
+    )
+    plot.add_argument("--no-plot", action="store_true", help="draw no plot")
+    parser.add_argument(
+        "--write-docs",
+        action="store_true",
+        help="also write docs/performance.md from this run (a complete run only)",
+    )
+    parser.add_argument(
+        "--slurry-python",
+        metavar="PATH",
+        help=(
+            "a Python with slurry installed, to run slurry's contenders in it (slurry pins"
+            f" trio<0.22); default: ${_slurry.ENV_VAR}, except in a smoke run"
+        ),
+    )
     parser.add_argument("--list", action="store_true", help="list the scenarios and exit")
     return parser
 
@@ -122,10 +156,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.json is not None
         else RESULTS_DIR / ("smoke.json" if smoke else "latest.json")
     )
+    # Complete: what the docs may show (every scenario, at its own size, enough rounds).
+    complete = not smoke and args.only is None and args.items is None and rounds >= MIN_CLAIM_ROUNDS
+    if args.write_docs and not complete:
+        parser.error(
+            "--write-docs needs a complete run: no --smoke, --only or --items, and at least"
+            f" {MIN_CLAIM_ROUNDS} rounds"
+        )
+    plot_path: Path | None
+    if args.no_plot:
+        plot_path = None
+    elif args.plot is not None:
+        plot_path = Path(args.plot)
+    else:
+        plot_path = DEFAULT_PLOT if complete else None
+    _slurry.configure(
+        _slurry.setting_for(args.slurry_python, os.environ.get(_slurry.ENV_VAR), smoke=smoke)
+    )
 
     def progress(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
+    progress("trio's basic steps on this machine (bench._calibrate)")
+    costs = machine_costs(smoke=smoke)
     results: list[ScenarioResult] = []
     memory: list[MemoryResult] = []
     for scenario in scenarios:
@@ -170,8 +223,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"beluga_trio benchmark, {title}; time per item (or per run), lower is better")
         print(format_table(results))
         print(
-            "vs ref = median / the scenario's reference median; a goal is met when vs ref <="
-            " goal; x ideal = median / the job's ideal time. Missed goals do not fail the run."
+            "vs ref = median / the scenario's reference median; vs peer = a beluga row's median"
+            " / the fastest peer's; a goal is met when vs ref <= goal; x ideal = median / the"
+            " job's ideal time. Missed goals do not fail the run."
+        )
+        print(
+            "trio's basic steps here:"
+            f" checkpoint_if_cancelled() {costs['checkpoint_if_cancelled_ns']:,.0f} ns,"
+            f" a lone task's checkpoint() {costs['scheduler_pass_ns']:,.0f} ns,"
+            f" nursery + task {costs['nursery_and_task_ns']:,.0f} ns"
         )
     if memory:
         kind = "smoke sizes, NOT a claim" if smoke else "one traced run per size, untimed"
@@ -182,9 +242,28 @@ def main(argv: Sequence[str] | None = None) -> int:
             " it is <= goal (memory flat in the length of the stream)."
         )
 
-    document = to_json(results, smoke=smoke, rounds=rounds, warmup=WARMUP_ROUNDS, memory=memory)
+    document = to_json(
+        results,
+        smoke=smoke,
+        rounds=rounds,
+        warmup=WARMUP_ROUNDS,
+        memory=memory,
+        complete=complete,
+        costs=costs,
+    )
     write_json(json_path, document)
     print(f"results written to {json_path}")
+    plotted = False  # whether the docs' plot is this run's
+    if plot_path is None:
+        why = "--no-plot" if args.no_plot else "a smoke or partial run; --plot PATH draws one"
+        print(f"plot: not drawn ({why})")
+    else:
+        not_drawn = write_plot(results, plot_path, subtitle=docs.subtitle(document))
+        print(f"plot: not drawn ({not_drawn})" if not_drawn else f"plot drawn in {plot_path}")
+        plotted = not_drawn is None and plot_path.resolve() == docs.PLOT
+    if args.write_docs:
+        docs.write_page(document, docs.PAGE, plot=plotted)
+        print(f"docs page written to {docs.PAGE}")
 
     failed = [
         f"{s.name} / {c.label}" for s in results for c in s.contenders if c.status == "failed"

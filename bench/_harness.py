@@ -22,6 +22,11 @@ any interleaving) and may state the ideal time of its job (``ideal_ns``: for ins
 time a concurrent map over simulated I/O would take with no overhead at all), which the report
 turns into an "x ideal" ratio. Peak memory is measured apart, untimed, by
 :mod:`bench._memory`.
+
+A contender that cannot run in this interpreter (a peer that pins an older trio) may load an
+:class:`ExternalJob` instead of a :data:`Job`: each measurement is then taken by another
+process, the same way (a fresh event loop per measurement, only the job timed, inside that
+loop), and reported back; the rounds stay interleaved with the in-process contenders.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import asyncio
 import gc
 import statistics
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, TypeVar, cast
@@ -51,6 +57,37 @@ UNIT_SCALE: dict[Unit, float] = {"ns/item": 1.0, "us/item": 1_000.0, "us/run": 1
 Check = Callable[[object, object], str | None]
 """``check(got, expected)``: None when the result is right, else what is wrong with it."""
 
+Kind = Literal["beluga", "peer", "baseline"]
+"""What a contender is: beluga_trio itself, a peer library, or a baseline (hand-written code,
+trio's own ``as_safe_channel``), derived from its label and note (see :func:`kind_of`)."""
+
+
+def kind_of(label: str, note: str) -> Kind:
+    """A contender's kind: its label starts with "beluga", or its note with "peer"."""
+    if label.startswith("beluga"):
+        return "beluga"
+    if note.startswith("peer"):
+        return "peer"
+    return "baseline"
+
+
+class ExternalJob(ABC):
+    """A job measured in another process: each :meth:`measure` runs it once there, in a fresh
+    event loop, timed inside that loop, and returns (elapsed ns, result)."""
+
+    @property
+    @abstractmethod
+    def note(self) -> str:
+        """Where the job runs (for instance "separate env, trio 0.21.0"), added to the row."""
+
+    @abstractmethod
+    def measure(self, n: int) -> tuple[int, object]:
+        """Run the job once on ``n`` items in the other process; raise if it failed there."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Stop the other process; called once, after the last measurement."""
+
 
 class SkipContenderError(Exception):
     """Raised by a loader when its contender cannot run here (an optional peer is missing)."""
@@ -61,7 +98,7 @@ class Contender:
     """One way of doing a scenario's job."""
 
     label: str
-    load: Callable[[], Job]
+    load: Callable[[], Job | ExternalJob]
     """Imports what the contender needs and returns its job; raises SkipContenderError."""
     loop: Loop = "trio"
     goal: float | None = None
@@ -114,6 +151,10 @@ class ContenderResult:
     reason: str = ""
     samples_ns: list[int] = field(default_factory=list[int])
     """Wall time of each timed round (warm-up excluded), for the whole job, in nanoseconds."""
+
+    @property
+    def kind(self) -> Kind:
+        return kind_of(self.label, self.note)
 
     def _per_item(self, total_ns: float) -> float:
         return total_ns / self.items
@@ -176,6 +217,19 @@ class ScenarioResult:
             return None
         return mine / ref
 
+    def best_peer(self) -> ContenderResult | None:
+        """The peer with the lowest median, among the peers that ran; None if none did."""
+        ran = [c for c in self.contenders if c.kind == "peer" and c.median is not None]
+        return min(ran, key=lambda c: c.median or 0.0, default=None)
+
+    def ratio_to_best_peer(self, label: str) -> float | None:
+        """A beluga contender's median divided by the best peer's; None for other rows."""
+        mine = self.result(label)
+        peer = self.best_peer()
+        if mine.kind != "beluga" or mine.median is None or peer is None or not peer.median:
+            return None
+        return mine.median / peer.median
+
     def goal_met(self, label: str) -> bool | None:
         goal = self.result(label).goal
         ratio = self.ratio(label)
@@ -191,8 +245,10 @@ async def _timed(job: Job, n: int) -> tuple[int, object]:
     return time.perf_counter_ns() - start, result
 
 
-def measure(loop: Loop, job: Job, n: int) -> tuple[int, object]:
+def measure(loop: Loop, job: Job | ExternalJob, n: int) -> tuple[int, object]:
     """Run ``job`` once on ``n`` items in a fresh event loop; return (elapsed ns, result)."""
+    if isinstance(job, ExternalJob):
+        return job.measure(n)
     if loop == "trio":
         return trio.run(_timed, job, n)
     return asyncio.run(_timed(job, n))
@@ -229,12 +285,11 @@ def run_scenario(
     progress: Callable[[str], None] = lambda _: None,
 ) -> ScenarioResult:
     """Measure every contender of ``scenario``; see the module's docstring for the method."""
-    expected = scenario.expected(items)
     results = [
         ContenderResult(label=c.label, loop=c.loop, goal=c.goal, note=c.note, items=items)
         for c in scenario.contenders
     ]
-    active: list[tuple[Contender, Job, ContenderResult]] = []
+    active: list[tuple[Contender, Job | ExternalJob, ContenderResult]] = []
     for contender, result in zip(scenario.contenders, results, strict=True):
         try:
             job = contender.load()
@@ -244,7 +299,43 @@ def run_scenario(
             result.status, result.reason = "failed", f"loading: {type(exc).__name__}: {exc}"
         else:
             active.append((contender, job, result))
+            if isinstance(job, ExternalJob):
+                result.note = "; ".join(part for part in (result.note, job.note) if part)
+    external = [job for _, job, _ in active if isinstance(job, ExternalJob)]
+    try:
+        _run_rounds(scenario, active, items=items, rounds=rounds, warmup=warmup, progress=progress)
+    finally:
+        for job in external:
+            job.close()
 
+    for result in results:
+        if result.status == "ok":
+            # A contender that ran must have a sample per round; anything else is a harness bug.
+            assert len(result.samples_ns) == rounds, result
+    return ScenarioResult(
+        name=scenario.name,
+        description=scenario.description,
+        items=items,
+        rounds=rounds,
+        reference=scenario.reference,
+        contenders=results,
+        unit=scenario.unit,
+        ideal_ns_per_item=(None if scenario.ideal_ns is None else scenario.ideal_ns(items) / items),
+        ideal_note=scenario.ideal_note,
+    )
+
+
+def _run_rounds(
+    scenario: Scenario,
+    active: list[tuple[Contender, Job | ExternalJob, ContenderResult]],
+    *,
+    items: int,
+    rounds: int,
+    warmup: int,
+    progress: Callable[[str], None],
+) -> None:
+    """The interleaved rounds; a contender that raises or computes a wrong result is dropped."""
+    expected = scenario.expected(items)
     for round_no in range(-warmup, rounds):
         if not active:
             break
@@ -267,22 +358,6 @@ def run_scenario(
             if round_no >= 0:
                 result.samples_ns.append(elapsed)
         progress(f"round {round_no + 1}/{rounds}" if round_no >= 0 else "warm-up")
-
-    for result in results:
-        if result.status == "ok":
-            # A contender that ran must have a sample per round; anything else is a harness bug.
-            assert len(result.samples_ns) == rounds, result
-    return ScenarioResult(
-        name=scenario.name,
-        description=scenario.description,
-        items=items,
-        rounds=rounds,
-        reference=scenario.reference,
-        contenders=results,
-        unit=scenario.unit,
-        ideal_ns_per_item=(None if scenario.ideal_ns is None else scenario.ideal_ns(items) / items),
-        ideal_note=scenario.ideal_note,
-    )
 
 
 class _Named(Protocol):

@@ -24,7 +24,16 @@ from dataclasses import dataclass, field
 
 import trio
 
-from bench._harness import Check, Contender, Job, Loop, SkipContenderError, Status, check_result
+from bench._harness import (
+    Check,
+    Contender,
+    ExternalJob,
+    Job,
+    Loop,
+    SkipContenderError,
+    Status,
+    check_result,
+)
 
 
 @dataclass(frozen=True)
@@ -131,6 +140,10 @@ def run_memory_scenario(
             continue
         except Exception as exc:  # noqa: BLE001 - any failure is reported in the table
             result.status, result.reason = "failed", f"loading: {type(exc).__name__}: {exc}"
+            continue
+        if isinstance(job, ExternalJob):
+            job.close()
+            result.status, result.reason = "skipped", "peak memory is traced in this process only"
             continue
         for n in sizes:
             gc.collect()

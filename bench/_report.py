@@ -1,4 +1,4 @@
-"""The printed table and the JSON file."""
+"""The printed table and the JSON file (written, and read back for the plot and the docs)."""
 
 from __future__ import annotations
 
@@ -8,14 +8,15 @@ import os
 import platform
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
+from typing import TypeVar, cast, get_args
 
 import trio
 
-from bench._harness import ContenderResult, ScenarioResult
-from bench._memory import MemoryResult
+from bench._harness import ContenderResult, Loop, ScenarioResult, Status, Unit
+from bench._memory import MemoryContenderResult, MemoryResult
 
 PACKAGES = ("beluga_trio", "trio", "asyncstdlib", "aiostream", "trio-util")
 
@@ -27,6 +28,7 @@ METHOD = (
     " each measurement, outside the timing. Every result is checked against the expected"
     " value. Reported: median over the rounds, per item in the scenario's unit (ns/item, or"
     " us/run where each item of the job is one whole run); vs ref = median / reference median;"
+    " vs peer = a beluga row's median / the fastest peer's median in the scenario;"
     " x ideal = median / the job's ideal time, where it has one. Peak memory: each job once"
     " per size in a fresh loop, tracemalloc tracing only while the job runs, untimed."
 )
@@ -63,6 +65,14 @@ def _git_revision() -> str | None:
     return f"{head}{'-dirty' if dirty else ''}"
 
 
+def _load_average() -> list[float] | None:
+    """The 1, 5 and 15-minute load averages (other work on the machine), where known."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except (AttributeError, OSError):  # not on every platform
+        return None
+
+
 def machine_info() -> dict[str, object]:
     try:
         usable_cpus: int | None = len(os.sched_getaffinity(0))
@@ -78,6 +88,7 @@ def machine_info() -> dict[str, object]:
         "trio_version": trio.__version__,
         "cpu_count": os.cpu_count(),
         "usable_cpus": usable_cpus,
+        "load_average": _load_average(),
         "packages": {name: _package_version(name) for name in PACKAGES},
         "git_revision": _git_revision(),
     }
@@ -97,6 +108,7 @@ def _figure(value: float | None) -> str:
 
 def _row(scenario: ScenarioResult, c: ContenderResult) -> list[str]:
     ratio = scenario.ratio(c.label)
+    to_peer = scenario.ratio_to_best_peer(c.label)
     met = scenario.goal_met(c.label)
     fig = scenario.in_unit
     spread = f"{_figure(fig(c.fastest))}-{_figure(fig(c.slowest))}" if c.status == "ok" else "-"
@@ -113,14 +125,26 @@ def _row(scenario: ScenarioResult, c: ContenderResult) -> list[str]:
         spread,
         scenario.unit,
         "-" if ratio is None else f"{ratio:.2f}x",
+        "" if to_peer is None else f"{to_peer:.2f}x",
         "" if c.goal is None else f"<= {c.goal:.2f}x",
         "" if met is None else ("OK" if met else "MISSED"),
         "; ".join(notes),
     ]
 
 
-HEADER = ["scenario", "contender", "median", "min-max", "unit", "vs ref", "goal", "met", "notes"]
-RIGHT_ALIGNED = {2, 3, 5, 6}
+HEADER = [
+    "scenario",
+    "contender",
+    "median",
+    "min-max",
+    "unit",
+    "vs ref",
+    "vs peer",
+    "goal",
+    "met",
+    "notes",
+]
+RIGHT_ALIGNED = {2, 3, 5, 6, 7}
 
 
 def _scenario_cells(scenario: ScenarioResult) -> list[str]:
@@ -219,6 +243,7 @@ def _contender_json(scenario: ScenarioResult, c: ContenderResult) -> dict[str, o
     # "ns_per_item_*" are per run for a "us/run" scenario (each item of its job is a run).
     return {
         "label": c.label,
+        "kind": c.kind,
         "loop": c.loop,
         "note": c.note,
         "status": c.status,
@@ -228,6 +253,7 @@ def _contender_json(scenario: ScenarioResult, c: ContenderResult) -> dict[str, o
         "ns_per_item_max": c.slowest,
         "round_totals_ns": c.samples_ns,
         "ratio_vs_reference": scenario.ratio(c.label),
+        "ratio_vs_best_peer": scenario.ratio_to_best_peer(c.label),
         "ratio_vs_ideal": scenario.ratio_to_ideal(c.label),
         "goal_max_ratio": c.goal,
         "goal_met": scenario.goal_met(c.label),
@@ -264,16 +290,22 @@ def to_json(
     rounds: int,
     warmup: int,
     memory: Sequence[MemoryResult] = (),
+    complete: bool = False,
+    costs: Mapping[str, float] | None = None,
 ) -> dict[str, object]:
+    """The JSON document; ``complete``: every scenario ran, at its own size; ``costs``: what
+    trio's basic steps cost on this machine (:mod:`bench._calibrate`)."""
     return {
         "timestamp": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "mode": "smoke" if smoke else "full",
         "timing_claim": not smoke and rounds >= 5,
+        "complete": complete,
         "rounds": rounds,
         "warmup_rounds": warmup,
         "gc": "enabled during timing; gc.collect() before each measurement, untimed",
         "method": METHOD,
         "machine": machine_info(),
+        "machine_costs": dict(costs or {}),
         "scenarios": [
             {
                 "name": s.name,
@@ -297,3 +329,157 @@ def write_json(path: Path, document: dict[str, object]) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
     tmp.replace(path)
+
+
+# Reading it back (for the plot and the docs page) --------------------------------------------
+
+
+C = TypeVar("C", bound=str)
+
+
+class ResultsFileError(ValueError):
+    """A results file that is not what :func:`to_json` writes."""
+
+
+def _field(data: Mapping[str, object], key: str) -> object:
+    if key not in data:
+        raise ResultsFileError(f"missing field {key!r}")
+    return data[key]
+
+
+def _mapping(value: object, what: str) -> Mapping[str, object]:
+    if not isinstance(value, dict):
+        raise ResultsFileError(f"{what}: not an object")
+    return cast("dict[str, object]", value)
+
+
+def _objects(data: Mapping[str, object], key: str) -> list[Mapping[str, object]]:
+    value = _field(data, key)
+    if not isinstance(value, list):
+        raise ResultsFileError(f"{key}: not a list")
+    return [_mapping(item, key) for item in cast("list[object]", value)]
+
+
+def _text(data: Mapping[str, object], key: str) -> str:
+    value = _field(data, key)
+    if not isinstance(value, str):
+        raise ResultsFileError(f"{key}: not a string")
+    return value
+
+
+def _integer(data: Mapping[str, object], key: str) -> int:
+    value = _field(data, key)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ResultsFileError(f"{key}: not an integer")
+    return value
+
+
+def _number_or_none(data: Mapping[str, object], key: str) -> float | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise ResultsFileError(f"{key}: not a number")
+    return float(value)
+
+
+def _choice(data: Mapping[str, object], key: str, choices: tuple[C, ...]) -> C:
+    value = _text(data, key)
+    for choice in choices:
+        if value == choice:
+            return choice
+    raise ResultsFileError(f"{key}: {value!r} is not one of {choices}")
+
+
+def _integers(data: Mapping[str, object], key: str) -> list[int]:
+    value = _field(data, key)
+    if not isinstance(value, list):
+        raise ResultsFileError(f"{key}: not a list")
+    items = cast("list[object]", value)
+    if not all(isinstance(x, int) and not isinstance(x, bool) for x in items):
+        raise ResultsFileError(f"{key}: not a list of integers")
+    return cast("list[int]", items)
+
+
+def _by_size(data: Mapping[str, object], key: str) -> dict[int, float]:
+    sizes = _mapping(_field(data, key), key)
+    out: dict[int, float] = {}
+    for size in sizes:
+        number = _number_or_none(sizes, size)
+        if number is None or not size.isdigit():
+            raise ResultsFileError(f"{key}: not numbers by size")
+        out[int(size)] = number
+    return out
+
+
+def results_from_json(
+    document: Mapping[str, object],
+) -> tuple[list[ScenarioResult], list[MemoryResult]]:
+    """The results a document written by :func:`to_json` holds; ResultsFileError if malformed."""
+    loops: tuple[Loop, ...] = get_args(Loop)
+    statuses: tuple[Status, ...] = get_args(Status)
+    units: tuple[Unit, ...] = get_args(Unit)
+    timed: list[ScenarioResult] = []
+    for s in _objects(document, "scenarios"):
+        items = _integer(s, "items")
+        contenders = [
+            ContenderResult(
+                label=_text(c, "label"),
+                loop=_choice(c, "loop", loops),
+                goal=_number_or_none(c, "goal_max_ratio"),
+                note=_text(c, "note"),
+                items=items,
+                status=_choice(c, "status", statuses),
+                reason=_text(c, "reason"),
+                samples_ns=_integers(c, "round_totals_ns"),
+            )
+            for c in _objects(s, "contenders")
+        ]
+        timed.append(
+            ScenarioResult(
+                name=_text(s, "name"),
+                description=_text(s, "description"),
+                items=items,
+                rounds=_integer(document, "rounds"),
+                reference=_text(s, "reference"),
+                contenders=contenders,
+                unit=_choice(s, "unit", units),
+                ideal_ns_per_item=_number_or_none(s, "ideal_ns_per_item"),
+                ideal_note=_text(s, "ideal_note"),
+            )
+        )
+    memory: list[MemoryResult] = []
+    for m in _objects(document, "memory_scenarios"):
+        sizes = _integers(m, "sizes")
+        if len(sizes) != 2:
+            raise ResultsFileError("sizes: not two sizes")
+        memory.append(
+            MemoryResult(
+                name=_text(m, "name"),
+                description=_text(m, "description"),
+                sizes=(sizes[0], sizes[1]),
+                contenders=[
+                    MemoryContenderResult(
+                        label=_text(c, "label"),
+                        loop=_choice(c, "loop", loops),
+                        goal=_number_or_none(c, "goal_max_growth"),
+                        note=_text(c, "note"),
+                        status=_choice(c, "status", statuses),
+                        reason=_text(c, "reason"),
+                        peak_bytes={n: int(b) for n, b in _by_size(c, "peak_bytes").items()},
+                        seconds=_by_size(c, "traced_run_seconds"),
+                    )
+                    for c in _objects(m, "contenders")
+                ],
+            )
+        )
+    return timed, memory
+
+
+def read_json(path: Path) -> dict[str, object]:
+    """A results file, as a JSON object; ResultsFileError when it is not one."""
+    try:
+        document: object = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise ResultsFileError(f"{path}: not JSON: {exc}") from exc
+    return dict(_mapping(document, str(path)))

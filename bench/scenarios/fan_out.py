@@ -11,7 +11,10 @@ consumers drain with ``receive_nowait``). Its channels hold 1024 items, the same
 ``fan_out``'s default buffer per consumer, so both hold the same amount in flight; a second
 row uses channels(64), the size FACTS.md measured (~1,430 ns/item). Also the naive version
 (``await send`` / ``async for``, FACTS.md: ~25,200), and the peer asyncstdlib
-``tee(n=3, lock=trio.Lock())`` with a task per consumer (FACTS.md: ~24,800).
+``tee(n=3, lock=trio.Lock())`` with a task per consumer (FACTS.md: ~24,800), and slurry, in its
+own interpreter when one is given (see :mod:`bench._slurry`): three ``tap()`` of one pipeline,
+a consumer task each; the pipeline starts a task per item per tap, with no backpressure
+(FACTS.md: ~82,000; some 2 GB at N=200,000).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import trio
 
 import beluga_trio as bt
+from bench import _slurry
 from bench._harness import Contender, Job, Scenario
 from bench._peers import asyncstdlib_tee
 from bench.scenarios._common import Sources
@@ -176,6 +180,7 @@ SCENARIO = Scenario(
         ),
         Contender("beluga fan_out(s, c, c, c)", load_beluga, goal=1.5, note="buffer=1024"),
         Contender("asyncstdlib tee(n=3, lock)", load_asyncstdlib, note="peer, a task per consumer"),
+        _slurry.contender("slurry tap() x3", "fan_out3", note="peer, a task per item per tap"),
     ),
     expected=expected,
 )

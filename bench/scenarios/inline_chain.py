@@ -4,6 +4,10 @@ Reference: the hand-written floor, a plain async-generator source and three asyn
 map stages consumed by an async comprehension inside trio (no checkpoints at all). Every
 contender does the same work on the same items and returns the list, which is checked.
 
+slurry (a peer that pins an old trio) runs in its own interpreter when one is given (see
+:mod:`bench._slurry`): ``Pipeline.create(source, Map(f1), Map(f2), Map(f3))``, a task per
+section, read through one ``tap()``.
+
 Item-by-item contenders consume with ``[x async for x in it]``, exactly as the reference does,
 so that the comparison is about the pipeline and not about the consumer's loop.
 """
@@ -13,6 +17,7 @@ from __future__ import annotations
 from contextlib import aclosing
 
 import beluga_trio as bt
+from bench import _slurry
 from bench._harness import Contender, Job, Scenario
 from bench._peers import aiostream_operators, asyncstdlib_map
 from bench.scenarios._common import Sources, amap
@@ -103,6 +108,7 @@ SCENARIO = Scenario(
             loop="asyncio",
             note="peer, on asyncio",
         ),
+        _slurry.contender("slurry Map x3 + tap", "map3"),
     ),
     expected=expected,
 )

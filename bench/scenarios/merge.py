@@ -7,6 +7,10 @@ three producer tasks and one ``trio.open_memory_channel(64)``, nowait fast paths
 ~8,400). Peer: aiostream's ``stream.merge`` on asyncio, over async-generator sources that
 never await (a sync iterable would cost aiostream an extra ``asyncio.sleep(0)`` per item).
 
+slurry, in its own interpreter when one is given (see :mod:`bench._slurry`):
+``Pipeline.create(Merge(a, b, c))`` over the same async-generator sources, read through one
+``tap()`` (FACTS.md: ~43,300).
+
 The check: the items, sorted, are exactly ``range(N)``, and each source's items arrive in
 that source's order.
 """
@@ -18,6 +22,7 @@ from typing import cast
 import trio
 
 import beluga_trio as bt
+from bench import _slurry
 from bench._harness import Contender, Job, Scenario
 from bench._peers import aiostream_operators
 from bench.scenarios._common import (
@@ -124,6 +129,7 @@ SCENARIO = Scenario(
         Contender(
             "aiostream stream.merge", load_aiostream, loop="asyncio", note="peer, on asyncio"
         ),
+        _slurry.contender("slurry Merge + tap", "merge3"),
     ),
     expected=expected,
     check=check,
