@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import functools
 import inspect
+import types
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 __all__ = ["check_not_awaitable", "describe", "is_async_callable"]
 
@@ -21,8 +22,19 @@ def is_async_callable(fn: Callable[..., Any]) -> bool:
         fn = fn.func  # pyright: ignore[reportUnknownMemberType]
     if inspect.iscoroutinefunction(fn):
         return True
+    if isinstance(fn, _PLAIN_CALLABLES):
+        return False  # their type's __call__ is never `async def`
     call = getattr(type(fn), "__call__", None)  # noqa: B004 - we want the type's method
     return call is not None and inspect.iscoroutinefunction(call)
+
+
+_PLAIN_CALLABLES: Final = (
+    types.FunctionType,
+    types.MethodType,
+    types.BuiltinFunctionType,
+    types.MethodDescriptorType,
+    type,
+)
 
 
 def check_not_awaitable(result: object, fn: object, role: str) -> None:
