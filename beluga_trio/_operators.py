@@ -26,6 +26,7 @@ from ._stage import (
     SyncPull,
     Yield,
     as_async,
+    stop_and_wait,
 )
 from ._util import check_not_awaitable, describe, is_async_callable
 
@@ -244,16 +245,24 @@ def _check_count(name: str, n: int) -> int:
     return n
 
 
-@final
-class TakeNode(_Stage[T]):
+class _CountStage(_Stage[T]):
+    """A stage with an item count (``take(n)``, ``skip(n)``), checked here."""
+
     __slots__ = ("_n",)
+    _name: str
 
     def __init__(self, upstream: Node[T], n: int) -> None:
         super().__init__(upstream)
-        self._n = _check_count("take", n)
+        self._n = _check_count(self._name, n)
 
     def _describe_self(self) -> str:
-        return f"take({self._n})"
+        return f"{self._name}({self._n})"
+
+
+@final
+class TakeNode(_CountStage[T]):
+    __slots__ = ()
+    _name = "take"
 
     async def open(self, scope: Scope) -> Pull[T]:
         mark = scope.mark()
@@ -308,10 +317,7 @@ class _Take(AsyncPull[T]):
             raise StopAsyncIteration
         # Held in a slot while the upstream stops: if this wait is cancelled, the next
         # pull() waits again and still delivers the item.
-        for resource in self._resources:
-            resource.stop()
-        for resource in self._resources:
-            await resource.wait_stopped()
+        await stop_and_wait(self._resources)
         last: T = self._last
         self._last = _NOTHING
         return last
@@ -321,15 +327,9 @@ class _Take(AsyncPull[T]):
 
 
 @final
-class SkipNode(_Stage[T]):
-    __slots__ = ("_n",)
-
-    def __init__(self, upstream: Node[T], n: int) -> None:
-        super().__init__(upstream)
-        self._n = _check_count("skip", n)
-
-    def _describe_self(self) -> str:
-        return f"skip({self._n})"
+class SkipNode(_CountStage[T]):
+    __slots__ = ()
+    _name = "skip"
 
     async def open(self, scope: Scope) -> Pull[T]:
         upstream = await self._upstream.open(scope)
@@ -588,9 +588,6 @@ class _Timeout(AsyncPull[T]):
         """Stop every upstream stage and wait until they have stopped (their ``finally``
         blocks have run), then raise. If that wait is cancelled, the next pull waits again:
         the stream never reads from a stopped upstream."""
-        for resource in self._resources:
-            resource.stop()
-        for resource in self._resources:
-            await resource.wait_stopped()
+        await stop_and_wait(self._resources)
         assert self._expired is not None
         raise self._expired

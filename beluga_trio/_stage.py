@@ -64,6 +64,7 @@ __all__ = [
     "as_async",
     "replaced_cancellation",
     "settle",
+    "stop_and_wait",
 ]
 
 T = TypeVar("T")
@@ -192,6 +193,18 @@ class Scope:
         for resource in reversed(resources):
             errors.extend(resource.take_errors())
         return errors
+
+
+async def stop_and_wait(resources: Sequence[Resource]) -> None:
+    """Stop every resource at once, then wait (cancellably) until each has stopped.
+
+    For stages that end their upstream early (``take``, an expired ``timeout``). If the wait
+    is cancelled, calling this again waits again: stopping is idempotent.
+    """
+    for resource in resources:
+        resource.stop()
+    for resource in resources:
+        await resource.wait_stopped()
 
 
 def replaced_cancellation(exc: BaseException) -> bool:
