@@ -42,8 +42,7 @@ __all__ = [
 
 T = TypeVar("T")
 
-# Markers for "nothing ready" and "the channel ended" (a user's item may be None).
-_WAIT: Final[Any] = object()
+# Marks "the channel ended" (a user's item may be None).
 _ENDED: Final[Any] = object()
 
 
@@ -141,10 +140,6 @@ class Tasks(Resource):
         for resource in self._also_stop:
             resource.stop()
 
-    @property
-    def running(self) -> bool:
-        return self._running > 0
-
     def stop(self) -> None:
         self._cancelled = True
         for scope in self._scopes:
@@ -224,21 +219,14 @@ class ChannelPull(AsyncPull[T]):
         return NOT_READY
 
     async def pull(self) -> T:
-        item: T = _WAIT
-        self._budget -= 1
-        if self._budget > 0:
-            try:
-                item = self._receive_nowait()
-            except trio.WouldBlock:
-                pass
-            except trio.EndOfChannel:
-                item = _ENDED
-        if item is _WAIT:
-            self._budget = SCHEDULE_EVERY  # this receive is a schedule point
-            try:
-                item = await self._receive()
-            except trio.EndOfChannel:
-                item = _ENDED
+        item = self.poll()
+        if item is not NOT_READY:
+            return item
+        self._budget = SCHEDULE_EVERY  # this receive is a schedule point
+        try:
+            item = await self._receive()
+        except trio.EndOfChannel:
+            item = _ENDED  # handled below: no await inside the except block
         if item is _ENDED:
             await self._end()
             raise StopAsyncIteration
@@ -279,9 +267,6 @@ class ChannelPull(AsyncPull[T]):
         self._budget -= len(items)
         self.received += len(items)
         return items
-
-    def close(self) -> None:
-        self._rx.close()
 
 
 Overflow = Literal["wait", "drop_oldest", "drop_newest"]
