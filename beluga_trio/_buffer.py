@@ -37,10 +37,10 @@ class BufferStatistics:
     dropped: int
 
 
-def _statistics(feed: Feed[Any], capacity: int, overflow: Overflow) -> BufferStatistics:
+def _statistics(feed: Feed[Any]) -> BufferStatistics:
     return BufferStatistics(
-        capacity=capacity,
-        overflow=overflow,
+        capacity=feed.capacity,
+        overflow=feed.overflow,
         buffered=feed.fill(),
         peak=feed.peak,
         dropped=feed.evicted + feed.discarded,
@@ -107,14 +107,13 @@ class BufferedStream(Generic[T]):
     items between two loops.
     """
 
-    __slots__ = ("_capacity", "_feed", "_iterated", "_iterator", "_opening", "_overflow")
+    __slots__ = ("_capacity", "_feed", "_iterated", "_iterator", "_opening")
 
     def __init__(self, stream: Stream[T], capacity: int, *, overflow: Overflow = "wait") -> None:
         node: Node[T] | None = getattr(stream, "_node", None)
         if not isinstance(node, Node):
             raise TypeError(f"BufferedStream() needs a Stream, got {stream!r}")
         self._capacity = capacity
-        self._overflow: Overflow = overflow
         self._opening = StreamOpening(BufferNode(node, capacity, overflow, self._opened))
         self._feed: Feed[T] | None = None
         self._iterator: StreamIterator[T] | None = None
@@ -160,4 +159,4 @@ class BufferedStream(Generic[T]):
         """Capacity, items waiting now, the peak, and the items dropped so far."""
         if self._feed is None:
             raise RuntimeError("a BufferedStream has statistics once its block is entered")
-        return _statistics(self._feed, self._capacity, self._overflow)
+        return _statistics(self._feed)

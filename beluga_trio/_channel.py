@@ -290,14 +290,14 @@ class Feed(Generic[T]):
     """
 
     __slots__ = (
-        "_capacity",
         "_evictor",
-        "_overflow",
         "_send_nowait",
         "_tx",
+        "capacity",
         "discarded",
         "evicted",
         "output",
+        "overflow",
         "peak",
         "placed",
     )
@@ -306,8 +306,8 @@ class Feed(Generic[T]):
         tx, rx = trio.open_memory_channel[T](capacity)
         self._tx = tx
         self._send_nowait = tx.send_nowait
-        self._capacity = capacity
-        self._overflow: Overflow = overflow
+        self.capacity = capacity
+        self.overflow: Overflow = overflow
         # drop_oldest takes the oldest item out through a receiver of its own.
         self._evictor = rx.clone() if overflow == "drop_oldest" else None
         self.output = ChannelPull(rx, tasks)
@@ -325,7 +325,7 @@ class Feed(Generic[T]):
     def fill(self) -> int:
         """Items waiting in the channel. A pump blocked in ``send`` has counted its item in
         hand already, and only ever while the channel is full: hence the cap."""
-        return min(self.placed - self.evicted - self.output.received, self._capacity)
+        return min(self.placed - self.evicted - self.output.received, self.capacity)
 
     async def pump(self, upstream: Pull[T]) -> None:
         """Move every item of ``upstream`` into the channel; return at its end, or when the
@@ -346,8 +346,8 @@ class Feed(Generic[T]):
                 await trio.lowlevel.checkpoint()
                 budget = SCHEDULE_EVERY
             size = SCHEDULE_EVERY
-            if self._overflow == "wait":
-                room = self._capacity - self.fill()
+            if self.overflow == "wait":
+                room = self.capacity - self.fill()
                 if room <= 0:
                     # Full: take the one item in hand and wait with it (no send_nowait
                     # that is bound to fail).
@@ -410,8 +410,8 @@ class Feed(Generic[T]):
     async def _full(self, item: T) -> bool:
         """The channel is full: apply the overflow policy to ``item``. Returns whether it
         waited (a schedule point)."""
-        self.peak = self._capacity
-        if self._overflow == "wait":
+        self.peak = self.capacity
+        if self.overflow == "wait":
             # Counted before the wait: the consumer may take this item (trio moves it into
             # the buffer as it takes another) before this task resumes.
             self.placed += 1
@@ -421,7 +421,7 @@ class Feed(Generic[T]):
                 self.placed -= 1
                 raise
             return True
-        if self._overflow == "drop_newest":
+        if self.overflow == "drop_newest":
             self.discarded += 1
             return False
         assert self._evictor is not None
