@@ -197,19 +197,17 @@ class Producer(AsyncPull[T], Resource):
                 return
             finally:
                 self._busy = False
-            self._requested = False
-            self._kind, self._value = _ITEM, item
-            waiter = self._waiter
-            if waiter is not None:
-                self._waiter = None
-                reschedule(waiter)
+            self._settle(_ITEM, item)
 
     def _abort_park(self, _: RaiseCancelT) -> Abort:
         self._parked = None
         return Abort.SUCCEEDED
 
-    def _settle(self, kind: int, value: BaseException | None) -> None:
-        """Record the producer's final outcome and wake a waiting consumer."""
+    def _settle(self, kind: int, value: object) -> None:
+        """Hand an outcome (an item, the end, an error) to the slot; wake a waiting consumer.
+
+        The request is answered either way: a consumer whose request was cancelled finds it
+        in the slot at its next pull, and nothing further is started until then."""
         self._requested = False
         self._kind, self._value = kind, value
         waiter = self._waiter
