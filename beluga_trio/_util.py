@@ -8,7 +8,7 @@ import types
 from collections.abc import Callable
 from typing import Any, Final
 
-__all__ = ["check_count", "check_not_awaitable", "describe", "is_async_callable"]
+__all__ = ["check_not_awaitable", "describe", "is_async_callable"]
 
 
 def is_async_callable(fn: Callable[..., Any]) -> bool:
@@ -70,12 +70,3 @@ def describe(fn: object) -> str:
     """A short human name for a user function, for error messages and reprs."""
     name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
     return name if isinstance(name, str) else repr(fn)
-
-
-def check_count(role: str, name: str, value: object, *, minimum: int = 0) -> int:
-    """A strict int (bools refused) of at least ``minimum``; else a clear error at build time."""
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(f"{role}() needs an int for {name}, got {type(value).__name__} {value!r}")
-    if value < minimum:
-        raise ValueError(f"{role}() needs {name} >= {minimum}, got {value}")
-    return value
