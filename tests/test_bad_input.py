@@ -21,6 +21,7 @@ E: Any = bt.from_iterable(list[int]())  # empty: an unchecked function would nev
 
 
 async def agen(x: int) -> AsyncIterator[int]:
+    await trio.lowlevel.checkpoint()
     yield x
 
 

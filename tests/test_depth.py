@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator
 
 import pytest
+import trio
 
 import beluga_trio as bt
 
@@ -13,6 +14,7 @@ import beluga_trio as bt
 @bt.stream
 async def src() -> AsyncGenerator[int, None]:
     for i in range(3):
+        await trio.lowlevel.checkpoint()
         yield i
 
 
@@ -21,6 +23,7 @@ def inc(x: int) -> int:
 
 
 async def ainc(x: int) -> int:
+    await trio.lowlevel.checkpoint()
     return x + 1
 
 
