@@ -174,7 +174,11 @@ SCENARIO = Scenario(
     reference=REFERENCE,
     contenders=(
         Contender(REFERENCE, load_reference, note="same buffer as fan_out's default"),
-        Contender("hand-written 3 channels(64), nowait", load_reference_64, note="FACTS.md's"),
+        Contender(
+            "hand-written 3 channels(64), nowait",
+            load_reference_64,
+            note="the buffer size of the cost table in docs/design.md",
+        ),
         Contender(
             "hand-written 3 channels(1024), naive", load_naive, note="await send / async for"
         ),
