@@ -54,8 +54,9 @@ demo: $(STAMP_RUN)
 test: $(STAMP_DEV)
 	@$(MAKE) --no-print-directory -j 3 --output-sync=target pytest lint typecheck
 
-# The edit loop (seconds): ruff, mypy and the tests stopping at the first failure, with
-# fewer hypothesis examples; flake8-async and pyright are left to `make test`.
+# The edit loop (about a third of the CPU of `make test`): ruff, mypy and the tests stopping at
+# the first failure, with fewer hypothesis examples; flake8-async and pyright are left to
+# `make test`.
 check: $(STAMP_DEV)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
