@@ -21,7 +21,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench import _slurry, docs
+from bench import _report, _slurry, docs
 from bench._calibrate import machine_costs
 from bench._harness import Scenario, ScenarioResult, run_scenario, select
 from bench._memory import MemoryResult, MemoryScenario, run_memory_scenario
@@ -162,6 +162,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(
             "--write-docs needs a complete run: no --smoke, --only or --items, and at least"
             f" {MIN_CLAIM_ROUNDS} rounds"
+        )
+    uncommitted = _report.uncommitted_changes() if args.write_docs else []
+    if uncommitted:
+        parser.error(
+            "--write-docs measures a commit, so that the page names a revision anyone can check"
+            " out: commit or stash these changes first: " + ", ".join(uncommitted)
         )
     plot_path: Path | None
     if args.no_plot:

@@ -1,7 +1,7 @@
-"""Tests of ``s.buffer(capacity, *, overflow)`` and ``bt.BufferedStream`` (CONTRACT.md, "Buffering
-and fan-out"; issue 3): items and order, read-ahead bounds, overflow policies and statistics,
+"""Tests of ``s.buffer(capacity, *, overflow)`` and ``bt.BufferedStream`` (docs/design.md, "The
+guarantees"; issue 3): items and order, read-ahead bounds, overflow policies and statistics,
 errors as themselves after the buffered items, leaving and cancellation, and the Go
-``BufferedStream`` failure modes (FACTS.md) shown not to happen.
+``BufferedStream`` failure modes (docs/design.md, "Bugs of the prior art") shown not to happen.
 """
 
 import itertools
@@ -385,7 +385,7 @@ async def test_an_error_in_the_consumers_body_arrives_as_itself() -> None:
 
 # --------------------------------------------------------------------------------------------
 # Leaving and cancellation (Go BufferedStream leaks its goroutine; cancellation looks like
-# the end of the stream) -- FACTS.md, "Known bugs to not repeat"
+# the end of the stream) -- docs/design.md, "Bugs of the prior art"
 # --------------------------------------------------------------------------------------------
 
 
