@@ -103,14 +103,14 @@ class _Parse:
     def malformed(self, problem: str) -> MalformedEventError:
         return MalformedEventError(problem, self.data, redact=self.redact)
 
-    def object(self, value: object, what: str) -> dict[str, Any]:
+    def obj(self, value: object, what: str) -> dict[str, Any]:
         if not isinstance(value, dict):
             raise self.malformed(f"{what} should be a JSON object")
         return cast("dict[str, Any]", value)
 
     def get_object(self, obj: dict[str, Any], key: str, what: str) -> dict[str, Any]:
         value = obj.get(key)
-        return {} if value is None else self.object(value, f"{what}.{key}")
+        return {} if value is None else self.obj(value, f"{what}.{key}")
 
     def get_list(self, obj: dict[str, Any], key: str, what: str) -> list[object]:
         value = obj.get(key)
@@ -160,7 +160,7 @@ class _Parse:
     def tool_calls(self, delta: dict[str, Any]) -> tuple[ToolCall, ...]:
         calls: list[ToolCall] = []
         for position, item in enumerate(self.get_list(delta, "tool_calls", "delta")):
-            call = self.object(item, "each of delta.tool_calls")
+            call = self.obj(item, "each of delta.tool_calls")
             index = call.get("index", position)
             if not isinstance(index, int) or isinstance(index, bool) or index < 0:
                 raise self.malformed("tool_calls[].index should be an int >= 0")
@@ -187,7 +187,7 @@ class _Parse:
         reasoning: list[str] = []
         refusal: list[str] = []
         for item in cast("list[object]", value):
-            part = self.object(item, "each part of delta.content")
+            part = self.obj(item, "each part of delta.content")
             kind = part.get("type")
             if kind == "text":
                 text.append(self.get_str(part, "text", "a text part") or "")
@@ -210,12 +210,12 @@ class _Parse:
             raise self.malformed("a thinking part's thinking should be a string or a list")
         out: list[str] = []
         for item in cast("list[object]", value):
-            part = self.object(item, "each part of a thinking part")
+            part = self.obj(item, "each part of a thinking part")
             out.append(self.get_str(part, "text", "a thinking part's text part") or "")
         return "".join(out)
 
     def chunk(self, parsed: object) -> StreamChunk | None:
-        event = self.object(parsed, "a chunk")
+        event = self.obj(parsed, "a chunk")
         if event.get("error") or event.get("object") == "error":
             raise self.stream_error(event)
         if "choices" not in event and event.get("usage") is None:
@@ -227,7 +227,7 @@ class _Parse:
         delta: dict[str, Any] = {}
         finish_reason: str | None = None
         for item in self.get_list(event, "choices", "chunk"):
-            choice = self.object(item, "each of choices")
+            choice = self.obj(item, "each of choices")
             if choice.get("index", 0) != 0:
                 continue
             delta = self.get_object(choice, "delta", "choices[]")
@@ -276,7 +276,9 @@ def parse_chunk(data: str, redact: Redact = _keep) -> StreamChunk | None:
     return _Parse(data, redact).chunk(parsed)
 
 
-_SLOW: Final[Any] = object()
+#: What `_fast_chunk` returns for an event it leaves to the validating parser (compared by
+#: identity).
+_SLOW: Final = StreamChunk("(the slow path)")
 
 
 def _fast_chunk(event: dict[str, Any]) -> StreamChunk | None:
@@ -284,18 +286,18 @@ def _fast_chunk(event: dict[str, Any]) -> StreamChunk | None:
     nothing else that carries anything (a ``role``, nulls), no finish reason, no usage, no
     error. `_SLOW` for anything else, which the validating parser then reads. json.loads
     already typed every value; only the types the result depends on are checked."""
-    choices = event.get("choices")
+    choices: Any = event.get("choices")
     if choices.__class__ is not list or len(choices) != 1:
         return _SLOW
-    choice = choices[0]
+    choice: Any = choices[0]
     if choice.__class__ is not dict or choice.get("finish_reason") is not None:
         return _SLOW
     if choice.get("index", 0) != 0:
         return _SLOW
-    delta = choice.get("delta")
+    delta: Any = choice.get("delta")
     if delta.__class__ is not dict:
         return _SLOW
-    content = delta.get("content")
+    content: Any = delta.get("content")
     if content.__class__ is not str:
         return _SLOW
     for key in delta:
@@ -345,10 +347,13 @@ def _report(body: object, raw: str, redact: Redact) -> ErrorReport:
     ``{"detail": ...}``), else the start of the raw text."""
     if isinstance(body, dict):
         fields = cast("dict[str, Any]", body)
-        error = fields.get("error")
-        if isinstance(error, list) and error and isinstance(error[0], dict):
-            error = cast("list[Any]", error)[0]  # Gemini's OpenAI endpoint: [{"error": ...}]
-            error = cast("dict[str, Any]", error).get("error", error)
+        error: Any = fields.get("error")
+        if isinstance(error, list) and error:
+            # Gemini's OpenAI endpoint: [{"error": {...}}]
+            items: list[Any] = error
+            first: Any = items[0]
+            if isinstance(first, dict):
+                error = cast("dict[str, Any]", first).get("error", first)
         if isinstance(error, dict):
             inner = cast("dict[str, Any]", error)
             message = inner.get("message")

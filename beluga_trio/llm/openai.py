@@ -147,9 +147,9 @@ class OpenAIChatModel:
             raise ValueError(f"model must be a non-empty model name, got {model!r}")
         if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:  # pyright: ignore[reportUnnecessaryIsInstance]
             raise ValueError(f"retries must be an int >= 0, got {retries!r}")
-        for name, value in (("retry_backoff", retry_backoff), ("retry_max_wait", retry_max_wait)):
-            if not isinstance(value, int | float) or not 0 <= value < float("inf"):  # pyright: ignore[reportUnnecessaryIsInstance]
-                raise ValueError(f"{name} must be a finite number of seconds >= 0, got {value!r}")
+        for what, seconds in (("retry_backoff", retry_backoff), ("retry_max_wait", retry_max_wait)):
+            if not isinstance(seconds, int | float) or not 0 <= seconds < float("inf"):  # pyright: ignore[reportUnnecessaryIsInstance]
+                raise ValueError(f"{what} must be a finite number of seconds >= 0, got {seconds!r}")
         self.model = model
         self._url = base_url.rstrip("/") + "/chat/completions"
         key = os.environ.get("OPENAI_API_KEY", "") if api_key is None else api_key
@@ -376,13 +376,14 @@ def _buffered_probe(response: httpx2.Response) -> Callable[[], bool]:
     except at a chunk whose header arrived and whose data did not, a window of one segment.
     """
     try:
-        connection = response.stream._stream._httpcore_stream._stream._connection  # type: ignore[attr-defined]
+        body: Any = response.stream
+        connection = body._stream._httpcore_stream._stream._connection
         h11_state: Any = connection._h11_state
-        data: bytearray = h11_state._receive_buffer._data
+        data: Any = h11_state._receive_buffer._data
         reader: Any = h11_state._reader
         kind = type(reader).__name__
         if kind == "ChunkedReader":
-            reader._bytes_in_chunk + len(reader._bytes_to_discard)
+            _ = reader._bytes_in_chunk + len(reader._bytes_to_discard)
         elif kind not in ("ContentLengthReader", "Http10Reader"):
             return _never_buffered
         if not isinstance(data, bytearray):
