@@ -350,8 +350,7 @@ def _report(body: object, raw: str, redact: Redact) -> ErrorReport:
         error: Any = fields.get("error")
         if isinstance(error, list) and error:
             # Gemini's OpenAI endpoint: [{"error": {...}}]
-            items: list[Any] = error
-            first: Any = items[0]
+            first: Any = next(iter(cast("list[object]", error)))
             if isinstance(first, dict):
                 error = cast("dict[str, Any]", first).get("error", first)
         if isinstance(error, dict):
