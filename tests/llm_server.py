@@ -387,8 +387,8 @@ async def respond(record: Record, send: Send) -> None:
     elif scenario.startswith("echo_") and scenario != "echo_headers":
         key = record.headers.get("authorization", "").removeprefix("Bearer ")
         message = "a" * int(scenario.removeprefix("echo_")) + key + " was wrong"
-        error = {"message": message, "type": "invalid_request_error", "code": "bad_key"}
-        await json_response(record, send, 400, {"error": error})
+        echoed = {"message": message, "type": "invalid_request_error", "code": "bad_key"}
+        await json_response(record, send, 400, {"error": echoed})
     elif scenario == "echo_headers":
         quoted = "; ".join(f"{k}={v}" for k, v in sorted(record.headers.items()))
         await json_response(record, send, 401, {"error": {"message": f"denied: {quoted}"}})
@@ -436,15 +436,20 @@ async def error_status(record: Record, send: Send, status: int) -> None:
             "param": None,
             "code": "rate_limit_exceeded",
         }
-        headers = ((b"retry-after-ms", b"1500"), (b"retry-after", b"2"))
-        await json_response(record, send, 429, {"error": error}, headers)
+        await json_response(
+            record,
+            send,
+            429,
+            {"error": error},
+            ((b"retry-after-ms", b"1500"), (b"retry-after", b"2")),
+        )
     elif record.scenario == "status_503_date":
         # RFC 9110, section 10.2.3: Retry-After may be an HTTP date.
-        headers = ((b"retry-after", b"Wed, 21 Oct 2065 07:28:00 GMT"),)
-        await json_response(record, send, 503, {"error": {"message": "overloaded"}}, headers)
+        date = ((b"retry-after", b"Wed, 21 Oct 2065 07:28:00 GMT"),)
+        await json_response(record, send, 503, {"error": {"message": "overloaded"}}, date)
     elif record.scenario == "flaky":
-        headers = ((b"retry-after-ms", b"1"),)
-        await json_response(record, send, 503, {"error": {"message": "try again"}}, headers)
+        soon = ((b"retry-after-ms", b"1"),)
+        await json_response(record, send, 503, {"error": {"message": "try again"}}, soon)
     elif status == 401:
         key = record.headers.get("authorization", "").removeprefix("Bearer ")
         error = {"message": f"Incorrect API key provided: {key}.", "code": "invalid_api_key"}

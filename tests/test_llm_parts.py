@@ -104,48 +104,49 @@ def test_shorten_redacts_before_cutting_at_every_position() -> None:
 
 # ------------------------------------------------------------------------------ chunks
 
-_texts = st.one_of(st.none(), st.text(max_size=5))
-_deltas = st.fixed_dictionaries(
+Strategy = st.SearchStrategy[Any]
+
+
+def _dicts(required: dict[str, Strategy], optional: dict[str, Strategy]) -> Strategy:
+    return st.fixed_dictionaries(required, optional=optional)
+
+
+_texts: Strategy = st.one_of(st.none(), st.text(max_size=5))
+_calls: Strategy = st.lists(
+    _dicts(
+        {"index": st.integers(0, 2)},
+        {"id": _texts, "function": _dicts({}, {"arguments": _texts})},
+    ),
+    max_size=2,
+)
+_deltas = _dicts(
     {},
-    optional={
+    {
         "role": st.sampled_from(["assistant", None]),
         "content": _texts,
         "refusal": _texts,
         "reasoning_content": _texts,
-        "tool_calls": st.one_of(
-            st.none(),
-            st.lists(
-                st.fixed_dictionaries(
-                    {"index": st.integers(0, 2)},
-                    optional={
-                        "id": _texts,
-                        "function": st.fixed_dictionaries({"arguments": _texts}),
-                    },
-                ),
-                max_size=2,
-            ),
-        ),
+        "tool_calls": st.one_of(st.none(), _calls),
     },
 )
-_choices = st.fixed_dictionaries(
+_choices = _dicts(
     {"delta": _deltas},
-    optional={
+    {
         "index": st.integers(0, 1),
         "finish_reason": st.sampled_from([None, "stop", "length"]),
         "logprobs": st.none(),
     },
 )
-_events = st.fixed_dictionaries(
+_usages: Strategy = st.one_of(
+    st.none(),
+    _dicts({"prompt_tokens": st.integers(0, 9), "completion_tokens": st.integers(0, 9)}, {}),
+)
+_events = _dicts(
     {"choices": st.lists(_choices, max_size=2)},
-    optional={
+    {
         "model": st.one_of(st.none(), st.text(max_size=3)),
         "object": st.sampled_from(["chat.completion.chunk", "chat.completion"]),
-        "usage": st.one_of(
-            st.none(),
-            st.fixed_dictionaries(
-                {"prompt_tokens": st.integers(0, 9), "completion_tokens": st.integers(0, 9)}
-            ),
-        ),
+        "usage": _usages,
     },
 )
 
@@ -222,7 +223,9 @@ def test_an_event_is_bounded_as_well_as_a_line() -> None:
 
 
 @bt.stream
-async def batches(sizes: list[int], log: list[str]) -> AsyncIterator[list[int]]:
+async def batches(  # noqa: ASYNC124 - a @stream body is an async generator
+    sizes: list[int], log: list[str]
+) -> AsyncIterator[list[int]]:
     start = 0
     for size in sizes:
         log.append(f"batch {start}")
@@ -268,7 +271,7 @@ async def test_flatten_is_cancel_safe(autojump_clock: trio.testing.MockClock) ->
 
 async def test_flatten_takes_a_schedule_point_every_few_hundred_items() -> None:
     @bt.stream
-    async def one_big_batch() -> AsyncIterator[list[int]]:
+    async def one_big_batch() -> AsyncIterator[list[int]]:  # noqa: ASYNC124 - a @stream body
         yield list(range(20 * SCHEDULE_EVERY))
 
     ticks = 0

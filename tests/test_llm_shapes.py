@@ -106,6 +106,7 @@ async def test_usage_with_cached_and_reasoning_tokens(server: StubServer, test_i
     reply = await model_for(server, "usage_details", test_id).invoke("hi")
     assert reply.usage == Usage(2006, 300, 2306, cached_tokens=1920, reasoning_tokens=256)
     assert USAGE_DETAILS["prompt_tokens"] == 2006
+    assert reply.usage is not None
     assert reply.usage + Usage(1, 1, cached_tokens=1) == Usage(2007, 301, 2308, 1921, 256)
 
 
@@ -217,7 +218,7 @@ async def test_a_connection_error_is_retried(test_id: str) -> None:
         port = sock.getsockname()[1]
     attempts: list[httpx2.Request] = []
 
-    async def count(request: httpx2.Request) -> None:
+    async def count(request: httpx2.Request) -> None:  # noqa: ASYNC124 - httpx2 awaits hooks
         attempts.append(request)
 
     async with (

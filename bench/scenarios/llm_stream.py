@@ -25,7 +25,7 @@ import json
 import ssl
 import subprocess
 import sys
-from typing import Any
+from typing import Any, cast
 
 import httpx2
 import openai
@@ -93,7 +93,7 @@ def load_handwritten() -> Job:
         ):
             response.raise_for_status()
             # httpx-sse types its argument as an httpx.Response; an httpx2 one has the same API.
-            source: Any = EventSource(response)  # pyright: ignore[reportArgumentType]
+            source = EventSource(cast(Any, response))
             async for event in source.aiter_sse():
                 if event.data == "[DONE]":
                     break

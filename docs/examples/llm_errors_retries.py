@@ -42,9 +42,11 @@ def fake_server(request: httpx2.Request) -> httpx2.Response:
 async def main() -> None:
     async with httpx2.AsyncClient(transport=httpx2.MockTransport(fake_server)) as client:
 
-        def model(name: str, **kwargs: int) -> OpenAIChatModel:
+        def model(name: str, retries: int = 0) -> OpenAIChatModel:
             url = "https://api.example.com/v1"
-            return OpenAIChatModel(name, base_url=url, api_key="sk-x", client=client, **kwargs)
+            return OpenAIChatModel(
+                name, base_url=url, api_key="sk-x", client=client, retries=retries
+            )
 
         # A 503 twice, then an answer: retried (opt-in), waiting what retry-after-ms says.
         reply = await model("busy", retries=3).invoke("Hi")
