@@ -44,7 +44,7 @@ def token(i: int) -> str:
 @cache
 def events(n: int) -> tuple[bytes, ...]:
     """The body of a reply with ``n`` text chunks, one HTTP chunk per event."""
-    usage = {
+    usage: dict[str, object] = {
         "id": "chatcmpl-bench",
         "object": "chat.completion.chunk",
         "created": 1700000000,
