@@ -66,8 +66,8 @@ async def test_the_live_reply_from_a_real_server(
 ) -> None:
     from beluga_trio.llm.openai import OpenAIChatModel  # noqa: PLC0415 - needs the extra
 
-    model = OpenAIChatModel("text", base_url=server.url, api_key="")
-    await main(delay=0.001, model=model)
+    async with OpenAIChatModel("text", base_url=server.url, api_key="") as model:
+        await main(delay=0.001, model=model)
     out = capsys.readouterr().out
     assert f"[1] live: OpenAIChatModel(model='text', url='{server.url}/chat/completions')" in out
     assert "    Hello, w\u00f6rld\n" in out
@@ -80,11 +80,13 @@ async def test_a_server_error_is_shown_as_an_error_event(
 ) -> None:
     from beluga_trio.llm.openai import OpenAIChatModel  # noqa: PLC0415 - needs the extra
 
-    model = OpenAIChatModel("status_401", base_url=server.url, api_key="sk-demo-secret")
-    await main(delay=0.001, model=model)
+    async with OpenAIChatModel(
+        "status_401", base_url=server.url, api_key="sk-demo-secret"
+    ) as model:
+        await main(delay=0.001, model=model)
     out = capsys.readouterr().out
     assert "[error: ModelHTTPError: HTTP 401 from" in out
-    assert "Incorrect API key provided: [API key]." in out
+    assert "Incorrect API key provided: [redacted]." in out
     assert "sk-demo-secret" not in out
     assert "transcript: 1 events kept (1 error)" in out
 
