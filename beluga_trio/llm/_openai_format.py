@@ -264,13 +264,13 @@ def parse_chunk(data: str, redact: Redact = _keep) -> StreamChunk | None:
     for an error the server reports inside the stream.
     """
     try:
-        parsed: object = json.loads(data)
+        parsed: Any = _loads(data)
     except ValueError:
         raise MalformedEventError(
             "a server-sent event is not valid JSON", data, redact=redact
         ) from None
     if parsed.__class__ is dict:
-        chunk = _fast_chunk(cast("dict[str, Any]", parsed))
+        chunk = _fast_chunk(parsed)
         if chunk is not _SLOW:
             return chunk
     return _Parse(data, redact).chunk(parsed)
@@ -279,6 +279,9 @@ def parse_chunk(data: str, redact: Redact = _keep) -> StreamChunk | None:
 #: What `_fast_chunk` returns for an event it leaves to the validating parser (compared by
 #: identity).
 _SLOW: Final = StreamChunk("(the slow path)")
+
+#: json.loads without its keyword handling (the same decoder it uses when given none).
+_loads: Final = json.JSONDecoder().decode
 
 
 def _fast_chunk(event: dict[str, Any]) -> StreamChunk | None:
@@ -300,11 +303,12 @@ def _fast_chunk(event: dict[str, Any]) -> StreamChunk | None:
     content: Any = delta.get("content")
     if content.__class__ is not str:
         return _SLOW
-    for key in delta:
-        if key != "content" and (
-            key not in _NULLABLE or (key != "role" and delta[key] is not None)
-        ):
-            return _SLOW
+    if len(delta) > 1 and not (len(delta) == 2 and "role" in delta):
+        for key in delta:
+            if key != "content" and (
+                key not in _NULLABLE or (key != "role" and delta[key] is not None)
+            ):
+                return _SLOW
     if event.get("usage") is not None or "error" in event:
         return _SLOW
     kind = event.get("object")
