@@ -342,16 +342,25 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def cli(argv: Sequence[str] | None = None) -> int:
     """Run the demo; the exit status."""
     args = parse_args(argv)
-    model: ChatModel | None = None
     if args.model is not None:
         try:
             from beluga_trio.llm.openai import OpenAIChatModel  # noqa: PLC0415
         except ImportError as exc:
             sys.stderr.write(f"{exc}\n")
             return 2
-        model = OpenAIChatModel(args.model, base_url=args.base_url)
+        http_model = OpenAIChatModel(args.model, base_url=args.base_url)
+
+        async def run() -> int:
+            async with http_model:  # it owns an HTTP client: closed with the demo
+                return await main(args.delay, args.cancel_after, http_model)
+
+    else:
+
+        async def run() -> int:
+            return await main(args.delay, args.cancel_after, None)
+
     try:
-        return trio.run(main, args.delay, args.cancel_after, model)
+        return trio.run(run)
     except ModelError as exc:  # pragma: no cover - errors are shown as events by main()
         sys.stderr.write(f"model error: {exc}\n")
         return 1

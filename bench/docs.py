@@ -427,6 +427,16 @@ SCENARIO_TEXT: dict[str, str] = {
         " runs its producer in a task; `from_iterable` does not; `trio.as_safe_channel` under"
         " the same chain shows what a task costs elsewhere."
     ),
+    "LLM stream": (
+        "One streamed chat reply of N OpenAI-format chunks from a loopback server in a process"
+        " of its own, which writes each event as its own HTTP chunk, the way ASGI servers"
+        " stream. Every contender sends the request, decodes every chunk's JSON and joins the"
+        " text. The reference is a hand-written loop: an httpx2 client, httpx-sse's decoder and"
+        " `json.loads` per event. beluga: `OpenAIChatModel(...).stream(...)` with `.collect()`"
+        " and with `open()` + `async for` (its producer hands over, in one task switch, every"
+        " chunk the HTTP layer has already received). Peer: the official `openai` SDK"
+        " (`AsyncOpenAI`, on trio). All share one SSL context, built once per process."
+    ),
     "peak memory, slow consumer": (
         "A fan-out of `range(N)` to two summing consumers, one of which passes a schedule point"
         " every 4 items and lags. The peak memory Python allocates during the job (tracemalloc,"

@@ -75,8 +75,8 @@ async def test_the_live_reply_from_a_real_server(
 ) -> None:
     from beluga_trio.llm.openai import OpenAIChatModel  # noqa: PLC0415 - needs the extra
 
-    model = OpenAIChatModel("text", base_url=server.url, api_key="")
-    assert await main(delay=0.001, model=model, width=200) == 0
+    async with OpenAIChatModel("text", base_url=server.url, api_key="") as model:
+        assert await main(delay=0.001, model=model, width=200) == 0
     out = capsys.readouterr().out
     assert f"[1] live: OpenAIChatModel(model='text', url='{server.url}/chat/completions')" in out
     assert "    Hello, w\u00f6rld\n" in out
@@ -89,11 +89,13 @@ async def test_a_server_error_is_shown_as_an_error_event(
 ) -> None:
     from beluga_trio.llm.openai import OpenAIChatModel  # noqa: PLC0415 - needs the extra
 
-    model = OpenAIChatModel("status_401", base_url=server.url, api_key="sk-demo-secret")
-    assert await main(delay=0.001, model=model, width=200) == 1
+    async with OpenAIChatModel(
+        "status_401", base_url=server.url, api_key="sk-demo-secret"
+    ) as model:
+        assert await main(delay=0.001, model=model, width=200) == 1
     out, err = capsys.readouterr()
     assert "[error: ModelHTTPError: HTTP 401 from" in out
-    assert "Incorrect API key provided: [API key]." in out
+    assert "Incorrect API key provided: [redacted]." in out
     assert "transcript: 1 events kept (1 error)" in out
     assert "[2]" not in out  # the demo stops: the failure is the last thing said
     assert "python -m beluga_trio: the live reply from OpenAIChatModel(" in err

@@ -50,21 +50,31 @@ EXPECTED: dict[str, tuple[bool, str]] = {
         True,
         "Leaving the block stops the model.\n"
         "'Leaving the block stops the model.' stop "
-        "Usage(prompt_tokens=4, completion_tokens=6, total_tokens=10)\n"
+        "Usage(prompt_tokens=4, completion_tokens=6, total_tokens=10, cached_tokens=0, "
+        "reasoning_tokens=0)\n"
         "get_weather {'city': 'Paris'}\n"
         "TooSlowError: no item within 1.0 s (to the first item); stopped after 1.0 s\n",
     ),
     "llm_events.py": (
         True,
         "data: 'Let me '\ndata: 'check.'\ntool call: search {\"q\": \"trio\"}\n"
-        "done: tool_calls, Usage(prompt_tokens=12, completion_tokens=3, total_tokens=15)\n"
+        "done: tool_calls, Usage(prompt_tokens=12, completion_tokens=3, total_tokens=15, "
+        "cached_tokens=0, reasoning_tokens=0)\n"
         "      first chunk after 0.2 s, 15 chunks/s\n"
         "error ConnectionResetError('peer went away') partial: 'Half a '\n",
     ),
     "llm_openai.py": (
         True,
-        "Hello there\nUsage(prompt_tokens=3, completion_tokens=2, total_tokens=5)\n"
+        "Hello there\nUsage(prompt_tokens=3, completion_tokens=2, total_tokens=5, cached_tokens=0, "
+        "reasoning_tokens=0)\n"
         "401 Incorrect API key provided | key shown: False\n",
+    ),
+    "llm_errors_retries.py": (
+        True,
+        "'Hello' after 3 requests\n"
+        "429 insufficient_quota | requests: 1\n"
+        "refusal: \"I can't help with that.\", content: ''\n"
+        "IncompleteReplyError | partial: 'Half an ans'\n",
     ),
     "testing_sweep.py": (
         True,

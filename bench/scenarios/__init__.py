@@ -15,6 +15,7 @@ from bench.scenarios import (
     fan_out,
     first_item,
     inline_chain,
+    llm_stream,
     memory,
     merge,
     producer,
@@ -28,5 +29,6 @@ SCENARIOS: tuple[Scenario | MemoryScenario, ...] = (
     fan_out.SCENARIO,
     concurrent_map.SCENARIO,
     first_item.SCENARIO,
+    llm_stream.SCENARIO,
     memory.SCENARIO,
 )
