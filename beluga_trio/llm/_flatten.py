@@ -54,7 +54,8 @@ class _Flatten(AsyncPull[T]):
     def poll(self) -> T | NotReady:
         position = self._next
         batch = self._batch
-        if position < len(batch):
+        if position < len(batch) and self._budget > 1:
+            self._budget -= 1
             self._next = position + 1
             return batch[position]
         return NOT_READY
@@ -75,19 +76,23 @@ class _Flatten(AsyncPull[T]):
             self._next = 0
 
     async def pull_some(self) -> Sequence[T]:
-        position = self._next
-        batch = self._batch
-        if position < len(batch):
-            self._next = len(batch)
-            return batch[position:] if position else batch
         while True:
+            if self._budget <= 0:
+                await trio.lowlevel.checkpoint()  # before taking anything: loses nothing
+                self._budget = SCHEDULE_EVERY
+            position = self._next
+            batch = self._batch
+            if position < len(batch):
+                # At most a budget's worth: a schedule point every SCHEDULE_EVERY items.
+                end = min(len(batch), position + self._budget)
+                self._next = end
+                self._budget -= end - position
+                return batch[position:end] if position or end < len(batch) else batch
             try:
-                batch = await self._upstream.pull()
+                self._batch = await self._upstream.pull()
             except StopAsyncIteration:
                 return ()
-            if batch:
-                self._batch, self._next = batch, len(batch)
-                return batch
+            self._next = 0
 
 
 def flatten(batches: Stream[Sequence[T]]) -> Stream[T]:
