@@ -1,0 +1,40 @@
+"""Serving streams over HTTP (ASGI): `sse_response` streams any `~beluga_trio.Stream` as
+server-sent events, `openai_app` serves any `~beluga_trio.llm.ChatModel` as an
+OpenAI-compatible API. In both, a client that goes away stops the stream at once.
+
+Needs the ``web`` extra: ``pip install beluga_trio[web]``.
+"""
+
+try:
+    import starlette as _starlette  # noqa: F401 - the one dependency of this package
+except ImportError as exc:  # pragma: no cover - exercised in a subprocess by the tests
+    raise ImportError(
+        "beluga_trio.web needs starlette: install the extra with `pip install beluga_trio[web]`",
+        name=exc.name,
+    ) from exc
+
+from ._openai import OpenAIApp, openai_app
+from ._pump import HEARTBEAT, Outcome
+from ._sse import DEFAULT_ERROR_MESSAGE, SSEResponse, last_event_id, sse_response, to_json
+
+__all__ = [
+    "DEFAULT_ERROR_MESSAGE",
+    "HEARTBEAT",
+    "OpenAIApp",
+    "Outcome",
+    "SSEResponse",
+    "last_event_id",
+    "openai_app",
+    "sse_response",
+    "to_json",
+]
+
+
+def _fix_module_names() -> None:
+    for name in __all__:
+        obj = globals()[name]
+        if getattr(obj, "__module__", "").startswith(f"{__name__}._"):
+            obj.__module__ = __name__
+
+
+_fix_module_names()
