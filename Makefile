@@ -14,7 +14,7 @@ STAMP_DOCS := $(VENV)/.stamp-docs
 PYTHON_FLAGS := -X dev -W error::ResourceWarning
 PYTEST_FLAGS := -W error::pytest.PytestUnraisableExceptionWarning
 
-.PHONY: demo test lint typecheck pytest bench bench-smoke soak docs clean
+.PHONY: demo serve test lint typecheck pytest bench bench-smoke soak docs clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -40,8 +40,20 @@ $(STAMP_DOCS): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet -e '.[docs]'
 	touch $@
 
+STAMP_WEB := $(VENV)/.stamp-web
+
+$(STAMP_WEB): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e '.[web,http]'
+	touch $@
+
 demo: $(STAMP_RUN)
 	$(PY) -m beluga_trio
+	@echo "The same over HTTP, with a web page and a Stop button: make serve"
+
+# The gateway demo on http://127.0.0.1:8000/ (Ctrl+C stops); ARGS="--base-url URL --model M"
+# proxies a real OpenAI-compatible server.
+serve: $(STAMP_WEB)
+	$(PY) -m beluga_trio serve $(ARGS)
 
 test: $(STAMP_DEV) pytest lint typecheck
 
