@@ -102,7 +102,10 @@ async def request(
         lines = [f"{method} {parts.path or '/'} HTTP/1.1", f"host: {parts.netloc}"]
         lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
         lines += [f"content-length: {len(body)}", "connection: close", "", ""]
-        await sock.send_all("\r\n".join(lines).encode() + body)
+        try:
+            await sock.send_all("\r\n".join(lines).encode() + body)
+        except trio.BrokenResourceError:
+            pass  # the server answered early (a body too large) and closed: read the answer
         response = HTTPStream(sock)
         await response.read_head()
         yield response

@@ -14,7 +14,8 @@ import queue
 import subprocess
 import sys
 import threading
-from collections.abc import Generator, Sequence
+import time
+from collections.abc import Callable, Generator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -120,3 +121,18 @@ def running_command(
                 process.wait()
         if process.stdout is not None:
             process.stdout.close()
+
+
+async def eventually(predicate: Callable[[], bool], patience: float = 5.0) -> None:
+    """Wait (in a worker thread, polling every millisecond) until ``predicate()`` is true
+    about state a server thread writes; fail after ``patience`` seconds."""
+
+    def poll() -> bool:
+        deadline = time.monotonic() + patience
+        while time.monotonic() < deadline:
+            if predicate():
+                return True
+            time.sleep(0.001)
+        return False
+
+    assert await trio.to_thread.run_sync(poll), f"not true within {patience} s: {predicate}"

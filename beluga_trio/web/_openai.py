@@ -170,6 +170,15 @@ def _completion(completion_id: str, created: int, model: str, reply: Message) ->
     }
 
 
+def _name_of(model: object) -> str:
+    """A model's name: its ``model`` or ``model_id`` string attribute, else its type's."""
+    for attribute in ("model", "model_id"):
+        found = getattr(model, attribute, None)
+        if isinstance(found, str) and found:
+            return found
+    return type(model).__name__
+
+
 class _DisconnectedError(Exception):
     """The client left while the request body was read."""
 
@@ -194,8 +203,7 @@ class OpenAIApp:
                 f"openai_app(model) takes a ChatModel (with stream and invoke), got {model!r}"
             )
         if model_name is None:
-            found = getattr(model, "model", None) or getattr(model, "model_id", None)
-            model_name = found if isinstance(found, str) and found else type(model).__name__
+            model_name = _name_of(model)
         if not isinstance(model_name, str) or not model_name:  # pyright: ignore[reportUnnecessaryIsInstance]
             raise ValueError(f"model_name must be a non-empty str, got {model_name!r}")
         if api_key is not None and (not isinstance(api_key, str) or not api_key):  # pyright: ignore[reportUnnecessaryIsInstance]

@@ -18,6 +18,7 @@ from .._stream import Stream
 from ..llm._aggregate import aggregate
 from ..llm._model import ChatModel, Prompt
 from ..schema import Message, StreamChunk
+from ._openai import _name_of
 
 __all__ = ["REQUEST_ID", "RecordingModel", "StreamRecord"]
 
@@ -65,8 +66,8 @@ class RecordingModel:
 
     @property
     def model_id(self) -> str:
-        found = getattr(self.model, "model", None) or getattr(self.model, "model_id", None)
-        return found if isinstance(found, str) and found else type(self.model).__name__
+        """The wrapped model's name (its ``model`` or ``model_id``)."""
+        return _name_of(self.model)
 
     def stream(self, prompt: Prompt, /, **options: Any) -> Stream[StreamChunk]:
         """The wrapped model's stream, recorded under the current `REQUEST_ID`."""
