@@ -176,6 +176,11 @@ async def test_openai_sdk_not_streaming(served: Served) -> None:
     assert [m.id for m in models.data] == ["scripted-1"]
 
 
+async def deltas_into(received: list[str], stream: Any) -> None:
+    async for chunk in stream:
+        received.append(chunk.choices[0].delta.content or "")  # noqa: PERF401 - up to the error
+
+
 @sdk_generators
 async def test_openai_sdk_errors(served: Served, keyed: Served) -> None:
     async with sdk(served) as client:
@@ -184,8 +189,7 @@ async def test_openai_sdk_errors(served: Served, keyed: Served) -> None:
         )
         received: list[str] = []
         with pytest.raises(openai.APIError) as failed:
-            async for chunk in stream:
-                received.append(chunk.choices[0].delta.content or "")
+            await deltas_into(received, stream)
         assert "".join(received) == "Hello there"
         assert failed.value.message == "The server failed to answer."
         assert "secret" not in str(failed.value.body)
@@ -280,20 +284,22 @@ async def test_curl_streams_every_event_to_done(served: Served) -> None:
 async def test_curl_killed_mid_stream_stops_the_model(served: Served) -> None:
     before = len(served.model.records)
     body = {"model": "m", "stream": True, "messages": [{"role": "user", "content": "long"}]}
-    process = subprocess.Popen(curl_args(served.url + "/chat/completions", body), stdout=-1)
+    process = await trio.lowlevel.open_process(
+        curl_args(served.url + "/chat/completions", body), stdout=subprocess.PIPE
+    )
     try:
         assert process.stdout is not None
-        stdout = process.stdout
-        lines = [await trio.to_thread.run_sync(stdout.readline) for _ in range(6)]
-        assert all(line.startswith(b"data: {") for line in lines[::2])
+        output = b""
+        while output.count(b"data: {") < 3:
+            output += await process.stdout.receive_some()
         left = time.monotonic()
         process.kill()  # the socket is closed by the kernel, as when a user hits Ctrl+C
         record = await served.record(before)
     finally:
         process.kill()
-        process.wait()
+        await process.wait()
         if process.stdout is not None:
-            process.stdout.close()
+            await process.stdout.aclose()
     assert record.closed_mono is not None
     took = record.closed_mono - left
     print(f"\ncurl -N: model closed {took * 1000:.1f} ms after curl was killed")

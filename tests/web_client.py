@@ -3,6 +3,7 @@ without any library's buffering (and cheap enough for hundreds of clients at onc
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
 from urllib.parse import urlsplit
@@ -102,10 +103,9 @@ async def request(
         lines = [f"{method} {parts.path or '/'} HTTP/1.1", f"host: {parts.netloc}"]
         lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
         lines += [f"content-length: {len(body)}", "connection: close", "", ""]
-        try:
+        # The server may answer early (a body too large) and close: then read its answer.
+        with contextlib.suppress(trio.BrokenResourceError):
             await sock.send_all("\r\n".join(lines).encode() + body)
-        except trio.BrokenResourceError:
-            pass  # the server answered early (a body too large) and closed: read the answer
         response = HTTPStream(sock)
         await response.read_head()
         yield response
