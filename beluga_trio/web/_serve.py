@@ -177,13 +177,13 @@ def cli(argv: Sequence[str] | None = None) -> int:
         sys.stdout.flush()
 
     trio.run(
-        functools.partial(serve, app, port=args.port, ready=ready, shutdown_trigger=_interrupted)
+        functools.partial(serve, app, port=args.port, ready=ready, shutdown_trigger=interrupted)
     )
     sys.stdout.write("stopped\n")
     return 0
 
 
-async def _interrupted() -> None:
+async def interrupted() -> None:
     """Returns at Ctrl+C (SIGINT) or SIGTERM: the server then shuts down gracefully."""
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async for _ in signals:
