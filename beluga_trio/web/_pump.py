@@ -69,7 +69,6 @@ class _Responder(Generic[T]):
         status: int,
         headers: Iterable[tuple[bytes, bytes]],
         frame: Callable[[T], bytes],
-        heartbeat: float | None,
     ) -> None:
         self.scope = scope
         self.receive = receive
@@ -77,10 +76,13 @@ class _Responder(Generic[T]):
         self.status = status
         self.headers = headers
         self.frame = frame
-        self.heartbeat = heartbeat
         self.gone = False  # the client left
         self.head_sent = False
         self.sent = 0  # frames sent
+        self.last_send = trio.current_time()
+        self.waiting = False  # the pump waits for the next item
+        self.beating = False  # a heartbeat is being sent
+        self.beat_sent = trio.Event()
 
     async def send_head(self, status: int, headers: Iterable[tuple[bytes, bytes]]) -> None:
         self.head_sent = True
@@ -96,6 +98,7 @@ class _Responder(Generic[T]):
             await self.send({"type": "http.response.body", "body": body, "more_body": more})
         except _SEND_FAILURES as exc:
             raise _ClientGoneError from exc
+        self.last_send = trio.current_time()
 
     async def watch(self, cancel_scope: trio.CancelScope) -> None:
         while True:
@@ -107,29 +110,50 @@ class _Responder(Generic[T]):
 
     async def pump(self, items: AsyncIterator[T]) -> None:
         frame = self.frame
-        heartbeat = self.heartbeat
-        if heartbeat is None:
-            async for item in items:
-                data = frame(item)
-                if data:
-                    await self.send_body(data)
-                    self.sent += 1
-            return
         while True:
-            while True:
-                # A cancelled anext loses nothing and re-runs nothing (guarantees 4 and 7):
-                # the item in flight is delivered by the next one.
-                with trio.move_on_after(heartbeat):
-                    try:
-                        item = await anext(items)
-                    except StopAsyncIteration:
-                        return
-                    break
-                await self.send_body(HEARTBEAT)
+            self.waiting = True  # the heartbeat may send only while this waits for an item
+            try:
+                item = await anext(items)
+            except StopAsyncIteration:
+                return
+            finally:
+                self.waiting = False
+            if self.beating:
+                await self.quiet()
             data = frame(item)
             if data:
                 await self.send_body(data)
                 self.sent += 1
+
+    async def quiet(self) -> None:
+        """Wait until no heartbeat is being sent (ASGI sends must not overlap)."""
+        self.waiting = False
+        while self.beating:
+            await self.beat_sent.wait()
+
+    async def beat(self, heartbeat: float, cancel_scope: trio.CancelScope) -> None:
+        """Send `HEARTBEAT` whenever nothing was sent for ``heartbeat`` seconds while the
+        pump waits for an item. The pump's wait itself is never interrupted: no item in
+        flight is disturbed, and no timer is set per item."""
+        while True:
+            await trio.sleep_until(self.last_send + heartbeat)
+            if trio.current_time() < self.last_send + heartbeat:
+                continue  # something was sent meanwhile
+            if not self.waiting:
+                # The pump is sending (a slow client): that is traffic enough.
+                await trio.sleep(heartbeat)
+                continue
+            self.beating = True
+            try:
+                await self.send_body(HEARTBEAT)
+            except _ClientGoneError:
+                self.gone = True
+                cancel_scope.cancel()
+                return
+            finally:
+                self.beating = False
+                self.beat_sent.set()
+                self.beat_sent = trio.Event()
 
     def log_failure(self, exc: Exception, what: str) -> None:
         log.error(
@@ -168,18 +192,19 @@ async def stream_response(
     propagates as usual. An error raised while the stream is stopped after a disconnect is
     logged, as there is no one left to tell.
     """
-    responder = _Responder(
-        scope, receive, send, status=status, headers=headers, frame=frame, heartbeat=heartbeat
-    )
+    responder = _Responder(scope, receive, send, status=status, headers=headers, frame=frame)
     outcome = Outcome.END
     async with trio.open_nursery() as nursery:
         nursery.start_soon(responder.watch, nursery.cancel_scope)
+        if heartbeat is not None:
+            nursery.start_soon(responder.beat, heartbeat, nursery.cancel_scope)
         try:
             if error_response is None:
                 await responder.send_head(status, headers)
             try:
                 async with stream.open() as items:
                     await responder.pump(items)
+                await responder.quiet()
                 tail = trailer()
             except _ClientGoneError:
                 raise
@@ -187,6 +212,7 @@ async def stream_response(
                 if responder.gone:
                     raise
                 outcome = Outcome.ERROR
+                await responder.quiet()
                 responder.log_failure(exc, f"failed after {responder.sent} events")
                 if responder.head_sent or error_response is None:
                     tail = error_frame(exc)

@@ -42,11 +42,15 @@ def _default(obj: object) -> object:
     )
 
 
+# Built once: json.dumps with any non-default option builds an encoder per call.
+_ENCODER: Final = json.JSONEncoder(default=_default, separators=(",", ":"), ensure_ascii=False)
+
+
 def to_json(item: object) -> str:
     """The default encoder: ``item`` as compact JSON. attrs classes (`StreamChunk`,
     `Event`...) become objects of their fields, mappings objects, tuples lists, exceptions
     ``{"type": name}`` (never their message); other types raise `TypeError`."""
-    return json.dumps(item, default=_default, separators=(",", ":"), ensure_ascii=False)
+    return _ENCODER.encode(item)
 
 
 def last_event_id(scope: Scope) -> str | None:
