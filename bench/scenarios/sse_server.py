@@ -4,10 +4,10 @@ client over loopback, under hypercorn's trio worker.
 beluga: ``beluga_trio.web.sse_response`` with its defaults (JSON encoding, an ``id:`` per
 event, the disconnect watcher, the heartbeat task) over a ``@bt.stream`` generator (whose
 producer runs in a task of its own: a task switch each way per item), and over a sync source
-read in the response's task (the serving layer alone). Reference: a hand-written Starlette ``StreamingResponse`` over a plain async generator
-yielding the same bytes. Both run in one server process (:mod:`bench._sse_server`); the
-figure is that process's CPU time (``time.process_time_ns()`` before and after, read over
-HTTP) per event, not wall time: the client (a raw socket reading to the end, in the
+read in the response's task (the serving layer alone). Reference: a hand-written Starlette
+``StreamingResponse`` over a plain async generator yielding the same bytes. All run in one
+server process (:mod:`bench._sse_server`); the figure is that process's CPU time
+(``time.process_time_ns()`` before and after, read over HTTP) per event, not wall time: the client (a raw socket reading to the end, in the
 benchmark's process) is not counted. CPU time has the resolution of the kernel's accounting;
 N is large enough that it does not matter.
 """
