@@ -7,9 +7,8 @@ producer runs in a task of its own: a task switch each way per item), and over a
 read in the response's task (the serving layer alone). Reference: a hand-written Starlette
 ``StreamingResponse`` over a plain async generator yielding the same bytes. All run in one
 server process (:mod:`bench._sse_server`); the figure is that process's CPU time
-(``time.process_time_ns()`` before and after, read over HTTP) per event, not wall time: the client (a raw socket reading to the end, in the
-benchmark's process) is not counted. CPU time has the resolution of the kernel's accounting;
-N is large enough that it does not matter.
+(``time.process_time_ns()`` before and after, read over HTTP) per event, not wall time: the
+client (a raw socket reading to the end, in the benchmark's process) is not counted.
 """
 
 from __future__ import annotations
