@@ -37,7 +37,7 @@ $(STAMP_BENCH): pyproject.toml | $(PY)
 	touch $@
 
 $(STAMP_DOCS): pyproject.toml | $(PY)
-	$(PY) -m pip install --quiet -e '.[docs]'
+	$(PY) -m pip install --quiet -e '.[docs,web]'
 	touch $@
 
 STAMP_WEB := $(VENV)/.stamp-web

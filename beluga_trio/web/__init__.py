@@ -15,6 +15,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess by th
 
 from ._openai import OpenAIApp, openai_app
 from ._pump import HEARTBEAT, Outcome
+from ._serve import serve
 from ._sse import DEFAULT_ERROR_MESSAGE, SSEResponse, last_event_id, sse_response, to_json
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "SSEResponse",
     "last_event_id",
     "openai_app",
+    "serve",
     "sse_response",
     "to_json",
 ]
