@@ -18,7 +18,6 @@ import json
 import sys
 import time
 from collections.abc import AsyncIterator
-from typing import Any
 
 import trio
 from starlette.requests import Request
@@ -26,28 +25,29 @@ from starlette.responses import StreamingResponse
 
 import beluga_trio as bt
 from beluga_trio.web import sse_response
+from beluga_trio.web._asgi import Receive, Scope, Send
 from beluga_trio.web._serve import interrupted, serve
 
 
 @bt.stream
-async def numbers(n: int) -> AsyncIterator[dict[str, int]]:
+async def numbers(n: int) -> AsyncIterator[dict[str, int]]:  # noqa: ASYNC124 - a producer
     for i in range(n):
         yield {"i": i}
 
 
-async def plain(n: int) -> AsyncIterator[str]:
+async def plain(n: int) -> AsyncIterator[str]:  # noqa: ASYNC124 - the reference
     for i in range(n):
         data = json.dumps({"i": i}, separators=(",", ":"))
         yield f"id: {i + 1}\ndata: {data}\n\n"
 
 
-def _n(scope: dict[str, Any]) -> int:
+def _n(scope: Scope) -> int:
     return int(scope["query_string"].decode().partition("=")[2])
 
 
-async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+async def app(scope: Scope, receive: Receive, send: Send) -> None:
     if scope["type"] == "lifespan":
-        await sse_response(bt.from_iterable([]))(scope, receive, send)
+        await sse_response(bt.from_iterable(list[int]()))(scope, receive, send)
         return
     path = scope["path"]
     if path == "/beluga":

@@ -297,9 +297,10 @@ async def test_curl_killed_mid_stream_stops_the_model(served: Served) -> None:
         record = await served.record(before)
     finally:
         process.kill()
-        await process.wait()
-        if process.stdout is not None:
-            await process.stdout.aclose()
+        with trio.move_on_after(5, shield=True):
+            await process.wait()
+            if process.stdout is not None:
+                await process.stdout.aclose()
     assert record.closed_mono is not None
     took = record.closed_mono - left
     print(f"\ncurl -N: model closed {took * 1000:.1f} ms after curl was killed")
@@ -322,6 +323,7 @@ async def test_openai_chat_model_as_a_client(served: Served) -> None:
         ("call_2", "get_time", "{}"),
     ]
     before = len(served.model.records)
+    left = time.monotonic()
     async with client.stream("long").open() as chunks:
         async for chunk in chunks:
             if chunk.delta == " three":
@@ -354,6 +356,7 @@ async def test_gateway_disconnect_closes_the_upstream_request_at_once(
         client = OpenAIChatModel("endless", base_url=gateway.url + "/v1", api_key="")
         async with client.stream("go").open() as chunks:
             got: list[str] = []
+            left = time.monotonic()
             async for chunk in chunks:
                 got.append(chunk.delta)
                 if len(got) == 3:

@@ -8,7 +8,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, MutableMapping
 from typing import Any
 
 import attrs
@@ -28,7 +28,7 @@ import beluga_trio as bt
 from beluga_trio.schema import StreamChunk, Usage
 from beluga_trio.web import HEARTBEAT, Outcome, SSEResponse, last_event_id, sse_response, to_json
 
-Message = dict[str, Any]
+Message = MutableMapping[str, Any]
 
 
 def http_scope(headers: list[tuple[bytes, bytes]] | None = None) -> dict[str, Any]:
@@ -198,7 +198,7 @@ async def test_an_error_mid_stream_ends_with_a_safe_error_event_and_is_logged(
     autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     @bt.stream
-    async def failing() -> AsyncIterator[str]:
+    async def failing() -> AsyncIterator[str]:  # noqa: ASYNC124 - a producer
         yield "one"
         raise RuntimeError("database password is hunter2")
 
@@ -251,7 +251,7 @@ async def test_lifespan_and_other_scopes(autojump_clock: trio.testing.MockClock)
     to_app, from_server = trio.open_memory_channel[Message](2)
     sent: list[Message] = []
 
-    async def send(message: Message) -> None:
+    async def send(message: Message) -> None:  # noqa: ASYNC124 - ASGI's send
         sent.append(message)
 
     to_app.send_nowait({"type": "lifespan.startup"})
@@ -269,7 +269,7 @@ async def test_lifespan_and_other_scopes(autojump_clock: trio.testing.MockClock)
 def test_bad_arguments_are_named() -> None:
     s = bt.from_iterable([1])
     with pytest.raises(TypeError, match=r"takes a Stream, or a function .* got \[1\]"):
-        sse_response([1])  # type: ignore[call-overload]  # pyright: ignore[reportArgumentType]
+        sse_response([1])  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
     with pytest.raises(ValueError, match="heartbeat must be a finite number of seconds > 0"):
         sse_response(s, heartbeat=0)
     with pytest.raises(TypeError, match="heartbeat must be a number of seconds or None"):
@@ -328,7 +328,7 @@ async def read_events_then_leave(url: str, n: int) -> tuple[list[str], float]:
 
 def starlette_app(closed: Closed) -> Any:
 
-    async def events(request: Request) -> SSEResponse:
+    async def events(request: Request) -> SSEResponse:  # noqa: ASYNC124 - an endpoint
         last = int(request.headers.get("last-event-id", "0"))
         return sse_response(closed.ticks().skip(last), first_id=last + 1)
 
@@ -340,7 +340,7 @@ def fastapi_app(closed: Closed) -> Any:
     app = FastAPI()
 
     @app.get("/events")
-    async def events(request: Request) -> SSEResponse:  # pyright: ignore[reportUnusedFunction]
+    async def events(request: Request) -> SSEResponse:  # noqa: ASYNC124  # pyright: ignore[reportUnusedFunction]
         last = int(request.headers.get("last-event-id", "0"))
         return sse_response(closed.ticks().skip(last), first_id=last + 1)
 

@@ -19,6 +19,7 @@ import trio
 
 import beluga_trio as bt
 from beluga_trio.web import sse_response
+from beluga_trio.web._asgi import Receive, Scope, Send
 from beluga_trio.web._serve import interrupted, serve
 
 STATS = {"flood_produced": 0, "open": 0}
@@ -39,7 +40,7 @@ async def numbers(n: int) -> AsyncIterator[dict[str, Any]]:
 
 
 @bt.stream
-async def flood() -> AsyncIterator[str]:
+async def flood() -> AsyncIterator[str]:  # noqa: ASYNC124 - a producer
     STATS["open"] += 1
     try:
         block = "y" * 1000
@@ -60,9 +61,9 @@ async def idle() -> AsyncIterator[str]:
         STATS["open"] -= 1
 
 
-async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+async def app(scope: Scope, receive: Receive, send: Send) -> None:
     if scope["type"] == "lifespan":
-        await sse_response(bt.from_iterable([]))(scope, receive, send)
+        await sse_response(bt.from_iterable(list[int]()))(scope, receive, send)
         return
     path = scope["path"]
     if path == "/events":

@@ -5,14 +5,6 @@ OpenAI-compatible API. In both, a client that goes away stops the stream at once
 Needs the ``web`` extra: ``pip install beluga_trio[web]``.
 """
 
-try:
-    import starlette as _starlette  # noqa: F401 - the one dependency of this package
-except ImportError as exc:  # pragma: no cover - exercised in a subprocess by the tests
-    raise ImportError(
-        "beluga_trio.web needs starlette: install the extra with `pip install beluga_trio[web]`",
-        name=exc.name,
-    ) from exc
-
 from ._openai import OpenAIApp, openai_app
 from ._pump import HEARTBEAT, Outcome
 from ._serve import serve

@@ -99,7 +99,11 @@ class _ChunkFrames:
         self._usage: Usage | None = None
 
     def _event(self, choices: list[dict[str, Any]], model_id: str = "", **extra: Any) -> bytes:
-        body = {**self._base, "model": model_id or self._model, "system_fingerprint": None}
+        body: dict[str, Any] = {
+            **self._base,
+            "model": model_id or self._model,
+            "system_fingerprint": None,
+        }
         body["choices"] = choices
         if self._include_usage:
             body["usage"] = None
@@ -136,7 +140,12 @@ class _ChunkFrames:
         out = b""
         if not self._finished:
             finish = "tool_calls" if self._tools else "stop"
-            choice = {"index": 0, "delta": {}, "logprobs": None, "finish_reason": finish}
+            choice: dict[str, Any] = {
+                "index": 0,
+                "delta": {},
+                "logprobs": None,
+                "finish_reason": finish,
+            }
             out += self._event([choice])
         if self._include_usage:
             out += self._event([], usage=_usage(self._usage))

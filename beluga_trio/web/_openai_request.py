@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Final, cast
 
 import attrs
@@ -105,10 +105,10 @@ def _object(param: str, value: object) -> dict[str, Any]:
     return cast("dict[str, Any]", value)
 
 
-def _array(param: str, value: object) -> list[Any]:
+def _array(param: str, value: object) -> Sequence[Any]:
     if not isinstance(value, list):
         raise _fail(param, value, "an array")
-    return cast("list[Any]", value)
+    return cast("Sequence[Any]", value)
 
 
 def _stop(param: str, value: object) -> object:
@@ -181,8 +181,13 @@ OPTIONS: Final[dict[str, Callable[[str, object], object]]] = {
     "reasoning_effort": _string,
 }
 
-_ROLES: Final = {"system": Role.SYSTEM, "developer": Role.SYSTEM, "user": Role.USER}
-_ROLES |= {"assistant": Role.ASSISTANT, "tool": Role.TOOL}
+_ROLES: Final = {
+    "system": Role.SYSTEM,
+    "developer": Role.SYSTEM,
+    "user": Role.USER,
+    "assistant": Role.ASSISTANT,
+    "tool": Role.TOOL,
+}
 
 
 def _content(param: str, value: object, *, nullable: bool) -> str:
@@ -308,7 +313,7 @@ def parse_chat_request(body: bytes) -> ChatRequest:
         if key in ("model", "messages", "stream", "stream_options") or value is None:
             continue
         if key == "n":
-            if value != 1 or isinstance(value, bool):
+            if isinstance(value, bool) or value != 1:
                 raise BadRequestError(
                     "Unsupported value for 'n': this server returns one choice (n=1).",
                     "n",

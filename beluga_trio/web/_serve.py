@@ -57,7 +57,7 @@ class DemoApp:
     def __init__(self, model: ChatModel, *, model_name: str | None = None) -> None:
         self.model = RecordingModel(model)
         self.api = OpenAIApp(self.model, model_name=model_name or self.model.model_id)
-        self._page = importlib.resources.files(__package__).joinpath("demo.html").read_bytes()
+        self._page = importlib.resources.files("beluga_trio.web").joinpath("demo.html").read_bytes()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":

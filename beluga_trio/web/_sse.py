@@ -6,11 +6,18 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Mapping
-from typing import Any, Final, TypeAlias, TypeVar
+from typing import Any, Final, TypeAlias, TypeVar, cast
 
 import attrs
-from starlette.background import BackgroundTask
-from starlette.responses import Response
+
+try:
+    from starlette.background import BackgroundTask
+    from starlette.responses import Response
+except ImportError as exc:  # pragma: no cover - exercised in a subprocess by the tests
+    raise ImportError(
+        "beluga_trio.web needs starlette: install the extra with `pip install beluga_trio[web]`",
+        name=exc.name,
+    ) from exc
 
 from .._stream import Stream
 from ._asgi import Receive, Scope, Send, header, lifespan
@@ -30,10 +37,12 @@ _LINE_BREAK: Final = re.compile(r"\r\n|\r|\n")
 
 
 def _default(obj: object) -> object:
-    if attrs.has(type(obj)):
-        return attrs.asdict(obj, recurse=False)  # nested attrs objects come back here
+    cls = type(obj)
+    if attrs.has(cls):
+        # Nested attrs objects come back here.
+        return {field.name: getattr(obj, field.name) for field in attrs.fields(cls)}
     if isinstance(obj, Mapping):
-        return dict(obj)  # pyright: ignore[reportUnknownArgumentType]
+        return dict(cast("Mapping[str, Any]", obj))
     if isinstance(obj, BaseException):
         return {"type": type(obj).__name__}  # never the message: it may hold a secret
     raise TypeError(
@@ -68,7 +77,7 @@ def _sse_event(seq: int, data: str) -> bytes:
 
 
 class SSEResponse(Response):
-    """The ASGI application `sse_response` returns (a Starlette `Response`). Call it once.
+    """The ASGI application `sse_response` returns (a Starlette ``Response``). Call it once.
 
     After the call, ``outcome`` says how the response ended (``"end"``, ``"error"`` or
     ``"disconnect"``) and ``events`` how many events were sent.
