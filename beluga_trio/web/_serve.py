@@ -114,9 +114,10 @@ async def serve(
     config.graceful_timeout = 1.0
     framework: Any = app  # hypercorn types ASGI messages as TypedDicts
     async with trio.open_nursery() as nursery:
-        binds: list[str] = await nursery.start(
-            functools.partial(hypercorn_serve, framework, config)
+        run = functools.partial(
+            hypercorn_serve, framework, config, shutdown_trigger=shutdown_trigger
         )
+        binds: list[str] = await nursery.start(run)
         url = binds[0]
         if ready is not None:
             ready(url)
