@@ -385,3 +385,37 @@ def test_starlette_sees_an_sse_response_as_a_response() -> None:
     assert response.headers["content-type"] == "text/event-stream; charset=utf-8"
     assert response.headers["x-extra"] == "1"
     assert json.loads(to_json([1, "a"])) == [1, "a"]
+
+
+async def test_a_heartbeat_being_sent_delays_the_next_item_instead_of_overlapping_it(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    class SlowBeats(Client):
+        """Each heartbeat takes 0.5 s to send; ASGI forbids overlapping sends."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.in_send = False
+            self.item_times: list[float] = []
+
+        async def send(self, message: Message) -> None:
+            assert not self.in_send, "two sends overlapped"
+            self.in_send = True
+            try:
+                if message.get("body") == HEARTBEAT:
+                    await trio.sleep(0.5)
+                elif message.get("body", b"").startswith(b"id:"):
+                    self.item_times.append(trio.current_time())
+                await super().send(message)
+            finally:
+                self.in_send = False
+
+    probe = Probe()
+    client = SlowBeats()
+    start = trio.current_time()
+    # Each item takes 1.2 s once asked for; the heartbeat due 1.0 s after the last send is
+    # still being sent when the item comes (at 1.2 s, then at 1.5 + 1.2 = 2.7 s).
+    await run(sse_response(counting(probe, 2, delay=1.2), heartbeat=1.0), client)
+    assert [e["data"] for e in client.events() if "data" in e] == ["0", "1"]
+    assert [round(t - start, 6) for t in client.item_times] == [1.5, 3.0]
+    assert client.body.count(HEARTBEAT) == 2
