@@ -7,6 +7,7 @@ and the server keeps serving."""
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import subprocess
 import time
@@ -16,11 +17,12 @@ from typing import Any
 import openai
 import pytest
 import trio
+import trio.testing
 from llm_server import StubServer, running_stub
 from web_client import request
 from web_server import AppServer, eventually, running_app
 
-from beluga_trio.llm import Fail, ScriptedModel, split_words
+from beluga_trio.llm import Fail, ModelError, ModelHTTPError, ScriptedModel, split_words
 from beluga_trio.llm.openai import OpenAIChatModel
 from beluga_trio.schema import Message, ToolCall, Usage
 from beluga_trio.web import OpenAIApp, openai_app
@@ -469,3 +471,70 @@ def test_openai_app_arguments_are_checked() -> None:
     assert repr(openai_app(model, model_name="m")) == (
         "OpenAIApp(ScriptedModel(model_id='scripted', delay=0.0), model_name='m')"
     )
+
+
+# ------------------------------------------------- in memory: the head and model errors
+
+
+async def call_app(app: OpenAIApp, body: dict[str, Any]) -> list[dict[str, Any]]:
+    """One request through the ASGI interface; the messages the app sent."""
+    sent: list[dict[str, Any]] = []
+    requests = [{"type": "http.request", "body": json.dumps(body).encode(), "more_body": False}]
+
+    async def receive() -> dict[str, Any]:
+        if requests:
+            return requests.pop()
+        await trio.sleep_forever()
+        raise AssertionError("not reached")
+
+    async def send(message: Any) -> None:  # noqa: ASYNC124 - ASGI's send
+        sent.append(dict(message))
+
+    scope: dict[str, Any] = {
+        "type": "http",
+        "method": "POST",
+        "path": "/v1/chat/completions",
+        "headers": [],
+    }
+    await app(scope, receive, send)
+    return sent
+
+
+def body_of(sent: list[dict[str, Any]]) -> bytes:
+    return b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+
+
+async def test_a_slow_first_chunk_gets_the_head_and_heartbeats_meanwhile(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    app = openai_app(ScriptedModel(["late"], first_delay=40), heartbeat=15)
+    sent = await call_app(
+        app, {"model": "m", "stream": True, "messages": [{"role": "user", "content": "x"}]}
+    )
+    assert sent[0]["status"] == 200
+    body = body_of(sent)
+    assert body.startswith(b": keep-alive\n\n: keep-alive\n\ndata: {")
+    assert body.endswith(b"data: [DONE]\n\n")
+
+
+async def test_a_model_that_fails_before_its_first_chunk_gets_a_status(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    upstream_429 = ModelHTTPError(429, "slow down, sk-secret", url="http://up")
+    request = {"model": "m", "stream": True, "messages": [{"role": "user", "content": "x"}]}
+    with caplog.at_level(logging.ERROR, logger="beluga_trio.web"):
+        sent = await call_app(openai_app(ScriptedModel([Fail(upstream_429)])), request)
+        assert sent[0]["status"] == 429
+        error = json.loads(body_of(sent))["error"]
+        assert error["code"] == "rate_limit_exceeded"
+        assert "sk-secret" not in json.dumps(error)
+        not_streaming = {**request, "stream": False}
+        sent = await call_app(openai_app(ScriptedModel([Fail(ModelError("down"))])), not_streaming)
+        assert sent[0]["status"] == 502
+        sent = await call_app(openai_app(ScriptedModel(["a", Fail(KeyError("k"))])), request)
+    assert sent[0]["status"] == 200  # too late for a status: an error event ends the stream
+    assert body_of(sent).endswith(
+        b'event: error\ndata: {"error":{"message":"The server failed to answer.",'
+        b'"type":"server_error","param":null,"code":null}}\n\n'
+    )
+    assert len(caplog.records) == 3
