@@ -57,7 +57,8 @@ def test_the_page_streams_and_stop_closes_the_model_stream_at_once(tmp_path: Pat
             # The reply grows, live, through at least three states, each extending the last.
             states: list[str] = []
             deadline = time.monotonic() + 10
-            while len(states) < 4 and time.monotonic() < deadline:
+            # (at least 4 states, and a line's worth of text for the screenshot)
+            while (len(states) < 4 or len(states[-1]) < 160) and time.monotonic() < deadline:
                 text = page.inner_text("#reply")
                 if text and (not states or text != states[-1]):
                     assert not states or text.startswith(states[-1]), (states[-1], text)
