@@ -19,7 +19,7 @@ PYTEST_FLAGS := -W error::pytest.PytestUnraisableExceptionWarning
 FLAKE8_ASYNC := $(VENV)/bin/flake8-async --enable=ASYNC \
 	--transform-async-generator-decorators=stream,bt.stream,beluga_trio.stream
 
-.PHONY: demo test check lint typecheck mypy pyright pytest pytest-quick memory bench bench-smoke soak docs clean
+.PHONY: demo serve test check lint typecheck mypy pyright pytest pytest-quick memory bench bench-smoke soak docs clean
 
 # The development tools are PEP 735 dependency groups in pyproject.toml (not extras), which
 # `pip install --group` installs from pip 25.1 on.
@@ -32,23 +32,35 @@ $(STAMP_RUN): pyproject.toml | $(PY)
 	touch $@
 
 $(STAMP_DEV): pyproject.toml | $(PY)
-	$(PY) -m pip install --quiet -e '.[http]' --group dev
+	$(PY) -m pip install --quiet -e '.[http,web,redis]' --group dev
 	touch $@
 
 $(STAMP_PLOT): pyproject.toml | $(PY)
-	$(PY) -m pip install --quiet -e '.[http]' --group dev --group bench --group plot
+	$(PY) -m pip install --quiet -e '.[http,web,redis]' --group dev --group bench --group plot
 	touch $@
 
 $(STAMP_BENCH): pyproject.toml | $(PY)
-	$(PY) -m pip install --quiet -e '.[http]' --group dev --group bench
+	$(PY) -m pip install --quiet -e '.[http,web,redis]' --group dev --group bench
 	touch $@
 
 $(STAMP_DOCS): pyproject.toml | $(PY)
-	$(PY) -m pip install --quiet -e . --group docs
+	$(PY) -m pip install --quiet -e '.[web]' --group docs
+	touch $@
+
+STAMP_WEB := $(VENV)/.stamp-web
+
+$(STAMP_WEB): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e '.[web,http]'
 	touch $@
 
 demo: $(STAMP_RUN)
 	$(PY) -m beluga_trio
+	@echo "The same over HTTP, with a web page and a Stop button: make serve"
+
+# The gateway demo on http://127.0.0.1:8000/ (Ctrl+C stops); ARGS="--base-url URL --model M"
+# proxies a real OpenAI-compatible server.
+serve: $(STAMP_WEB)
+	$(PY) -m beluga_trio serve $(ARGS)
 
 # Everything: the tests and every static check, run side by side (each prints when done).
 test: $(STAMP_DEV)

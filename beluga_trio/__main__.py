@@ -340,7 +340,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def cli(argv: Sequence[str] | None = None) -> int:
-    """Run the demo; the exit status."""
+    """Run the demo (``serve``: the web demo, see `beluga_trio.web`); the exit status."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["serve"]:
+        try:
+            from beluga_trio.web._serve import cli as serve  # noqa: PLC0415 - the web extra
+        except ImportError as exc:
+            sys.stderr.write(f"{exc}\n")
+            return 2
+        return serve(argv[1:])
     args = parse_args(argv)
     if args.model is not None:
         try:

@@ -44,7 +44,7 @@ html_title = "beluga_trio"
 # signatures. Everything of beluga_trio's own must resolve.
 nitpicky = True
 nitpick_ignore_regex = [
-    (r"py:.*", r"(trio|attrs|httpx2)(\..*)?"),
+    (r"py:.*", r"(trio|attrs|httpx2|starlette|hypercorn)(\..*)?"),
     (r"py:.*", r"(collections\.abc|typing|enum|json|types)\..*"),
     (r"py:.*", r"(beluga_trio(\.\w+)*\.)?(T|T_co|U|A|R|P)"),  # type variables
     (r"py:.*", r"beluga_trio(\.\w+)*\._\w+(\.\w+)*"),  # private helpers in signatures
@@ -79,7 +79,13 @@ def _resolve_short_name(
     return None
 
 
-_PUBLIC_MODULES = ["beluga_trio", "beluga_trio.llm", "beluga_trio.schema", "beluga_trio.testing"]
+_PUBLIC_MODULES = [
+    "beluga_trio",
+    "beluga_trio.llm",
+    "beluga_trio.schema",
+    "beluga_trio.testing",
+    "beluga_trio.web",
+]
 
 
 def setup(app: Sphinx) -> None:

@@ -128,6 +128,16 @@ EXPECTED: dict[str, tuple[bool, str]] = {
         "documents: ['D0', 'D1', 'D2', 'D3', 'D4', 'D5']\n"
         "12 calls, at most 4 at once, in 0.3 s\n",
     ),
+    "web_sse.py": (
+        False,  # a real server on loopback: real time
+        'id: 1\ndata: "cold"\n\nid: 2\ndata: "typed"\n\nid: 3\ndata: "scoped"\n\n'
+        'id: 3\ndata: "scoped"\n\n',
+    ),
+    "web_gateway.py": (
+        False,
+        "'one two three four five six seven eight'\none two three\n"
+        "chunks begun: 4 of 9, model cleanup ran: True\n",
+    ),
     "howto_test_pipeline.py": (
         True,
         "cancelled at every step in turn: no leak, no loss, every cleanup ran\n"

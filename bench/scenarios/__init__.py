@@ -19,6 +19,7 @@ from bench.scenarios import (
     memory,
     merge,
     producer,
+    sse_server,
 )
 
 SCENARIOS: tuple[Scenario | MemoryScenario, ...] = (
@@ -30,5 +31,6 @@ SCENARIOS: tuple[Scenario | MemoryScenario, ...] = (
     concurrent_map.SCENARIO,
     first_item.SCENARIO,
     llm_stream.SCENARIO,
+    sse_server.SCENARIO,
     memory.SCENARIO,
 )
