@@ -10,6 +10,7 @@ from ._events import Event, EventType
 from ._exceptions import EmptyStreamError, StreamConsumedError
 from ._fanout import fan_out
 from ._opening import StreamIterator, StreamOpening
+from ._share import LaggedError, MissedItemsError, ReplayGapError, Shared, ShareOverflow, share
 from ._sources import from_channel, from_iterable, stream
 from ._stream import CollectResult, Stream, collect, collect_result, invoke, merge, pipe
 
@@ -20,7 +21,12 @@ __all__ = [
     "EmptyStreamError",
     "Event",
     "EventType",
+    "LaggedError",
+    "MissedItemsError",
     "Overflow",
+    "ReplayGapError",
+    "ShareOverflow",
+    "Shared",
     "Stream",
     "StreamConsumedError",
     "StreamIterator",
@@ -33,6 +39,7 @@ __all__ = [
     "invoke",
     "merge",
     "pipe",
+    "share",
     "stream",
 ]
 
