@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, Generic, Literal, TypeVar, final, get_args
+from typing import TYPE_CHECKING, Any, Final, Generic, Literal, TypeVar, cast, final, get_args
 
 import trio
 
@@ -77,6 +77,18 @@ class LaggedError(MissedItemsError):
 @final
 class ReplayGapError(MissedItemsError, LookupError):
     """``subscribe(after=seq)``: the item after ``seq`` is no longer in the replay window."""
+
+
+def _uncancelled(exc: BaseException) -> BaseException:
+    """A cleanup error that came out together with our own cancellation (in a group, as
+    leaving `Stream.open` reports both), as itself when it is the only one."""
+    if not isinstance(exc, BaseExceptionGroup):
+        return exc
+    group = cast("BaseExceptionGroup[BaseException]", exc)  # isinstance loses the arg
+    rest = group.split(trio.Cancelled)[1]
+    if rest is not None and len(rest.exceptions) == 1:
+        return _uncancelled(rest.exceptions[0])
+    return group
 
 
 @final
@@ -168,7 +180,7 @@ class _Hub(Generic[T]):
                 block.cancel()  # the block raises it, as itself, once its body has stopped
             elif self.stopping and not finished:
                 self.state = _STOPPED
-                self.cleanup_errors.append(exc)  # raised when the block exits
+                self.cleanup_errors.append(_uncancelled(exc))  # raised when the block exits
             else:
                 # The source's own error (or its cleanup's, after its last item): a
                 # position in the stream, raised by every subscriber that reaches it.
@@ -435,7 +447,7 @@ class _ShareBlock(Generic[T]):
             # The producer raises nothing into this nursery, and the body's exception is
             # kept out of it, so that it goes on as the very same object.
             await self._nursery.__aexit__(None, None, None)  # noqa: ASYNC102 - the block's cleanup
-        except BaseException as nursery_exc:  # noqa: BLE001 - settled below
+        except BaseException as nursery_exc:  # noqa: BLE001, ASYNC103 - settled below
             errors.append(nursery_exc)
         if hub.interrupt is not None:
             if exc is not None and is_cancellation(exc):
