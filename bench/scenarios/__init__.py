@@ -18,6 +18,7 @@ from bench.scenarios import (
     memory,
     merge,
     producer,
+    redis,
 )
 
 SCENARIOS: tuple[Scenario | MemoryScenario, ...] = (
@@ -28,5 +29,6 @@ SCENARIOS: tuple[Scenario | MemoryScenario, ...] = (
     fan_out.SCENARIO,
     concurrent_map.SCENARIO,
     first_item.SCENARIO,
+    redis.SCENARIO,
     memory.SCENARIO,
 )
