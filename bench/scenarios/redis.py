@@ -14,6 +14,7 @@ from the publisher's hands to the subscriber's (p50 and p99 over paced events), 
 from __future__ import annotations
 
 import atexit
+import functools
 import importlib
 import json
 import shutil
@@ -21,7 +22,7 @@ import socket
 import statistics
 import subprocess
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import trio
@@ -29,15 +30,13 @@ import trio
 import beluga_trio as bt
 from bench._harness import Contender, Job, Scenario, SkipContenderError
 
-_PROCESS: subprocess.Popen[bytes] | None = None
-_PORT = 0
+_server: dict[str, int] = {}  # "port", once the benchmark's server runs
 
 
 def _server_port() -> int:
     """The port of the benchmark's redis-server, started on first use."""
-    global _PROCESS, _PORT
-    if _PROCESS is not None:
-        return _PORT
+    if "port" in _server:
+        return _server["port"]
     executable = shutil.which("redis-server")
     if executable is None:
         raise SkipContenderError("redis-server not installed (apt-get install redis-server)")
@@ -73,7 +72,7 @@ def _server_port() -> int:
             if time.monotonic() > deadline or process.poll() is not None:
                 raise SkipContenderError("redis-server did not start") from None
             time.sleep(0.02)
-    _PROCESS, _PORT = process, port
+    _server["port"] = port
     return port
 
 
@@ -240,9 +239,7 @@ def latency_report(events: int) -> list[str]:
         return [f"redis latency: skipped ({exc})"]
     lines = [f"redis latency per event ({events:,} events, one per ms, loopback, us):"]
     for label, beluga in (("hand-written coredis XADD/XREAD", False), ("beluga redis", True)):
-        runner: Callable[[], Awaitable[list[float]]] = lambda b=beluga: _latencies(  # noqa: E731
-            port, events, beluga=b
-        )
+        runner = functools.partial(_latencies, port, events, beluga=beluga)
         samples = sorted(trio.run(runner))
         p50 = statistics.median(samples)
         p99 = samples[min(len(samples) - 1, round(0.99 * (len(samples) - 1)))]
