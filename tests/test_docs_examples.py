@@ -3,6 +3,7 @@ and every copy of an example inside a docs page is identical to the file."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import re
 from collections.abc import Callable, Coroutine
@@ -12,6 +13,7 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
+from _redis_server import collect_coredis_garbage, redis_server
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 EXAMPLES = DOCS / "examples"
@@ -113,12 +115,31 @@ EXPECTED: dict[str, tuple[bool, str]] = {
         "documents: ['D0', 'D1', 'D2', 'D3', 'D4', 'D5']\n"
         "12 calls, at most 4 at once, in 0.3 s\n",
     ),
+    "sharing_share.py": (
+        True,
+        "tab A:\n  0.00s subscribe(after=None)\n  0.10s #0 'One'\n  0.20s #1 ' reply,'\n"
+        "  0.30s #2 ' produced'\n  0.52s subscribe(after=2)\n  0.52s #3 ' once,'\n"
+        "  0.52s #4 ' for'\n  0.60s #5 ' every'\n  0.70s #6 ' tab.'\n"
+        "tab B:\n  0.45s subscribe(after=None)\n  0.45s #0 'One'\n  0.45s #1 ' reply,'\n"
+        "  0.45s #2 ' produced'\n  0.45s #3 ' once,'\n  0.50s #4 ' for'\n"
+        "  0.60s #5 ' every'\n  0.70s #6 ' tab.'\nthe model was called 1 time\n",
+    ),
+    "sharing_redis.py": (
+        False,  # real sockets to a real redis-server
+        "before the drop: ['Resumed', ' from', ' Redis,']\n"
+        "after reconnecting: [' without', ' a', ' gap.']\n"
+        "the whole reply: Resumed from Redis, without a gap.\nthe model was called 1 time\n",
+    ),
     "howto_test_pipeline.py": (
         True,
         "cancelled at every step in turn: no leak, no loss, every cleanup ran\n"
         "before the error: [[2, 3]] | error: ConnectionResetError('peer left')\n",
     ),
 }
+
+
+# Examples that talk to a real redis-server (skipped, saying how to run them, without one).
+NEEDS_REDIS = {"sharing_redis.py"}
 
 
 def _load_main(path: Path) -> Callable[[], Coroutine[Any, Any, None]]:
@@ -137,12 +158,17 @@ def test_every_example_has_an_expectation() -> None:
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_example_runs_and_prints_what_the_docs_say(
-    name: str, capsys: pytest.CaptureFixture[str]
+    name: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     virtual_clock, expected = EXPECTED[name]
-    main = _load_main(EXAMPLES / name)
-    clock = trio.testing.MockClock(autojump_threshold=0) if virtual_clock else None
-    trio.run(main, clock=clock)
+    with contextlib.ExitStack() as stack:
+        if name in NEEDS_REDIS:  # started here, on a free port the example reads
+            server = stack.enter_context(redis_server())
+            monkeypatch.setenv("BELUGA_TRIO_REDIS_PORT", str(server.port))
+            stack.callback(collect_coredis_garbage)
+        main = _load_main(EXAMPLES / name)
+        clock = trio.testing.MockClock(autojump_threshold=0) if virtual_clock else None
+        trio.run(main, clock=clock)
     assert capsys.readouterr().out == expected
 
 

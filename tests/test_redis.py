@@ -6,8 +6,6 @@ Real sockets, so real time: every wait is bounded with ``fail_after``; nothing m
 
 from __future__ import annotations
 
-import gc
-import warnings
 from collections.abc import AsyncGenerator, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -16,7 +14,7 @@ import pytest
 import trio
 import trio.lowlevel
 from _helpers import Probe, no_task_leak
-from _redis_server import RedisServer, redis_server
+from _redis_server import RedisServer, collect_coredis_garbage, redis_server
 
 import beluga_trio as bt
 
@@ -34,18 +32,8 @@ def server() -> Iterator[RedisServer]:
 
 @pytest.fixture(autouse=True)
 def _collect_coredis_connections() -> Iterator[None]:
-    """coredis (6.9) never closes the three anyio memory streams each connection makes, so
-    every connection it drops (after a cancelled blocking read, a lost server, or at exit)
-    warns when it is collected: collect them here, where that one known warning is expected,
-    instead of letting the garbage collector attribute it to whichever test runs next."""
     yield
-    with warnings.catch_warnings():
-        warnings.filterwarnings(
-            "ignore",
-            message=r"Unclosed <MemoryObject(Send|Receive)Stream",
-            category=ResourceWarning,
-        )
-        gc.collect()
+    collect_coredis_garbage()
 
 
 @pytest.fixture
