@@ -11,8 +11,9 @@ model: a subscriber whose next item has been overwritten gets `LaggedError`). Wi
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from contextlib import AbstractAsyncContextManager
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, Generic, Literal, TypeVar, cast, final, get_args
+from typing import Any, Final, Generic, Literal, TypeVar, cast, final, get_args
 
 import trio
 
@@ -20,9 +21,6 @@ from ._channel import is_cancellation
 from ._stage import NOT_READY, SCHEDULE_EVERY, AsyncPull, Node, NotReady, Pull, Resource, Scope
 from ._stage import settle as _settle
 from ._stream import Stream
-
-if TYPE_CHECKING:
-    from contextlib import AbstractAsyncContextManager
 
 __all__ = [
     "LaggedError",
