@@ -47,6 +47,7 @@ from ._events import Event, EventType
 from ._exceptions import EmptyStreamError, StreamConsumedError
 from ._fanout import fan_out
 from ._opening import StreamIterator, StreamOpening
+from ._share import LaggedError, MissedItemsError, ReplayGapError, Shared, ShareOverflow, share
 from ._sources import from_channel, from_iterable, stream
 from ._stream import (
     MAX_DEPTH,
@@ -70,7 +71,12 @@ __all__ = [
     "EmptyStreamError",
     "Event",
     "EventType",
+    "LaggedError",
+    "MissedItemsError",
     "Overflow",
+    "ReplayGapError",
+    "ShareOverflow",
+    "Shared",
     "Stream",
     "StreamConsumedError",
     "StreamIterator",
@@ -83,6 +89,7 @@ __all__ = [
     "invoke",
     "merge",
     "pipe",
+    "share",
     "stream",
 ]
 

@@ -27,7 +27,7 @@ from bench._harness import Scenario, ScenarioResult, run_scenario, select
 from bench._memory import MemoryResult, MemoryScenario, run_memory_scenario
 from bench._plot import write_plot
 from bench._report import format_memory_table, format_table, to_json, write_json
-from bench.scenarios import SCENARIOS
+from bench.scenarios import SCENARIOS, redis
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 DEFAULT_PLOT = docs.PLOT
@@ -206,6 +206,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         )
         progress(f"  done in {time.perf_counter() - started:.1f} s")
+    latency: list[str] = []
+    if any(s is redis.SCENARIO for s in scenarios):
+        progress("redis latency per event (bench.scenarios.redis.latency_report)")
+        latency = redis.latency_report(50 if smoke else 2_000)
     for scenario in scenarios:
         if not isinstance(scenario, MemoryScenario):
             continue
@@ -239,6 +243,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             f" a lone task's checkpoint() {costs['scheduler_pass_ns']:,.0f} ns,"
             f" nursery + task {costs['nursery_and_task_ns']:,.0f} ns"
         )
+    for line in latency:
+        print(line)
     if memory:
         kind = "smoke sizes, NOT a claim" if smoke else "one traced run per size, untimed"
         print(f"peak traced memory (tracemalloc; kB = 10^3 bytes, MB = 10^6; {kind})")

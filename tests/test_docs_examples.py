@@ -3,6 +3,7 @@ and every copy of an example inside a docs page is identical to the file."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import re
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
+from _redis_server import collect_coredis_garbage, redis_server
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 EXAMPLES = DOCS / "examples"
@@ -137,6 +139,20 @@ EXPECTED: dict[str, tuple[bool, str]] = {
         False,
         "'one two three four five six seven eight'\none two three\n"
         "chunks begun: 4 of 9, model cleanup ran: True\n",
+    "sharing_share.py": (
+        True,
+        "tab A:\n  0.00s subscribe(after=None)\n  0.10s #0 'One'\n  0.20s #1 ' reply,'\n"
+        "  0.30s #2 ' produced'\n  0.52s subscribe(after=2)\n  0.52s #3 ' once,'\n"
+        "  0.52s #4 ' for'\n  0.60s #5 ' every'\n  0.70s #6 ' tab.'\n"
+        "tab B:\n  0.45s subscribe(after=None)\n  0.45s #0 'One'\n  0.45s #1 ' reply,'\n"
+        "  0.45s #2 ' produced'\n  0.45s #3 ' once,'\n  0.50s #4 ' for'\n"
+        "  0.60s #5 ' every'\n  0.70s #6 ' tab.'\nthe model was called 1 time\n",
+    ),
+    "sharing_redis.py": (
+        False,  # real sockets to a real redis-server
+        "before the drop: ['Resumed', ' from', ' Redis,']\n"
+        "after reconnecting: [' without', ' a', ' gap.']\n"
+        "the whole reply: Resumed from Redis, without a gap.\nthe model was called 1 time\n",
     ),
     "howto_test_pipeline.py": (
         True,
@@ -150,6 +166,10 @@ EXPECTED: dict[str, tuple[bool, str]] = {
 # the extra; every other example needs only beluga_trio itself (trio and attrs).
 NEEDS_EXTRA: dict[str, str] = {
     "llm_openai.py": "http",
+    "llm_errors_retries.py": "http",
+    "web_sse.py": "web",
+    "web_gateway.py": "web,http",
+    "sharing_redis.py": "redis",
 }
 
 # .ci/check-package runs this file against the built wheel, installed with no extra and then
@@ -159,10 +179,13 @@ _INSTALLED_EXTRAS = os.environ.get("BELUGA_EXAMPLES_EXTRAS")
 
 
 def _needs_a_missing_extra(name: str) -> str | None:
-    extra = NEEDS_EXTRA.get(name)
-    if extra is None or _INSTALLED_EXTRAS is None:
+    extras = NEEDS_EXTRA.get(name)
+    if extras is None or _INSTALLED_EXTRAS is None:
         return None
-    return None if extra in _INSTALLED_EXTRAS.split(",") else extra
+    missing = set(extras.split(",")) - set(_INSTALLED_EXTRAS.split(","))
+    return ",".join(sorted(missing)) or None
+# Examples that talk to a real redis-server (skipped, saying how to run them, without one).
+NEEDS_REDIS = {"sharing_redis.py"}
 
 
 def _load_main(path: Path) -> Callable[[], Coroutine[Any, Any, None]]:
@@ -182,15 +205,20 @@ def test_every_example_has_an_expectation() -> None:
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_example_runs_and_prints_what_the_docs_say(
-    name: str, capsys: pytest.CaptureFixture[str]
+    name: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     missing = _needs_a_missing_extra(name)
     if missing is not None:
         pytest.skip(f"needs the {missing} extra (pip install beluga_trio[{missing}])")
     virtual_clock, expected = EXPECTED[name]
-    main = _load_main(EXAMPLES / name)
-    clock = trio.testing.MockClock(autojump_threshold=0) if virtual_clock else None
-    trio.run(main, clock=clock)
+    with contextlib.ExitStack() as stack:
+        if name in NEEDS_REDIS:  # started here, on a free port the example reads
+            server = stack.enter_context(redis_server())
+            monkeypatch.setenv("BELUGA_TRIO_REDIS_PORT", str(server.port))
+            stack.callback(collect_coredis_garbage)
+        main = _load_main(EXAMPLES / name)
+        clock = trio.testing.MockClock(autojump_threshold=0) if virtual_clock else None
+        trio.run(main, clock=clock)
     assert capsys.readouterr().out == expected
 
 

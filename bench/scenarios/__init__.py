@@ -20,6 +20,7 @@ from bench.scenarios import (
     merge,
     producer,
     sse_server,
+    redis,
 )
 
 SCENARIOS: tuple[Scenario | MemoryScenario, ...] = (
@@ -32,5 +33,6 @@ SCENARIOS: tuple[Scenario | MemoryScenario, ...] = (
     first_item.SCENARIO,
     llm_stream.SCENARIO,
     sse_server.SCENARIO,
+    redis.SCENARIO,
     memory.SCENARIO,
 )
