@@ -10,16 +10,16 @@ model: a subscriber whose next item has been overwritten gets `LaggedError`). Wi
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 from typing import Any, Final, Generic, Literal, TypeVar, cast, final, get_args
 
 import trio
 
-from ._channel import is_cancellation
+from ._outcome import is_cancellation
 from ._stage import NOT_READY, SCHEDULE_EVERY, AsyncPull, Node, NotReady, Pull, Resource, Scope
-from ._stage import settle as _settle
+from ._stage import raise_on_leaving
 from ._stream import Stream
 
 __all__ = [
@@ -140,7 +140,7 @@ class _Hub(Generic[T]):
 
     # ------------------------------------------------------------------------ producer
 
-    def _extend(self, items: Iterator[T]) -> None:
+    def _extend(self, items: Iterable[T]) -> None:
         ring, capacity, head = self.ring, self.capacity, self.head
         for item in items:
             ring[head % capacity] = item
@@ -166,7 +166,7 @@ class _Hub(Generic[T]):
                                 await self.room.park()
                             self._extend(iter((item,)))
                     else:
-                        await items.drain(self._extend)
+                        await items._drain(self._extend)
                     finished = True
         except BaseException as exc:  # noqa: BLE001, ASYNC103 - handed on, see below
             if is_cancellation(exc):
@@ -455,7 +455,7 @@ class _ShareBlock(Generic[T]):
         if hub.state == _FAILED and not hub.delivered_error and hub.error is not exc:
             assert hub.error is not None
             errors.append(hub.error)  # no subscriber received it: not lost
-        await _settle(exc, errors)  # noqa: ASYNC102 - the block's cleanup
+        await raise_on_leaving(exc, errors)  # noqa: ASYNC102 - the block's cleanup
 
 
 def share(

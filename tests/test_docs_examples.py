@@ -139,6 +139,7 @@ EXPECTED: dict[str, tuple[bool, str]] = {
         False,
         "'one two three four five six seven eight'\none two three\n"
         "chunks begun: 4 of 9, model cleanup ran: True\n",
+    ),
     "sharing_share.py": (
         True,
         "tab A:\n  0.00s subscribe(after=None)\n  0.10s #0 'One'\n  0.20s #1 ' reply,'\n"

@@ -106,8 +106,9 @@ async def test_each_item_is_one_event_with_an_id_and_json_data(
         {
             "id": "3",
             "data": '{"delta":"hi","tool_calls":[],"finish_reason":null,"usage":'
-            '{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3},'
-            '"reasoning_delta":"","model_id":""}',
+            '{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3,'
+            '"cached_tokens":0,"reasoning_tokens":0},'
+            '"reasoning_delta":"","model_id":"","refusal":""}',
         },
         {"id": "4", "data": '{"k":[1]}'},
     ]
