@@ -6,6 +6,7 @@ block stops everything. See ``docs/`` for the concepts and the guarantees.
 """
 
 from ._buffer import BufferedStream, BufferStatistics, Overflow
+from ._combine import chain, zip
 from ._events import Event, EventType
 from ._exceptions import EmptyStreamError, StreamConsumedError
 from ._fanout import fan_out
@@ -25,6 +26,7 @@ __all__ = [
     "StreamConsumedError",
     "StreamIterator",
     "StreamOpening",
+    "chain",
     "collect",
     "collect_result",
     "fan_out",
@@ -34,6 +36,7 @@ __all__ = [
     "merge",
     "pipe",
     "stream",
+    "zip",
 ]
 
 

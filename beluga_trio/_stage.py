@@ -140,10 +140,12 @@ class Scope:
 
     __slots__ = ("_nursery", "_nursery_manager", "_resources")
 
-    def __init__(self) -> None:
+    def __init__(self, nursery: trio.Nursery | None = None) -> None:
         self._resources: list[Resource] = []
         self._nursery_manager: AbstractAsyncContextManager[trio.Nursery] | None = None
-        self._nursery: trio.Nursery | None = None
+        # Given for an inner stream opened later within an opening (flat_map, chain): it
+        # shares the outer opening's nursery and never enters or exits one itself.
+        self._nursery: trio.Nursery | None = nursery
 
     def add(self, resource: Resource) -> None:
         self._resources.append(resource)

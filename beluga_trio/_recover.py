@@ -1,0 +1,238 @@
+"""``s.catch(handler)`` and ``s.retry(attempts, backoff=..., on=...)``: going on after an error.
+
+Both run in the consumer's task and only ever look at `Exception`\\ s: `trio.Cancelled`,
+`KeyboardInterrupt`, `SystemExit` and groups holding any of them pass through untouched. The
+failed upstream is stopped, and has stopped (its ``finally`` blocks have run), before the
+stream that replaces it is opened; that stream gets a scope of its own (`._nested`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any, Final, TypeVar, final
+
+import trio
+
+from ._nested import Nested, node_of
+from ._stage import AsyncPull, Node, Pull, Resource, Scope, as_async, stop_and_wait
+from ._util import describe, is_async_callable
+
+__all__ = ["Backoff", "CatchNode", "RetryNode"]
+
+T = TypeVar("T")
+
+Backoff = float | Callable[[int], float]
+
+_NOTHING: Final[Any] = object()
+
+
+# -------------------------------------------------------------------------------- catch
+
+
+@final
+class CatchNode(Node[T]):
+    __slots__ = ("_handler", "_upstream")
+
+    def __init__(self, upstream: Node[T], handler: Callable[[Exception], Any]) -> None:
+        if not callable(handler):
+            raise TypeError(
+                f"catch() needs a function handler(error) that returns a Stream, got {handler!r}"
+            )
+        if is_async_callable(handler):
+            raise TypeError(
+                "catch() needs a plain (not `async def`) handler that returns a Stream, got "
+                f"{describe(handler)}; put the async work inside the stream it returns"
+            )
+        self._upstream = upstream
+        self._handler = handler
+
+    def describe(self) -> str:
+        return f"{self._upstream.describe()} | catch({describe(self._handler)})"
+
+    async def open(self, scope: Scope) -> Pull[T]:
+        mark = scope.mark()
+        upstream = as_async(await self._upstream.open(scope))
+        resources = scope.since(mark)
+        nested = Nested(await scope.nursery())
+        scope.add(nested)
+        return _Catch(upstream, resources, self._handler, nested)
+
+
+@final
+class _Catch(AsyncPull[T]):
+    """The upstream's items; after its error, the items of the handler's stream. The handler
+    is called once; the stream it returned is held until it is open, so a cancelled request
+    never calls it again."""
+
+    __slots__ = ("_handler", "_nested", "_node", "_replacement", "_resources", "_upstream")
+
+    def __init__(
+        self,
+        upstream: AsyncPull[T],
+        resources: tuple[Resource, ...],
+        handler: Callable[[Exception], Any],
+        nested: Nested,
+    ) -> None:
+        self._upstream = upstream
+        self._resources = resources
+        self._handler = handler
+        self._nested = nested
+        self._node: Node[T] | None = None
+        self._replacement: AsyncPull[T] | None = None
+
+    async def pull(self) -> T:
+        replacement = self._replacement
+        if replacement is None:
+            if self._node is None:
+                try:
+                    return await self._upstream.pull()
+                except StopAsyncIteration:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - handed to the handler
+                    # The handler re-raises, raises another error, or returns the stream
+                    # to go on with.
+                    self._node = node_of(self._handler(exc), self._handler, "catch handler")
+            # The failed upstream stops (its cleanup runs) before the handler's stream opens.
+            await stop_and_wait(self._resources)
+            _, pull = await self._nested.open(self._node)
+            self._node = None
+            replacement = self._replacement = as_async(pull)
+        return await replacement.pull()
+
+
+# -------------------------------------------------------------------------------- retry
+
+
+def _check_on(on: object) -> tuple[type[Exception], ...]:
+    types = on if isinstance(on, tuple) else (on,)
+    for t in types:  # pyright: ignore[reportUnknownVariableType]
+        if not (isinstance(t, type) and issubclass(t, Exception)):
+            raise TypeError(
+                "retry() on= needs an Exception subclass or a tuple of them (never "
+                f"Cancelled, KeyboardInterrupt or SystemExit), got {on!r}"
+            )
+        if issubclass(t, StopAsyncIteration | StopIteration):
+            raise TypeError(f"retry() on= cannot retry the end of a stream ({t.__name__})")
+    if not types:
+        raise ValueError("retry() on= needs at least one exception type, got ()")
+    return types  # pyright: ignore[reportUnknownVariableType]
+
+
+def _check_backoff(backoff: object) -> Backoff:
+    if callable(backoff):
+        return backoff  # pyright: ignore[reportUnknownVariableType]
+    if not isinstance(backoff, int | float) or isinstance(backoff, bool):
+        raise TypeError(
+            "retry() backoff= needs a number of seconds >= 0 or a function "
+            f"backoff(retry_number) -> seconds, got {backoff!r}"
+        )
+    if not backoff >= 0 or backoff == math.inf:
+        raise ValueError(
+            f"retry() backoff= needs a finite number of seconds >= 0, got {backoff!r}"
+        )
+    return float(backoff)
+
+
+def _check_attempts(attempts: object) -> int:
+    if not isinstance(attempts, int) or isinstance(attempts, bool):
+        raise TypeError(f"retry() needs an int number of attempts >= 1, got {attempts!r}")
+    if attempts < 1:
+        raise ValueError(f"retry() needs a number of attempts >= 1, got {attempts}")
+    return attempts
+
+
+@final
+class RetryNode(Node[T]):
+    __slots__ = ("_attempts", "_backoff", "_on", "_upstream")
+
+    def __init__(
+        self, upstream: Node[T], attempts: int, backoff: Backoff, on: object
+    ) -> None:
+        self._upstream = upstream
+        self._attempts = _check_attempts(attempts)
+        self._backoff = _check_backoff(backoff)
+        self._on = _check_on(on)
+
+    def describe(self) -> str:
+        on = ", ".join(t.__name__ for t in self._on)
+        backoff = self._backoff if isinstance(self._backoff, float) else describe(self._backoff)
+        return (
+            f"{self._upstream.describe()} | retry({self._attempts}, backoff={backoff}, on=({on}))"
+        )
+
+    async def open(self, scope: Scope) -> Pull[T]:
+        nested = Nested(await scope.nursery())
+        scope.add(nested)
+        # The first attempt opens with the stream (a buffer upstream starts reading now).
+        attempt, pull = await nested.open(self._upstream)
+        return _Retry(self, nested, attempt, as_async(pull))
+
+    def delay(self, retry: int) -> float:
+        """Seconds to wait before retry number ``retry`` (1 for the first retry)."""
+        backoff = self._backoff
+        if isinstance(backoff, float):
+            return backoff
+        seconds = backoff(retry)
+        if not isinstance(seconds, int | float) or isinstance(seconds, bool) or seconds < 0:  # pyright: ignore[reportUnnecessaryIsInstance]
+            raise TypeError(
+                f"retry() backoff function {describe(backoff)} must return a number of "
+                f"seconds >= 0, got {seconds!r} for retry {retry}"
+            )
+        return float(seconds)
+
+
+@final
+class _Retry(AsyncPull[T]):
+    """Re-opens the upstream after a matching error while no item has been delivered.
+
+    State survives a cancelled request: the failed attempt is closed, the time the next one
+    may start is fixed when the error arrives (the backoff function is called once per
+    retry), and the next request goes on from there.
+    """
+
+    __slots__ = ("_attempt", "_delivered", "_errors", "_nested", "_node", "_pull", "_resume_at", "_scope")
+
+    def __init__(
+        self, node: RetryNode[T], nested: Nested, scope: Scope, pull: AsyncPull[T]
+    ) -> None:
+        self._node = node
+        self._nested = nested
+        self._scope: Scope | None = scope
+        self._pull: AsyncPull[T] | None = pull
+        self._attempt = 1
+        self._delivered = False
+        self._resume_at = -math.inf
+        self._errors: list[str] = []
+
+    async def pull(self) -> T:
+        node = self._node
+        while True:
+            current = self._pull
+            if current is None:
+                if self._scope is not None:
+                    # The failed attempt stops (its cleanup runs) before the backoff.
+                    await self._nested.close(self._scope)
+                    self._scope = None
+                await trio.sleep_until(self._resume_at)
+                self._scope, pull = await self._nested.open(node._upstream)  # noqa: SLF001
+                current = self._pull = as_async(pull)
+            try:
+                item = await current.pull()
+            except StopAsyncIteration:
+                raise
+            except node._on as exc:  # noqa: SLF001
+                if self._delivered or self._attempt >= node._attempts:  # noqa: SLF001
+                    if self._errors:
+                        exc.add_note(
+                            f"retry(): attempt {self._attempt} of {node._attempts}; the "  # noqa: SLF001
+                            "earlier attempts failed with " + "; ".join(self._errors)
+                        )
+                    raise
+                self._errors.append(repr(exc))
+                self._resume_at = trio.current_time() + node.delay(self._attempt)
+                self._attempt += 1
+                self._pull = None
+                continue
+            self._delivered = True
+            return item
