@@ -144,7 +144,7 @@ def zip(
 ) -> Stream[tuple[T1, T2, T3, T4, T5]]: ...
 @overload
 def zip(*streams: Stream[Any]) -> Stream[tuple[Any, ...]]: ...
-def zip(*streams: Stream[Any]) -> Stream[tuple[Any, ...]]:  # noqa: A001 - the contract's name
+def zip(*streams: Stream[Any]) -> Stream[tuple[Any, ...]]:
     """Tuples of one item of each stream, in lock-step; ends with the shortest.
 
     The sources are read one after another in the consumer's task, one item each per tuple

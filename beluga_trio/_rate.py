@@ -75,7 +75,7 @@ class _Held(AsyncPull[T]):
             await self._read_until(deadline)
         except StopAsyncIteration as end:
             self._end = end
-        except Exception as exc:  # noqa: BLE001 - delivered after the item held back
+        except Exception as exc:
             if self._pending is _NOTHING:
                 raise
             self._end = exc

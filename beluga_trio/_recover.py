@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any, Final, TypeVar, final
+from typing import Any, Final, TypeVar, cast, final
 
 import trio
 
@@ -105,8 +105,9 @@ class _Catch(AsyncPull[T]):
 
 
 def _check_on(on: object) -> tuple[type[Exception], ...]:
-    types = on if isinstance(on, tuple) else (on,)
-    for t in types:  # pyright: ignore[reportUnknownVariableType]
+    given = cast("tuple[object, ...]", on) if isinstance(on, tuple) else (on,)
+    types: list[type[Exception]] = []
+    for t in given:
         if not (isinstance(t, type) and issubclass(t, Exception)):
             raise TypeError(
                 "retry() on= needs an Exception subclass or a tuple of them (never "
@@ -114,23 +115,22 @@ def _check_on(on: object) -> tuple[type[Exception], ...]:
             )
         if issubclass(t, StopAsyncIteration | StopIteration):
             raise TypeError(f"retry() on= cannot retry the end of a stream ({t.__name__})")
+        types.append(t)
     if not types:
         raise ValueError("retry() on= needs at least one exception type, got ()")
-    return types  # pyright: ignore[reportUnknownVariableType]
+    return tuple(types)
 
 
 def _check_backoff(backoff: object) -> Backoff:
     if callable(backoff):
-        return backoff  # pyright: ignore[reportUnknownVariableType]
+        return cast("Callable[[int], float]", backoff)
     if not isinstance(backoff, int | float) or isinstance(backoff, bool):
         raise TypeError(
             "retry() backoff= needs a number of seconds >= 0 or a function "
             f"backoff(retry_number) -> seconds, got {backoff!r}"
         )
     if not backoff >= 0 or backoff == math.inf:
-        raise ValueError(
-            f"retry() backoff= needs a finite number of seconds >= 0, got {backoff!r}"
-        )
+        raise ValueError(f"retry() backoff= needs a finite number of seconds >= 0, got {backoff!r}")
     return float(backoff)
 
 
@@ -144,37 +144,33 @@ def _check_attempts(attempts: object) -> int:
 
 @final
 class RetryNode(Node[T]):
-    __slots__ = ("_attempts", "_backoff", "_on", "_upstream")
+    __slots__ = ("_backoff", "attempts", "on", "upstream")
 
-    def __init__(
-        self, upstream: Node[T], attempts: int, backoff: Backoff, on: object
-    ) -> None:
-        self._upstream = upstream
-        self._attempts = _check_attempts(attempts)
+    def __init__(self, upstream: Node[T], attempts: int, backoff: Backoff, on: object) -> None:
+        self.upstream = upstream
+        self.attempts = _check_attempts(attempts)
         self._backoff = _check_backoff(backoff)
-        self._on = _check_on(on)
+        self.on = _check_on(on)
 
     def describe(self) -> str:
-        on = ", ".join(t.__name__ for t in self._on)
+        on = ", ".join(t.__name__ for t in self.on)
         backoff = self._backoff if isinstance(self._backoff, float) else describe(self._backoff)
-        return (
-            f"{self._upstream.describe()} | retry({self._attempts}, backoff={backoff}, on=({on}))"
-        )
+        return f"{self.upstream.describe()} | retry({self.attempts}, backoff={backoff}, on=({on}))"
 
     async def open(self, scope: Scope) -> Pull[T]:
         nested = Nested(await scope.nursery())
         scope.add(nested)
         # The first attempt opens with the stream (a buffer upstream starts reading now).
-        attempt, pull = await nested.open(self._upstream)
+        attempt, pull = await nested.open(self.upstream)
         return _Retry(self, nested, attempt, as_async(pull))
 
     def delay(self, retry: int) -> float:
         """Seconds to wait before retry number ``retry`` (1 for the first retry)."""
         backoff = self._backoff
-        if isinstance(backoff, float):
+        if not callable(backoff):
             return backoff
-        seconds = backoff(retry)
-        if not isinstance(seconds, int | float) or isinstance(seconds, bool) or seconds < 0:  # pyright: ignore[reportUnnecessaryIsInstance]
+        seconds = cast("object", backoff(retry))  # a user function: check what came back
+        if not isinstance(seconds, int | float) or isinstance(seconds, bool) or not seconds >= 0:
             raise TypeError(
                 f"retry() backoff function {describe(backoff)} must return a number of "
                 f"seconds >= 0, got {seconds!r} for retry {retry}"
@@ -191,7 +187,16 @@ class _Retry(AsyncPull[T]):
     retry), and the next request goes on from there.
     """
 
-    __slots__ = ("_attempt", "_delivered", "_errors", "_nested", "_node", "_pull", "_resume_at", "_scope")
+    __slots__ = (
+        "_attempt",
+        "_delivered",
+        "_errors",
+        "_nested",
+        "_node",
+        "_pull",
+        "_resume_at",
+        "_scope",
+    )
 
     def __init__(
         self, node: RetryNode[T], nested: Nested, scope: Scope, pull: AsyncPull[T]
@@ -215,17 +220,17 @@ class _Retry(AsyncPull[T]):
                     await self._nested.close(self._scope)
                     self._scope = None
                 await trio.sleep_until(self._resume_at)
-                self._scope, pull = await self._nested.open(node._upstream)  # noqa: SLF001
+                self._scope, pull = await self._nested.open(node.upstream)
                 current = self._pull = as_async(pull)
             try:
                 item = await current.pull()
             except StopAsyncIteration:
                 raise
-            except node._on as exc:  # noqa: SLF001
-                if self._delivered or self._attempt >= node._attempts:  # noqa: SLF001
+            except node.on as exc:
+                if self._delivered or self._attempt >= node.attempts:
                     if self._errors:
                         exc.add_note(
-                            f"retry(): attempt {self._attempt} of {node._attempts}; the "  # noqa: SLF001
+                            f"retry(): attempt {self._attempt} of {node.attempts}; the "
                             "earlier attempts failed with " + "; ".join(self._errors)
                         )
                     raise
