@@ -8,6 +8,7 @@ from typing import (
     TYPE_CHECKING,
     Any,
     Generic,
+    Literal,
     NamedTuple,
     TypeGuard,
     TypeVar,
@@ -24,7 +25,7 @@ from ._flat_map import FlatMapNode, SwitchMapNode
 from ._merge import MergeNode
 from ._opening import StreamOpening
 from ._operators import BatchNode, FilterNode, MapNode, SkipNode, TakeNode, TimeoutNode
-from ._rate import DebounceNode, Keep, ThrottleNode
+from ._rate import DebounceNode, ThrottleNode
 from ._recover import CatchNode, RetryNode
 from ._scan import DistinctNode, ScanNode
 from ._stage import Node
@@ -280,7 +281,9 @@ class Stream(Generic[T_co]):
         wins). At the end, or an error, the item held back is delivered first."""
         return Stream(DebounceNode(self._node, seconds))
 
-    def throttle(self, seconds: float, *, keep: Keep = "latest") -> Stream[T_co]:
+    def throttle(
+        self, seconds: float, *, keep: Literal["latest", "first"] = "latest"
+    ) -> Stream[T_co]:
         """At most one item per period of ``seconds``.
 
         ``keep="latest"`` (the default, for live UIs): an item that comes when no period runs
