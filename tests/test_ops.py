@@ -435,7 +435,8 @@ async def test_scan_rejects_a_sync_function_that_returns_an_awaitable(
         return a + x
 
     with pytest.raises(TypeError, match="not declared `async def`"):
-        await bt.from_iterable([1]).scan(add, 0).collect()
+        # A sync lambda that returns a coroutine, on purpose.
+        await bt.from_iterable([1]).scan(lambda a, x: add(a, x), 0).collect()  # noqa: PLW0108
 
 
 # --------------------------------------------------------------- distinct_until_changed

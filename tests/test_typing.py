@@ -79,10 +79,10 @@ def test_more_operators_keep_their_types() -> None:
         bt.zip(ints, texts, floats, ints, texts), bt.Stream[tuple[int, str, float, int, str]]
     )
     assert_type(bt.chain(ints, numbers(2)), bt.Stream[int])
-    assert_type(ints.flat_map(lambda n: texts.take(n)), bt.Stream[str])
+    assert_type(ints.flat_map(texts.take), bt.Stream[str])
     assert_type(ints.flat_map(lambda n: texts, concurrency=2), bt.Stream[str])
     assert_type(ints.switch_map(lambda n: floats), bt.Stream[float])
-    assert_type(ints.scan(lambda acc, x: acc + [x], list[int]()), bt.Stream[list[int]])
+    assert_type(ints.scan(lambda acc, x: [*acc, x], list[int]()), bt.Stream[list[int]])
     assert_type(ints.scan(add_text, ""), bt.Stream[str])
     assert_type(ints.distinct_until_changed(), bt.Stream[int])
     assert_type(texts.distinct_until_changed(key=str.lower), bt.Stream[str])
