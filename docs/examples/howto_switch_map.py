@@ -16,6 +16,7 @@ def reply(prompt: str) -> bt.Stream[str]:
             for word in f"An answer to {prompt}".split():
                 await trio.sleep(0.1)
                 yield word
+            await trio.sleep(0.1)  # the end of the response
         finally:
             # Runs when the reply is cancelled too: close the HTTP response, log usage...
             print(f"  [reply to {prompt!r} closed]")
