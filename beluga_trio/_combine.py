@@ -11,10 +11,10 @@ scope of its own (`._nested`), so a stream of many sources holds one of them at 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Final, TypeVar, final, overload
 
-from ._nested import Nested, stream_node
+from ._nested import Nested, chunked, stream_node
 from ._stage import (
     AsyncPull,
     Node,
@@ -198,24 +198,37 @@ class _Chain(AsyncPull[T]):
         self._scope: Scope | None = None  # the opening of the current (or ended) source
         self._ended = False
 
+    async def _source(self) -> AsyncPull[T] | None:
+        """The source to read now, opened if need be; None after the last one."""
+        current = self._current
+        if current is None:
+            if self._scope is not None:
+                # The source before has ended: it stops before the next one opens.
+                await self._nested.close(self._scope)
+                self._scope = None
+            if self._index >= len(self._sources):
+                return None
+            scope, pull = await self._nested.open(self._sources[self._index])
+            self._index += 1
+            self._scope, current = scope, chunked(pull)
+            self._current = current
+        return current
+
     async def pull(self) -> T:
-        while True:
-            current = self._current
-            if current is None:
-                if self._scope is not None:
-                    # The source before has ended: it stops before the next one opens.
-                    await self._nested.close(self._scope)
-                    self._scope = None
-                if self._index >= len(self._sources):
-                    raise StopAsyncIteration
-                scope, pull = await self._nested.open(self._sources[self._index])
-                self._index += 1
-                self._scope, current = scope, as_async(pull)
-                self._current = current
+        while (current := await self._source()) is not None:
             try:
                 return await current.pull()
             except StopAsyncIteration:
                 self._current = None
+        raise StopAsyncIteration
+
+    async def pull_some(self) -> Sequence[T]:
+        while (current := await self._source()) is not None:
+            items = await current.pull_some()
+            if items:
+                return items
+            self._current = None
+        return ()
 
 
 def chain(*streams: Stream[T]) -> Stream[T]:

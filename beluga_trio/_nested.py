@@ -15,14 +15,26 @@ reported then, as the outer opening reports its own.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from itertools import islice
 from typing import Any, TypeVar, final
 
 import trio
 
-from ._stage import Node, Pull, Resource, Scope
+from ._stage import (
+    SCHEDULE_EVERY,
+    AsyncPull,
+    Node,
+    Pull,
+    Resource,
+    Scope,
+    SyncPull,
+    SyncToAsync,
+    Yield,
+)
 from ._util import check_not_awaitable, describe
 
-__all__ = ["Nested", "node_of", "stream_node"]
+__all__ = ["Chunks", "Nested", "chunked", "node_of", "stream_node"]
 
 T = TypeVar("T")
 
@@ -119,3 +131,53 @@ class Nested(Resource):
             for resource in reversed(scope.since(0)):
                 errors.extend(resource.take_errors())
         return errors
+
+
+@final
+class Chunks(AsyncPull[T]):
+    """A sync chain driven from an async stage that hands it on in chunks.
+
+    ``pull`` is `SyncToAsync`'s; ``pull_some`` takes a schedule point (before taking
+    anything, so a `trio.Cancelled` loses nothing), then up to `SCHEDULE_EVERY` items at C
+    speed. Items taken before an error are delivered first; the error comes with the next
+    call. For stages that pass whole chunks on (``chain``, ``catch``, ``retry``), so that a
+    terminal operation drains a sync source through them at the speed of the source.
+    """
+
+    __slots__ = ("_error", "_it", "_one")
+
+    def __init__(self, upstream: SyncPull[T]) -> None:
+        self._one = SyncToAsync(upstream)
+        self._it = upstream.it
+        self._error: Exception | None = None
+
+    async def pull(self) -> T:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+        return await self._one.pull()
+
+    async def pull_some(self) -> Sequence[T]:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+        while True:
+            await trio.lowlevel.checkpoint()
+            items: list[T] = []
+            append = items.append
+            try:
+                for item in islice(self._it, SCHEDULE_EVERY):
+                    append(item)
+            except Yield:
+                if not items:
+                    continue  # a looping stage asked for a schedule point: take it, go on
+            except Exception as exc:
+                if not items:
+                    raise
+                self._error = exc
+            return items
+
+
+def chunked(pull: Pull[T]) -> AsyncPull[T]:
+    """The async form of any pull; a sync chain becomes `Chunks`."""
+    return Chunks(pull) if isinstance(pull, SyncPull) else pull

@@ -9,13 +9,13 @@ stream that replaces it is opened; that stream gets a scope of its own (`._neste
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Final, TypeVar, cast, final
 
 import trio
 
-from ._nested import Nested, node_of
-from ._stage import AsyncPull, Node, Pull, Resource, Scope, as_async, stop_and_wait
+from ._nested import Nested, chunked, node_of
+from ._stage import AsyncPull, Node, Pull, Resource, Scope, stop_and_wait
 from ._util import describe, is_async_callable
 
 __all__ = ["Backoff", "CatchNode", "RetryNode"]
@@ -52,7 +52,7 @@ class CatchNode(Node[T]):
 
     async def open(self, scope: Scope) -> Pull[T]:
         mark = scope.mark()
-        upstream = as_async(await self._upstream.open(scope))
+        upstream = chunked(await self._upstream.open(scope))
         resources = scope.since(mark)
         nested = Nested(await scope.nursery())
         scope.add(nested)
@@ -90,15 +90,33 @@ class _Catch(AsyncPull[T]):
                 except StopAsyncIteration:
                     raise
                 except Exception as exc:  # noqa: BLE001 - handed to the handler
-                    # The handler re-raises, raises another error, or returns the stream
-                    # to go on with.
-                    self._node = node_of(self._handler(exc), self._handler, "catch handler")
-            # The failed upstream stops (its cleanup runs) before the handler's stream opens.
-            await stop_and_wait(self._resources)
-            _, pull = await self._nested.open(self._node)
-            self._node = None
-            replacement = self._replacement = as_async(pull)
+                    self._handle(exc)
+            replacement = await self._switch()
         return await replacement.pull()
+
+    async def pull_some(self) -> Sequence[T]:
+        replacement = self._replacement
+        if replacement is None:
+            if self._node is None:
+                try:
+                    return await self._upstream.pull_some()
+                except Exception as exc:  # noqa: BLE001 - handed to the handler
+                    self._handle(exc)
+            replacement = await self._switch()
+        return await replacement.pull_some()
+
+    def _handle(self, exc: Exception) -> None:
+        # The handler re-raises, raises another error, or returns the stream to go on with.
+        self._node = node_of(self._handler(exc), self._handler, "catch handler")
+
+    async def _switch(self) -> AsyncPull[T]:
+        assert self._node is not None
+        # The failed upstream stops (its cleanup runs) before the handler's stream opens.
+        await stop_and_wait(self._resources)
+        _, pull = await self._nested.open(self._node)
+        self._node = None
+        replacement = self._replacement = chunked(pull)
+        return replacement
 
 
 # -------------------------------------------------------------------------------- retry
@@ -162,7 +180,7 @@ class RetryNode(Node[T]):
         scope.add(nested)
         # The first attempt opens with the stream (a buffer upstream starts reading now).
         attempt, pull = await nested.open(self.upstream)
-        return _Retry(self, nested, attempt, as_async(pull))
+        return _Retry(self, nested, attempt, chunked(pull))
 
     def delay(self, retry: int) -> float:
         """Seconds to wait before retry number ``retry`` (1 for the first retry)."""
@@ -210,34 +228,56 @@ class _Retry(AsyncPull[T]):
         self._resume_at = -math.inf
         self._errors: list[str] = []
 
-    async def pull(self) -> T:
+    async def _attempt_pull(self) -> AsyncPull[T]:
+        """The pull of the attempt running now, after closing the failed one and waiting out
+        the backoff if need be."""
+        current = self._pull
+        if current is None:
+            if self._scope is not None:
+                # The failed attempt stops (its cleanup runs) before the backoff.
+                await self._nested.close(self._scope)
+                self._scope = None
+            await trio.sleep_until(self._resume_at)
+            self._scope, pull = await self._nested.open(self._node.upstream)
+            current = self._pull = chunked(pull)
+        return current
+
+    def _failed(self, exc: Exception) -> None:
+        """Raise ``exc`` if it is not to be retried; otherwise schedule the next attempt."""
         node = self._node
+        if self._delivered or self._attempt >= node.attempts:
+            if self._errors:
+                exc.add_note(
+                    f"retry(): attempt {self._attempt} of {node.attempts}; the earlier "
+                    "attempts failed with " + "; ".join(self._errors)
+                )
+            raise exc
+        self._errors.append(repr(exc))
+        self._resume_at = trio.current_time() + node.delay(self._attempt)
+        self._attempt += 1
+        self._pull = None
+
+    async def pull(self) -> T:
         while True:
-            current = self._pull
-            if current is None:
-                if self._scope is not None:
-                    # The failed attempt stops (its cleanup runs) before the backoff.
-                    await self._nested.close(self._scope)
-                    self._scope = None
-                await trio.sleep_until(self._resume_at)
-                self._scope, pull = await self._nested.open(node.upstream)
-                current = self._pull = as_async(pull)
+            current = await self._attempt_pull()
             try:
                 item = await current.pull()
             except StopAsyncIteration:
                 raise
-            except node.on as exc:
-                if self._delivered or self._attempt >= node.attempts:
-                    if self._errors:
-                        exc.add_note(
-                            f"retry(): attempt {self._attempt} of {node.attempts}; the "
-                            "earlier attempts failed with " + "; ".join(self._errors)
-                        )
-                    raise
-                self._errors.append(repr(exc))
-                self._resume_at = trio.current_time() + node.delay(self._attempt)
-                self._attempt += 1
-                self._pull = None
+            except self._node.on as exc:
+                self._failed(exc)
                 continue
             self._delivered = True
             return item
+
+    async def pull_some(self) -> Sequence[T]:
+        while True:
+            current = await self._attempt_pull()
+            try:
+                items = await current.pull_some()
+            except self._node.on as exc:
+                self._failed(exc)
+                continue
+            if items:
+                self._delivered = True
+            return items

@@ -17,6 +17,7 @@ from bench.scenarios import (
     inline_chain,
     memory,
     merge,
+    operators,
     producer,
 )
 
@@ -28,5 +29,6 @@ SCENARIOS: tuple[Scenario | MemoryScenario, ...] = (
     fan_out.SCENARIO,
     concurrent_map.SCENARIO,
     first_item.SCENARIO,
+    *operators.SCENARIOS,
     memory.SCENARIO,
 )
