@@ -366,12 +366,14 @@ def test_retry_never_duplicates_a_prefix(
 
 # ------------------------------------------------------------------ debounce, throttle
 
-# Item i arrives at times[i] (strictly increasing, on a grid of 0.1 s); windows are 0.25 or
-# 0.45 s, so an arrival never ties with a deadline.
+# Item i arrives at times[i] (strictly increasing, on a grid of 0.1 s). A deadline is an
+# arrival plus k windows (a throttle's periods follow each other); windows of 0.2345 and
+# 0.4321 s make k windows a multiple of 0.1 s only for k >= 200, so an arrival never ties
+# with a deadline (a tie has no defined winner).
 timelines = st.lists(st.integers(min_value=1, max_value=12), max_size=12).map(
     lambda steps: [round(0.1 * t, 6) for t in itertools.accumulate(steps)]
 )
-windows = st.sampled_from([0.25, 0.45])
+windows = st.sampled_from([0.2345, 0.4321])
 
 
 def _marble(times: Sequence[float]) -> bt.Stream[int]:
