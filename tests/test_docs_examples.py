@@ -140,7 +140,7 @@ EXPECTED: dict[str, tuple[bool, str]] = {
     "ops_distinct.py": (True, "['idle', 'busy', 'idle']\n['Trio', 'asyncio', 'Trio']\n"),
     "ops_catch.py": (
         True,
-        "recovering from Overloaded('503 from the primary model')\n"
+        "recovering from OverloadedError('503 from the primary model')\n"
         "['Once ', '[fallback] ', 'upon a time.']\n",
     ),
     "ops_retry.py": (

@@ -110,7 +110,7 @@ async def test_zip_error_arrives_as_itself(autojump_clock: trio.testing.MockCloc
     err = AttributeError("from a source")
 
     @bt.stream
-    async def throws() -> AsyncGenerator[int, None]:
+    async def throws() -> AsyncGenerator[int, None]:  # noqa: ASYNC124 - an async generator for the test, on purpose
         raise err
         yield 0  # pragma: no cover
 
@@ -162,7 +162,7 @@ async def test_chain_opens_each_source_after_the_one_before_has_stopped(
             try:
                 yield name
             finally:
-                await trio.sleep(1)  # an awaiting cleanup
+                await trio.sleep(1)  # an awaiting cleanup  # noqa: ASYNC102 - an awaiting cleanup, on purpose
                 log.append(f"closed {name}")
 
         return produce()
@@ -431,7 +431,7 @@ async def test_async_scan_calls_fn_once_per_item_under_cancelled_requests(
 async def test_scan_rejects_a_sync_function_that_returns_an_awaitable(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    async def add(a: int, x: int) -> int:
+    async def add(a: int, x: int) -> int:  # noqa: ASYNC124 - an async generator for the test, on purpose
         return a + x
 
     with pytest.raises(TypeError, match="not declared `async def`"):
@@ -505,11 +505,11 @@ async def test_catch_stops_the_failed_upstream_before_opening_the_handlers_strea
             yield 1
             raise ValueError("upstream")
         finally:
-            await trio.sleep(1)
+            await trio.sleep(1)  # noqa: ASYNC102 - an awaiting cleanup, on purpose
             log.append("upstream cleaned up")
 
     @bt.stream
-    async def fallback() -> AsyncGenerator[int, None]:
+    async def fallback() -> AsyncGenerator[int, None]:  # noqa: ASYNC124 - an async generator for the test, on purpose
         log.append("fallback opened")
         yield 2
 
@@ -572,7 +572,7 @@ async def test_retry_reopens_until_an_attempt_succeeds_with_backoff(
     opened_at: list[float] = []
 
     @bt.stream
-    async def flaky() -> AsyncGenerator[str, None]:
+    async def flaky() -> AsyncGenerator[str, None]:  # noqa: ASYNC124 - an async generator for the test, on purpose
         nonlocal attempt
         attempt += 1
         opened_at.append(trio.current_time())
@@ -639,7 +639,7 @@ async def test_retry_closes_the_failed_attempt_before_the_next(
                 raise OSError("first")
             yield attempt
         finally:
-            await trio.sleep(1)
+            await trio.sleep(1)  # noqa: ASYNC102 - an awaiting cleanup, on purpose
             log.append(f"closed {attempt}")
 
     assert await flaky().retry(2).collect() == [2]
@@ -647,7 +647,7 @@ async def test_retry_closes_the_failed_attempt_before_the_next(
 
 
 async def test_retry_a_one_shot_source_says_so(autojump_clock: trio.testing.MockClock) -> None:
-    async def once() -> AsyncGenerator[int, None]:
+    async def once() -> AsyncGenerator[int, None]:  # noqa: ASYNC124 - an async generator for the test, on purpose
         raise OSError("down")
         yield 0  # pragma: no cover
 

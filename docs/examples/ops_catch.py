@@ -7,25 +7,27 @@ import trio
 import beluga_trio as bt
 
 
-class Overloaded(Exception):
+class OverloadedError(Exception):
     pass
 
 
 @bt.stream
 async def primary() -> AsyncIterator[str]:
+    await trio.lowlevel.checkpoint()  # a real model awaits its server here
     yield "Once "
-    raise Overloaded("503 from the primary model")
+    raise OverloadedError("503 from the primary model")
 
 
 @bt.stream
 async def fallback() -> AsyncIterator[str]:
+    await trio.lowlevel.checkpoint()
     yield "[fallback] "
     yield "upon a time."
 
 
 def recover(error: Exception) -> bt.Stream[str]:
     print("recovering from", repr(error))
-    if not isinstance(error, Overloaded):
+    if not isinstance(error, OverloadedError):
         raise error  # anything else ends the stream, as itself
     return fallback()
 

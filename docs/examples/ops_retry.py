@@ -13,6 +13,7 @@ attempts = 0
 async def model_reply() -> AsyncIterator[str]:
     global attempts  # noqa: PLW0603 - a counter for the demonstration
     attempts += 1
+    await trio.lowlevel.checkpoint()  # a real model connects here
     if attempts < 3:
         raise ConnectionError(f"connection reset (attempt {attempts})")
     for token in ["Hi", " there"]:
