@@ -18,13 +18,13 @@ as it has ended or is no longer wanted.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Final, Generic, TypeVar, final
 
 import trio
 
 from ._channel import Feed, Tasks
-from ._nested import Nested, node_of
+from ._nested import Nested, chunked, node_of
 from ._stage import AsyncPull, Node, Pull, Resource, Scope, as_async
 from ._util import describe, is_async_callable
 
@@ -115,23 +115,40 @@ class _FlatMap(AsyncPull[U]):
         self._current: AsyncPull[U] | None = None
         self._scope: Scope | None = None
 
+    async def _current_inner(self) -> AsyncPull[U]:
+        """The inner stream to read now, opened if need be (`StopAsyncIteration` at the end
+        of the outer stream)."""
+        current = self._current
+        if current is None:
+            if self._scope is not None:
+                await self._nested.close(self._scope)  # the ended inner stream stops
+                self._scope = None
+            if self._node is None:
+                self._node = self._inner(await self._upstream.pull())
+            scope, pull = await self._nested.open(self._node)
+            self._node = None
+            self._scope, current = scope, chunked(pull)
+            self._current = current
+        return current
+
     async def pull(self) -> U:
         while True:
-            current = self._current
-            if current is None:
-                if self._scope is not None:
-                    await self._nested.close(self._scope)  # the ended inner stream stops
-                    self._scope = None
-                if self._node is None:
-                    self._node = self._inner(await self._upstream.pull())
-                scope, pull = await self._nested.open(self._node)
-                self._node = None
-                self._scope, current = scope, as_async(pull)
-                self._current = current
+            current = await self._current_inner()
             try:
                 return await current.pull()
             except StopAsyncIteration:
                 self._current = None
+
+    async def pull_some(self) -> Sequence[U]:
+        while True:
+            try:
+                current = await self._current_inner()
+            except StopAsyncIteration:
+                return ()
+            items = await current.pull_some()
+            if items:
+                return items
+            self._current = None
 
 
 @final
