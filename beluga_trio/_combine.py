@@ -210,7 +210,7 @@ class _Chain(AsyncPull[T]):
                 return None
             scope, pull = await self._nested.open(self._sources[self._index])
             self._index += 1
-            self._scope, current = scope, chunked(pull)
+            self._scope, current = scope, chunked(pull, self._nested.budget)
             self._current = current
         return current
 

@@ -127,7 +127,7 @@ class _FlatMap(AsyncPull[U]):
                 self._node = self._inner(await self._upstream.pull())
             scope, pull = await self._nested.open(self._node)
             self._node = None
-            self._scope, current = scope, chunked(pull)
+            self._scope, current = scope, chunked(pull, self._nested.budget)
             self._current = current
         return current
 

@@ -34,7 +34,7 @@ from ._stage import (
 )
 from ._util import check_not_awaitable, describe
 
-__all__ = ["Chunks", "Nested", "chunked", "node_of", "stream_node"]
+__all__ = ["Budget", "Chunks", "Nested", "chunked", "node_of", "stream_node"]
 
 T = TypeVar("T")
 
@@ -70,10 +70,11 @@ class Nested(Resource):
     cancelled) is stopped with the outer opening.
     """
 
-    __slots__ = ("_errors", "_nursery", "_open", "_stopped")
+    __slots__ = ("_errors", "_nursery", "_open", "_stopped", "budget")
 
     def __init__(self, nursery: trio.Nursery) -> None:
         self._nursery = nursery
+        self.budget = Budget()  # for the stage's `chunked` pulls
         self._open: dict[Scope, None] = {}  # insertion-ordered set
         self._stopped: list[Scope] = []  # failed openings, closed before the next one
         self._errors: list[BaseException] = []
@@ -134,21 +135,35 @@ class Nested(Resource):
 
 
 @final
+class Budget:
+    """Items a stage may still hand on before its next schedule point, shared by the `Chunks`
+    of all its inner streams (a stage that flattens many short streams still takes one every
+    `SCHEDULE_EVERY` items, not one per stream)."""
+
+    __slots__ = ("left",)
+
+    def __init__(self) -> None:
+        self.left = SCHEDULE_EVERY
+
+
+@final
 class Chunks(AsyncPull[T]):
     """A sync chain driven from an async stage that hands it on in chunks.
 
-    ``pull`` is `SyncToAsync`'s; ``pull_some`` takes a schedule point (before taking
-    anything, so a `trio.Cancelled` loses nothing), then up to `SCHEDULE_EVERY` items at C
-    speed. Items taken before an error are delivered first; the error comes with the next
-    call. For stages that pass whole chunks on (``chain``, ``catch``, ``retry``), so that a
-    terminal operation drains a sync source through them at the speed of the source.
+    ``pull`` is `SyncToAsync`'s; ``pull_some`` takes up to the items left in the stage's
+    `Budget` at C speed, and a schedule point first when the budget is spent (before taking
+    anything, so a `trio.Cancelled` loses nothing). Items taken before an error are delivered
+    first; the error comes with the next call. For stages that pass whole chunks on
+    (``chain``, ``flat_map``, ``catch``, ``retry``), so that a terminal operation drains a sync
+    source through them at the speed of the source.
     """
 
-    __slots__ = ("_error", "_it", "_one")
+    __slots__ = ("_budget", "_error", "_it", "_one")
 
-    def __init__(self, upstream: SyncPull[T]) -> None:
+    def __init__(self, upstream: SyncPull[T], budget: Budget) -> None:
         self._one = SyncToAsync(upstream)
         self._it = upstream.it
+        self._budget = budget
         self._error: Exception | None = None
 
     async def pull(self) -> T:
@@ -161,23 +176,28 @@ class Chunks(AsyncPull[T]):
         if self._error is not None:
             error, self._error = self._error, None
             raise error
+        budget = self._budget
         while True:
-            await trio.lowlevel.checkpoint()
+            if budget.left <= 0:
+                await trio.lowlevel.checkpoint()
+                budget.left = SCHEDULE_EVERY
             items: list[T] = []
             append = items.append
             try:
-                for item in islice(self._it, SCHEDULE_EVERY):
+                for item in islice(self._it, budget.left):
                     append(item)
             except Yield:
+                budget.left = 0  # a looping stage asks for a schedule point
                 if not items:
-                    continue  # a looping stage asked for a schedule point: take it, go on
+                    continue
             except Exception as exc:
                 if not items:
                     raise
                 self._error = exc
+            budget.left -= len(items)
             return items
 
 
-def chunked(pull: Pull[T]) -> AsyncPull[T]:
-    """The async form of any pull; a sync chain becomes `Chunks`."""
-    return Chunks(pull) if isinstance(pull, SyncPull) else pull
+def chunked(pull: Pull[T], budget: Budget) -> AsyncPull[T]:
+    """The async form of any pull; a sync chain becomes `Chunks` drawing on ``budget``."""
+    return Chunks(pull, budget) if isinstance(pull, SyncPull) else pull

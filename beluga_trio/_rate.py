@@ -19,7 +19,7 @@ from typing import Any, Final, Literal, TypeVar, final, get_args
 
 import trio
 
-from ._stage import AsyncPull, Node, Pull, Scope, as_async
+from ._stage import SCHEDULE_EVERY, AsyncPull, Node, Pull, Scope, SyncPull, Yield, as_async
 
 __all__ = ["DebounceNode", "Keep", "ThrottleNode"]
 
@@ -162,10 +162,14 @@ class ThrottleNode(Node[T]):
         return f"{self._upstream.describe()} | throttle({self._seconds}, keep={self._keep!r})"
 
     async def open(self, scope: Scope) -> Pull[T]:
-        upstream = as_async(await self._upstream.open(scope))
+        upstream = await self._upstream.open(scope)
         if self._keep == "first":
+            if isinstance(upstream, SyncPull):
+                # Dropping never awaits: it stays in the fused sync chain.
+                keep = _FirstOfPeriod(self._seconds)
+                return SyncPull(filter(keep, upstream.it), upstream.resources)
             return _ThrottleFirst(upstream, self._seconds)
-        return _ThrottleLatest(upstream, self._seconds)
+        return _ThrottleLatest(as_async(upstream), self._seconds)
 
 
 @final
@@ -199,6 +203,30 @@ class _ThrottleLatest(_Held[T]):
         item = await self._upstream.pull()
         self._period_end = trio.current_time() + self._seconds
         return item
+
+
+@final
+class _FirstOfPeriod:
+    """The predicate of ``throttle(keep="first")`` over a sync chain: true for the first item
+    of each period; raises `Yield` every few hundred dropped items (the state is kept)."""
+
+    __slots__ = ("_budget", "_period_end", "_seconds")
+
+    def __init__(self, seconds: float) -> None:
+        self._seconds = seconds
+        self._period_end = -math.inf
+        self._budget = SCHEDULE_EVERY
+
+    def __call__(self, _: object) -> bool:
+        now = trio.current_time()
+        if now >= self._period_end:
+            self._period_end = now + self._seconds
+            return True
+        self._budget -= 1
+        if self._budget <= 0:
+            self._budget = SCHEDULE_EVERY
+            raise Yield
+        return False
 
 
 @final

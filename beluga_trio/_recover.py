@@ -51,10 +51,10 @@ class CatchNode(Node[T]):
         return f"{self._upstream.describe()} | catch({describe(self._handler)})"
 
     async def open(self, scope: Scope) -> Pull[T]:
-        mark = scope.mark()
-        upstream = chunked(await self._upstream.open(scope))
-        resources = scope.since(mark)
         nested = Nested(await scope.nursery())
+        mark = scope.mark()
+        upstream = chunked(await self._upstream.open(scope), nested.budget)
+        resources = scope.since(mark)
         scope.add(nested)
         return _Catch(upstream, resources, self._handler, nested)
 
@@ -115,7 +115,7 @@ class _Catch(AsyncPull[T]):
         await stop_and_wait(self._resources)
         _, pull = await self._nested.open(self._node)
         self._node = None
-        replacement = self._replacement = chunked(pull)
+        replacement = self._replacement = chunked(pull, self._nested.budget)
         return replacement
 
 
@@ -180,7 +180,7 @@ class RetryNode(Node[T]):
         scope.add(nested)
         # The first attempt opens with the stream (a buffer upstream starts reading now).
         attempt, pull = await nested.open(self.upstream)
-        return _Retry(self, nested, attempt, chunked(pull))
+        return _Retry(self, nested, attempt, chunked(pull, nested.budget))
 
     def delay(self, retry: int) -> float:
         """Seconds to wait before retry number ``retry`` (1 for the first retry)."""
@@ -239,7 +239,7 @@ class _Retry(AsyncPull[T]):
                 self._scope = None
             await trio.sleep_until(self._resume_at)
             self._scope, pull = await self._nested.open(self._node.upstream)
-            current = self._pull = chunked(pull)
+            current = self._pull = chunked(pull, self._nested.budget)
         return current
 
     def _failed(self, exc: Exception) -> None:

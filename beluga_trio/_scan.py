@@ -169,29 +169,35 @@ class _Changed:
     """The predicate: is this item's key different from the last kept one? Raises `Yield`
     every few hundred repeats, like a filter that rejects them (the state is kept)."""
 
-    __slots__ = ("_budget", "_checked", "_key", "_last")
+    __slots__ = ("_budget", "_key", "_last")
 
     def __init__(self, key: Callable[[Any], object] | None) -> None:
-        self._key = key
+        # The first call checks that a key function did not return an awaitable, then
+        # puts the key itself in its place.
+        self._key: Callable[[Any], object] | None = None if key is None else self._checked(key)
         self._last: Any = _NOTHING
         self._budget = SCHEDULE_EVERY
-        self._checked = key is None
+
+    def _checked(self, key: Callable[[Any], object]) -> Callable[[Any], object]:
+        def first(item: object) -> object:
+            k = key(item)
+            check_not_awaitable(k, key, "distinct_until_changed key")
+            self._key = key
+            return k
+
+        return first
 
     def __call__(self, item: object) -> bool:
         key = self._key
         k = item if key is None else key(item)
-        if not self._checked:
-            check_not_awaitable(k, key, "distinct_until_changed key")
-            self._checked = True
-        last = self._last
-        if last is _NOTHING or not (k == last):  # noqa: SIM201 - __eq__, as documented
-            self._last = k
-            return True
-        self._budget -= 1
-        if self._budget <= 0:
-            self._budget = SCHEDULE_EVERY
-            raise Yield
-        return False
+        if self._last is not _NOTHING and k == self._last:
+            self._budget -= 1
+            if self._budget <= 0:
+                self._budget = SCHEDULE_EVERY
+                raise Yield
+            return False
+        self._last = k
+        return True
 
 
 @final

@@ -720,6 +720,17 @@ async def test_throttle_first_rxpy_marble(autojump_clock: trio.testing.MockClock
     assert await timed(source.throttle(2, keep="first")) == [(1, 1), (3, 3), (5, 5)]
 
 
+async def test_throttle_first_over_a_sync_source_stays_cancellable(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # Over a sync source the dropping runs in the fused chain: every item arrives at once.
+    assert await bt.from_iterable(range(1000)).throttle(10, keep="first").collect() == [0]
+    got = await bt.zip(
+        bt.from_iterable("ab"), bt.from_iterable(range(3)).throttle(10, keep="first")
+    ).collect()
+    assert got == [("a", 0)]
+
+
 async def test_throttle_latest_holds_the_last_item_until_its_period_ends(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
