@@ -963,3 +963,19 @@ def test_options_are_keyword_only() -> None:
         s.retry(2, 1.0)
     with pytest.raises(TypeError):
         s.throttle(1, "first")
+
+
+@pytest.mark.parametrize("name", ["flat_map", "catch", "retry"])
+async def test_chunked_stages_over_endless_sync_sources_are_cancellable(name: str) -> None:
+    # Many short inner streams (or one endless source) handed on in chunks: the stage still
+    # takes a schedule point every few hundred items (a real clock: a virtual one never
+    # advances while a task is busy).
+    endless = bt.from_iterable(itertools.count())
+    stream = {
+        "flat_map": endless.flat_map(lambda x: bt.from_iterable([x])),
+        "catch": endless.catch(lambda _: bt.from_iterable([0])),
+        "retry": endless.retry(2),
+    }[name]
+    with trio.move_on_after(0.05) as cs:
+        await stream.for_each(lambda _: None)
+    assert cs.cancelled_caught
