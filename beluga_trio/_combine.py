@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Final, TypeVar, final, overload
 
-from ._nested import Nested, chunked, stream_node
+from ._nested import Chunks, Nested, chunked, stream_node
 from ._stage import (
     AsyncPull,
     Node,
@@ -225,6 +225,8 @@ class _Chain(AsyncPull[T]):
     async def pull_some(self) -> Sequence[T]:
         while (current := await self._source()) is not None:
             items = await current.pull_some()
+            if isinstance(current, Chunks) and current.ended:
+                self._current = None  # the next call moves on without asking it again
             if items:
                 return items
             self._current = None

@@ -24,7 +24,7 @@ from typing import Any, Final, Generic, TypeVar, final
 import trio
 
 from ._channel import Feed, Tasks
-from ._nested import Nested, chunked, node_of
+from ._nested import Chunks, Nested, chunked, node_of
 from ._stage import AsyncPull, Node, Pull, Resource, Scope, as_async
 from ._util import describe, is_async_callable
 
@@ -146,6 +146,8 @@ class _FlatMap(AsyncPull[U]):
             except StopAsyncIteration:
                 return ()
             items = await current.pull_some()
+            if isinstance(current, Chunks) and current.ended:
+                self._current = None  # the next call moves on without asking it again
             if items:
                 return items
             self._current = None

@@ -80,8 +80,9 @@ class Nested(Resource):
         self._errors: list[BaseException] = []
 
     async def open(self, node: Node[T]) -> tuple[Scope, Pull[T]]:
-        while self._stopped:
-            await self.close(self._stopped[-1])
+        if self._stopped:
+            while self._stopped:
+                await self.close(self._stopped[-1])
         scope = Scope(self._nursery)
         self._open[scope] = None
         try:
@@ -97,6 +98,9 @@ class Nested(Resource):
         """Stop an opening and wait until every part of it has stopped. Errors raised while it
         cleaned up are reported when the outer opening closes."""
         if scope not in self._open:
+            return
+        if not scope.mark():  # nothing to stop (a sync source with nothing to close)
+            del self._open[scope]
             return
         resources = scope.since(0)[::-1]
         self._stop_scope(scope)
@@ -158,24 +162,31 @@ class Chunks(AsyncPull[T]):
     source through them at the speed of the source.
     """
 
-    __slots__ = ("_budget", "_error", "_it", "_one")
+    __slots__ = ("_budget", "_error", "_it", "_one", "_upstream", "ended")
 
     def __init__(self, upstream: SyncPull[T], budget: Budget) -> None:
-        self._one = SyncToAsync(upstream)
+        self._upstream = upstream
+        self._one: SyncToAsync[T] | None = None
         self._it = upstream.it
         self._budget = budget
         self._error: Exception | None = None
+        #: The chain is exhausted: the next `pull_some` returns ``()`` (stages move on at once).
+        self.ended = False
 
     async def pull(self) -> T:
         if self._error is not None:
             error, self._error = self._error, None
             raise error
+        if self._one is None:
+            self._one = SyncToAsync(self._upstream)
         return await self._one.pull()
 
     async def pull_some(self) -> Sequence[T]:
         if self._error is not None:
             error, self._error = self._error, None
             raise error
+        if self.ended:
+            return ()
         budget = self._budget
         while True:
             if budget.left <= 0:
@@ -194,6 +205,9 @@ class Chunks(AsyncPull[T]):
                 if not items:
                     raise
                 self._error = exc
+            else:
+                # islice stopped short with no exception: the chain raised StopIteration.
+                self.ended = len(items) < budget.left
             budget.left -= len(items)
             return items
 
