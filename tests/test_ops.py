@@ -979,3 +979,33 @@ async def test_chunked_stages_over_endless_sync_sources_are_cancellable(name: st
     with trio.move_on_after(0.05) as cs:
         await stream.for_each(lambda _: None)
     assert cs.cancelled_caught
+
+
+async def test_switch_map_inner_error_arrives_as_itself_and_stops_everything(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    err = ScriptedError("inner")
+    outer = Probe()
+
+    def inner(x: int) -> bt.Stream[int]:
+        return ScriptedProducer([x], raise_before=1, error=err, delay=0.1).stream()
+
+    with no_task_leak():
+        got, error = await counting(outer, None, delay=1).switch_map(inner).collect_result()
+    assert got == [0]
+    assert error is err
+    assert outer.entered == outer.finalized == 1
+
+
+async def test_flat_map_concurrent_outer_error_comes_after_the_started_inner_streams(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    err = ScriptedError("outer")
+    outer = ScriptedProducer([0, 1], raise_before=2, error=err)
+
+    def inner(x: int) -> bt.Stream[int]:
+        return spaced(10 * x, 10 * x + 3, interval=1)
+
+    got, error = await outer.stream().flat_map(inner, concurrency=3).collect_result()
+    assert sorted(got) == [0, 1, 2, 10, 11, 12]
+    assert error is err
