@@ -43,6 +43,7 @@ prove your own pipelines correct under cancellation). ``python -m beluga_trio`` 
 """
 
 from ._buffer import BufferedStream, BufferStatistics, Overflow
+from ._combine import chain, zip
 from ._events import Event, EventType
 from ._exceptions import EmptyStreamError, StreamConsumedError
 from ._fanout import fan_out
@@ -81,6 +82,7 @@ __all__ = [
     "StreamConsumedError",
     "StreamIterator",
     "StreamOpening",
+    "chain",
     "collect",
     "collect_result",
     "fan_out",
@@ -91,6 +93,7 @@ __all__ = [
     "pipe",
     "share",
     "stream",
+    "zip",
 ]
 
 

@@ -201,11 +201,18 @@ class Feed(Generic[T]):
         if (self._pumps or self._sync_pumps) and len(self._items) <= self._low:
             self._wake_for_room()
 
+    def _room(self) -> int:
+        """Free places. A queue of capacity 0 hands an item over only to a consumer that is
+        waiting for one: it has one place exactly then."""
+        if self.capacity:
+            return self.capacity - len(self._items)
+        return 1 if self._consumer is not None and not self._items else 0
+
     def _wake_for_room(self) -> None:
         # A pump over an async upstream takes one item per pull, and may wait for it: wake one
         # per free place, so that a slow source never keeps the others out. A pump over a sync
         # chain fills all the room at once, at C speed: one of those is enough.
-        room = self.capacity - len(self._items)
+        room = self._room()
         pumps = self._pumps
         while room > 0 and pumps:
             trio.lowlevel.reschedule(pumps.popleft())
@@ -228,7 +235,7 @@ class Feed(Generic[T]):
         sync = upstream if isinstance(upstream, SyncPull) else None
         waits = self.overflow == "wait"
         while True:
-            room = self.capacity - len(self._items)
+            room = self._room()
             if waits and room <= 0:
                 await self._wait_for_room(self._pumps if sync is None else self._sync_pumps)
                 continue
@@ -339,6 +346,7 @@ class FeedPull(AsyncPull[T]):
             await self._end.raise_if_any()
             raise StopAsyncIteration
         feed._consumer = trio.lowlevel.current_task()
+        feed.wake_pumps()  # a queue of capacity 0 has room only now
 
         def abort(_: trio.lowlevel.RaiseCancelT) -> trio.lowlevel.Abort:
             feed._consumer = None

@@ -10,7 +10,7 @@ model: a subscriber whose next item has been overwritten gets `LaggedError`). Wi
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 from typing import Any, Final, Generic, Literal, TypeVar, cast, final, get_args
@@ -18,8 +18,17 @@ from typing import Any, Final, Generic, Literal, TypeVar, cast, final, get_args
 import trio
 
 from ._outcome import is_cancellation
-from ._stage import NOT_READY, SCHEDULE_EVERY, AsyncPull, Node, NotReady, Pull, Resource, Scope
-from ._stage import raise_on_leaving
+from ._stage import (
+    NOT_READY,
+    SCHEDULE_EVERY,
+    AsyncPull,
+    Node,
+    NotReady,
+    Pull,
+    Resource,
+    Scope,
+    raise_on_leaving,
+)
 from ._stream import Stream
 
 __all__ = [

@@ -185,10 +185,12 @@ class Scope:
 
     __slots__ = ("_failures", "_nursery", "_nursery_manager", "_resources")
 
-    def __init__(self) -> None:
+    def __init__(self, nursery: trio.Nursery | None = None) -> None:
         self._resources: list[Resource] = []
         self._nursery_manager: AbstractAsyncContextManager[trio.Nursery] | None = None
-        self._nursery: trio.Nursery | None = None
+        # Given for an inner stream opened later within an opening (flat_map, chain): it
+        # shares the outer opening's nursery and never enters or exits one itself.
+        self._nursery: trio.Nursery | None = nursery
         self._failures: list[BaseException] = []
 
     def add(self, resource: Resource) -> None:
@@ -430,6 +432,13 @@ class SyncPull(AsyncPull[T_co]):
         if not items:
             self._raise_held()
         return items
+
+    def asked_for_a_schedule_point(self) -> bool:
+        """Whether the chain raised `Yield` in the last `take` (that resets the request)."""
+        if self._budget > 0:
+            return False
+        self._budget = SCHEDULE_EVERY
+        return True
 
     def poll(self) -> T_co | NotReady:
         self._budget -= 1

@@ -9,6 +9,7 @@ from typing import (
     Any,
     Final,
     Generic,
+    Literal,
     NamedTuple,
     TypeGuard,
     TypeVar,
@@ -23,9 +24,13 @@ from ._batch import BatchNode
 from ._buffer import BufferNode, Overflow
 from ._concurrent import ConcurrentMapNode
 from ._exceptions import EmptyStreamError
+from ._flat_map import FlatMapNode, SwitchMapNode
 from ._map import FilterNode, MapNode
 from ._merge import MergeNode
 from ._opening import StreamOpening
+from ._rate import DebounceNode, ThrottleNode
+from ._recover import CatchNode, RetryNode
+from ._scan import DistinctNode, ScanNode
 from ._stage import Node, stop_iteration_error
 from ._take import SkipNode, TakeNode
 from ._timeout import TimeoutNode
@@ -256,6 +261,100 @@ class Stream(Generic[T_co]):
         producer's error is raised. See `BufferedStream` for the length and statistics.
         """
         return self._then(BufferNode(self._node, capacity, overflow))
+
+    # ------------------------------------ flatten, fold, recover, rate (ops: issue 15)
+
+    def flat_map(self, fn: Callable[[T_co], Stream[U]], *, concurrency: int = 1) -> Stream[U]:
+        """The items of the stream ``fn(item)`` returns for each item, flattened.
+
+        ``fn`` is a plain function that returns a `Stream` (cold: calling it only builds the
+        stream); it is called exactly once per item. With ``concurrency=1`` each inner stream
+        is drained in order, in the consumer's task, and stops before the next item is taken.
+        With ``concurrency=n`` up to n inner streams run at once, each in a task of the
+        opening's nursery; their items arrive interleaved in arrival order (up to 64 wait for
+        the consumer). An error from an inner stream stops every other and ends the stream;
+        an error from the outer stream or ``fn`` is raised after the inner streams already
+        started have ended.
+        """
+        return Stream(FlatMapNode(self._node, fn, concurrency))
+
+    def switch_map(self, fn: Callable[[T_co], Stream[U]]) -> Stream[U]:
+        """The items of the stream ``fn(item)`` returns for the latest item (Kotlin's
+        ``flatMapLatest``, Rx's ``switchMap``).
+
+        The outer stream is read by a task all the time. A new item cancels the inner stream
+        of the one before, waits until it has stopped (its producer's ``finally`` has run), and
+        only then calls ``fn`` and starts the new inner stream. Items are handed to the
+        consumer without a buffer, so no item of a cancelled inner stream arrives after the
+        switch. When the outer stream ends, the last inner stream runs to its end. An error
+        from either ends the stream (an outer error cancels the inner stream).
+        """
+        return Stream(SwitchMapNode(self._node, fn))
+
+    @overload
+    def scan(self, fn: Callable[[A, T_co], Awaitable[A]], initial: A) -> Stream[A]: ...
+    @overload
+    def scan(self, fn: Callable[[A, T_co], A], initial: A) -> Stream[A]: ...
+    def scan(self, fn: Callable[[A, T_co], Any], initial: A) -> Stream[A]:
+        """The running fold: ``initial``, then ``fn(acc, item)`` after each item.
+
+        ``fn`` sync or ``async def``, called exactly once per item. An async ``fn`` runs in a
+        lock-step task: a request cancelled while it runs leaves the call running, and its
+        result goes to the next request.
+        """
+        return Stream(ScanNode(self._node, fn, initial))
+
+    def distinct_until_changed(self, key: Callable[[T_co], object] | None = None) -> Stream[T_co]:
+        """Drop each item equal (``==``) to the one kept before it; with ``key``, compare
+        ``key(item)`` instead (a plain function, called once per item)."""
+        return Stream(DistinctNode(self._node, key))
+
+    def catch(self, handler: Callable[[Exception], Stream[U]]) -> Stream[T_co | U]:
+        """Go on with another stream after an upstream error.
+
+        An `Exception` raised upstream is passed to ``handler`` (once), which returns the
+        `Stream` to continue with, or raises (``raise`` re-raises the original). The upstream
+        is stopped, and has stopped, before that stream is opened. Errors of the handler's
+        stream pass through. `trio.Cancelled`, `KeyboardInterrupt`, `SystemExit` and groups
+        holding them are never caught.
+        """
+        return Stream(CatchNode(self._node, handler))
+
+    def retry(
+        self,
+        attempts: int,
+        *,
+        backoff: float | Callable[[int], float] = 0.0,
+        on: type[Exception] | tuple[type[Exception], ...] = Exception,
+    ) -> Stream[T_co]:
+        """Re-open the (cold) upstream after an error of type ``on``, up to ``attempts``
+        attempts in all, while no item has reached the consumer.
+
+        The failed attempt is stopped (its cleanup has run) before the next one starts, after
+        ``backoff`` seconds (a number, or a function of the retry number, 1 for the first).
+        Once an item has been delivered, an error passes through: re-opening would deliver
+        the items before it a second time (or, from a source that is not deterministic, such
+        as a model, different ones). The error of the last attempt carries a note listing the
+        earlier ones.
+        """
+        return Stream(RetryNode(self._node, attempts, backoff, on))
+
+    def debounce(self, seconds: float) -> Stream[T_co]:
+        """Deliver an item only once ``seconds`` have passed without a newer one (the latest
+        wins). At the end, or an error, the item held back is delivered first."""
+        return Stream(DebounceNode(self._node, seconds))
+
+    def throttle(
+        self, seconds: float, *, keep: Literal["latest", "first"] = "latest"
+    ) -> Stream[T_co]:
+        """At most one item per period of ``seconds``.
+
+        ``keep="latest"`` (the default, for live UIs): an item that comes when no period runs
+        is delivered at once and starts a period; of the items that come during a period, the
+        latest is delivered when it ends. ``keep="first"``: the first item of each period is
+        delivered at once, the others are dropped.
+        """
+        return Stream(ThrottleNode(self._node, seconds, keep))
 
     # ---------------------------------------------------------------- terminal operations
 

@@ -160,6 +160,46 @@ EXPECTED: dict[str, tuple[bool, str]] = {
         "cancelled at every step in turn: no leak, no loss, every cleanup ran\n"
         "before the error: [[2, 3]] | error: ConnectionResetError('peer left')\n",
     ),
+    "ops_zip.py": (True, "1 Hello\n2 from\n3 trio\ntokens stopped\ndone\n"),
+    "ops_chain.py": (
+        True,
+        "fetching page 1\npage 1 closed\nfetching page 2\npage 2 closed\n"
+        "['p1-item0', 'p1-item1', 'p2-item0', 'p2-item1']\n",
+    ),
+    "ops_flat_map.py": (
+        True,
+        "['a0', 'a1', 'b0', 'b1']\n['a0', 'b0', 'a1', 'b1'] in 0.3 s\n",
+    ),
+    "ops_switch_map.py": (
+        True,
+        "search 't' closed\nsearch 'tr' closed\nsearch 'tri' closed\nsearch 'trio' closed\n"
+        "[\"results for 'tri'\", \"results for 'trio'\"]\n",
+    ),
+    "ops_scan.py": (
+        True,
+        "''\n'The '\n'The answer '\n'The answer is '\n'The answer is 42.'\n",
+    ),
+    "ops_distinct.py": (True, "['idle', 'busy', 'idle']\n['Trio', 'asyncio', 'Trio']\n"),
+    "ops_catch.py": (
+        True,
+        "recovering from OverloadedError('503 from the primary model')\n"
+        "['Once ', '[fallback] ', 'upon a time.']\n",
+    ),
+    "ops_retry.py": (
+        True,
+        "['Hi', ' there'] after 3 attempts and 1.5 s of backoff\n"
+        "then, not retried: ConnectionError('reset after the first token')\n",
+    ),
+    "ops_debounce.py": (True, "0.6 s: search 'trio'\n1.0 s: search 'trio n'\n"),
+    "ops_throttle.py": (
+        True,
+        "0%@0.0 20%@0.1 40%@0.2 70%@0.3 100%@0.4\n0%@0.0 30%@0.1 60%@0.2 90%@0.4\n",
+    ),
+    "howto_switch_map.py": (
+        True,
+        "An\nanswer\n  [reply to 'weather?' closed]\nAn\nanswer\nto\nnews?\n"
+        "  [reply to 'news?' closed]\n",
+    ),
 }
 
 

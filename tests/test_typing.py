@@ -61,3 +61,34 @@ async def test_terminal_operations_return_their_types() -> None:
         return len(await view.collect())
 
     assert_type(await bt.fan_out(s, count, count), list[int])
+
+
+async def add_text(acc: str, x: int) -> str:
+    await trio.lowlevel.checkpoint()
+    return acc + str(x)
+
+
+def test_more_operators_keep_their_types() -> None:
+    ints, texts = numbers(3), bt.from_iterable(["a", "b"])
+    floats = bt.from_iterable([1.5])
+    assert_type(bt.zip(ints), bt.Stream[tuple[int]])
+    assert_type(bt.zip(ints, texts), bt.Stream[tuple[int, str]])
+    assert_type(bt.zip(ints, texts, floats), bt.Stream[tuple[int, str, float]])
+    assert_type(bt.zip(ints, texts, floats, ints), bt.Stream[tuple[int, str, float, int]])
+    assert_type(
+        bt.zip(ints, texts, floats, ints, texts), bt.Stream[tuple[int, str, float, int, str]]
+    )
+    assert_type(bt.chain(ints, numbers(2)), bt.Stream[int])
+    assert_type(ints.flat_map(texts.take), bt.Stream[str])
+    assert_type(ints.flat_map(lambda n: texts, concurrency=2), bt.Stream[str])
+    assert_type(ints.switch_map(lambda n: floats), bt.Stream[float])
+    assert_type(ints.scan(lambda acc, x: [*acc, x], list[int]()), bt.Stream[list[int]])
+    assert_type(ints.scan(add_text, ""), bt.Stream[str])
+    assert_type(ints.distinct_until_changed(), bt.Stream[int])
+    assert_type(texts.distinct_until_changed(key=str.lower), bt.Stream[str])
+    assert_type(ints.catch(lambda e: texts), bt.Stream[int | str])
+    assert_type(ints.retry(3, backoff=0.5, on=(ValueError, OSError)), bt.Stream[int])
+    assert_type(ints.retry(3, backoff=lambda n: 2.0**n), bt.Stream[int])
+    assert_type(ints.debounce(0.1), bt.Stream[int])
+    assert_type(ints.throttle(0.1), bt.Stream[int])
+    assert_type(ints.throttle(0.1, keep="first"), bt.Stream[int])

@@ -18,6 +18,7 @@ from bench.scenarios import (
     llm_stream,
     memory,
     merge,
+    operators,
     producer,
     sse_server,
     redis,
@@ -34,5 +35,6 @@ SCENARIOS: tuple[Scenario | MemoryScenario, ...] = (
     llm_stream.SCENARIO,
     sse_server.SCENARIO,
     redis.SCENARIO,
+    *operators.SCENARIOS,
     memory.SCENARIO,
 )

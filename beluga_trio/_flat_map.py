@@ -1,0 +1,310 @@
+"""``s.flat_map(fn, concurrency=n)`` and ``s.switch_map(fn)``: a stream per item, flattened.
+
+``fn(item)`` returns a `Stream` (cold: calling ``fn`` only builds it), called exactly once
+per item. Every inner stream is opened in a scope of its own (`._nested`) and stopped as soon
+as it has ended or is no longer wanted.
+
+* ``flat_map`` with ``concurrency=1`` runs in the consumer's task: each inner stream is
+  drained in order, then closed before the next item of the outer stream is taken.
+* ``flat_map`` with ``concurrency=n`` runs a feeder task that takes an outer item whenever
+  fewer than n inner streams are running and starts a task for its inner stream; their items
+  meet in one bounded channel, in arrival order.
+* ``switch_map`` runs a driver task that reads the outer stream all the time; a new item
+  cancels the running inner stream, waits until it has stopped (its cleanup has run), and
+  only then starts the next one. Items pass to the consumer through a channel without room
+  (a rendezvous), so an item of a stream that was switched away from is never delivered
+  after the switch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Final, Generic, TypeVar, final
+
+import trio
+
+from ._feed import Feed
+from ._nested import Chunks, Nested, chunked, node_of
+from ._stage import AsyncPull, Node, Pull, Resource, Scope, as_async
+from ._tasks import Tasks
+from ._util import describe, is_async_callable
+
+__all__ = ["FlatMapNode", "SwitchMapNode"]
+
+T = TypeVar("T")
+U = TypeVar("U")
+
+#: Items of the running inner streams that may wait for the consumer (flat_map, n > 1).
+FLAT_MAP_CAPACITY: Final = 64
+
+
+def _check_fn(fn: object, name: str) -> Callable[[Any], Any]:
+    if not callable(fn):
+        raise TypeError(f"{name}() needs a function that returns a Stream, got {fn!r}")
+    if is_async_callable(fn):
+        raise TypeError(
+            f"{name}() needs a plain (not `async def`) function that returns a Stream, got "
+            f"{describe(fn)}; a stream is cold, so put the async work inside the stream it "
+            "returns (a @bt.stream function)"
+        )
+    return fn
+
+
+class _FnNode(Node[U]):
+    __slots__ = ("_fn", "_upstream")
+    _name: str
+
+    def __init__(self, upstream: Node[Any], fn: Callable[[Any], Any]) -> None:
+        self._upstream = upstream
+        self._fn = _check_fn(fn, self._name)
+
+    def _inner(self, item: object) -> Node[U]:
+        return node_of(self._fn(item), self._fn, self._name)
+
+
+# ----------------------------------------------------------------------------- flat_map
+
+
+@final
+class FlatMapNode(_FnNode[U]):
+    __slots__ = ("_concurrency",)
+    _name = "flat_map"
+
+    def __init__(self, upstream: Node[Any], fn: Callable[[Any], Any], concurrency: int) -> None:
+        super().__init__(upstream, fn)
+        if not isinstance(concurrency, int) or isinstance(concurrency, bool):  # pyright: ignore[reportUnnecessaryIsInstance]
+            raise TypeError(f"flat_map() concurrency must be an int >= 1, got {concurrency!r}")
+        if concurrency < 1:
+            raise ValueError(f"flat_map() concurrency must be an int >= 1, got {concurrency}")
+        self._concurrency = concurrency
+
+    def describe(self) -> str:
+        return (
+            f"{self._upstream.describe()} | flat_map({describe(self._fn)}, "
+            f"concurrency={self._concurrency})"
+        )
+
+    async def open(self, scope: Scope) -> Pull[U]:
+        mark = scope.mark()
+        upstream = as_async(await self._upstream.open(scope))
+        nested = Nested(await scope.nursery())
+        scope.add(nested)
+        if self._concurrency == 1:
+            return _FlatMap(upstream, self._inner, nested)
+        run: _ConcurrentFlatMap[U] = _ConcurrentFlatMap(
+            upstream, self._inner, nested, self._concurrency, scope.since(mark)
+        )
+        scope.add(run.tasks)
+        run.tasks.start(await scope.nursery(), run.feed, name=f"flat_map {describe(self._fn)}")
+        return run.output
+
+
+@final
+class _FlatMap(AsyncPull[U]):
+    """One inner stream at a time, in the consumer's task. The node ``fn`` returned is held
+    until its stream is open, so a cancelled request never calls ``fn`` again."""
+
+    __slots__ = ("_current", "_inner", "_nested", "_node", "_scope", "_upstream")
+
+    def __init__(
+        self, upstream: AsyncPull[Any], inner: Callable[[Any], Node[U]], nested: Nested
+    ) -> None:
+        self._upstream = upstream
+        self._inner = inner
+        self._nested = nested
+        self._node: Node[U] | None = None
+        self._current: AsyncPull[U] | None = None
+        self._scope: Scope | None = None
+
+    async def _current_inner(self) -> AsyncPull[U]:
+        """The inner stream to read now, opened if need be (`StopAsyncIteration` at the end
+        of the outer stream)."""
+        current = self._current
+        if current is None:
+            if self._scope is not None:
+                await self._nested.close(self._scope)  # the ended inner stream stops
+                self._scope = None
+            if self._node is None:
+                self._node = self._inner(await self._upstream.pull())
+            scope, pull = await self._nested.open(self._node)
+            self._node = None
+            self._scope, current = scope, chunked(pull, self._nested.budget)
+            self._current = current
+        return current
+
+    async def pull(self) -> U:
+        while True:
+            current = await self._current_inner()
+            try:
+                return await current.pull()
+            except StopAsyncIteration:
+                self._current = None
+
+    async def pull_some(self) -> Sequence[U]:
+        while True:
+            try:
+                current = await self._current_inner()
+            except StopAsyncIteration:
+                return ()
+            items = await current.pull_some()
+            if isinstance(current, Chunks) and current.ended:
+                self._current = None  # the next call moves on without asking it again
+            if items:
+                return items
+            self._current = None
+
+
+@final
+class _ConcurrentFlatMap(Generic[U]):
+    """Up to n inner streams at once, each pumped into one channel by a task of its own."""
+
+    __slots__ = ("_feed", "_inner", "_nested", "_slots", "_upstream", "output", "tasks")
+
+    def __init__(
+        self,
+        upstream: AsyncPull[Any],
+        inner: Callable[[Any], Node[U]],
+        nested: Nested,
+        concurrency: int,
+        also_stop: tuple[Resource, ...],
+    ) -> None:
+        # The first error stops the feeder, every inner stream and the upstream stages.
+        self.tasks = Tasks(also_stop=also_stop)
+        self._feed: Feed[U] = Feed(FLAT_MAP_CAPACITY, "wait", self.tasks)
+        self.tasks.when_all_done(self._feed.close)
+        self.output = self._feed.output
+        self._upstream = upstream
+        self._inner = inner
+        self._nested = nested
+        self._slots = trio.Semaphore(concurrency)
+
+    async def feed(self) -> None:
+        """Start an inner stream per outer item while a slot is free; wait for them all.
+
+        An error from the outer stream (or from ``fn``, called here) is held while the inner
+        streams already started run to their end, then raised as itself."""
+        error: BaseException | None = None
+        async with trio.open_nursery() as workers:
+            try:
+                while True:
+                    await self._slots.acquire()
+                    try:
+                        item = await self._upstream.pull()
+                    except StopAsyncIteration:
+                        break
+                    workers.start_soon(self._run_inner, self._inner(item))
+            except trio.Cancelled:
+                raise
+            except BaseException as exc:  # noqa: BLE001 - raised below, outside the nursery
+                error = exc
+        if error is not None:
+            raise error
+
+    async def _run_inner(self, node: Node[U]) -> None:
+        try:
+            scope, pull = await self._nested.open(node)
+            await self._feed.pump(pull)
+            await self._nested.close(scope)
+        except trio.Cancelled:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - ends the stream; stops the rest
+            self.tasks.fail(exc)
+        finally:
+            self._slots.release()
+
+
+# --------------------------------------------------------------------------- switch_map
+
+
+@final
+class SwitchMapNode(_FnNode[U]):
+    __slots__ = ()
+    _name = "switch_map"
+
+    def describe(self) -> str:
+        return f"{self._upstream.describe()} | switch_map({describe(self._fn)})"
+
+    async def open(self, scope: Scope) -> Pull[U]:
+        mark = scope.mark()
+        upstream = as_async(await self._upstream.open(scope))
+        nested = Nested(await scope.nursery())
+        scope.add(nested)
+        run: _SwitchMap[U] = _SwitchMap(upstream, self._inner, nested, scope.since(mark))
+        scope.add(run.tasks)
+        run.tasks.start(await scope.nursery(), run.drive, name=f"switch_map {describe(self._fn)}")
+        return run.output
+
+
+@final
+class _Running:
+    """The inner stream running now, and how to stop it."""
+
+    __slots__ = ("cancel_scope", "done")
+
+    def __init__(self) -> None:
+        self.cancel_scope = trio.CancelScope()
+        self.done = trio.Event()
+
+
+@final
+class _SwitchMap(Generic[U]):
+    __slots__ = ("_feed", "_inner", "_nested", "_upstream", "output", "tasks")
+
+    def __init__(
+        self,
+        upstream: AsyncPull[Any],
+        inner: Callable[[Any], Node[U]],
+        nested: Nested,
+        also_stop: tuple[Resource, ...],
+    ) -> None:
+        self.tasks = Tasks(also_stop=also_stop)
+        # No room: an item is handed over only to a consumer that is taking it.
+        self._feed: Feed[U] = Feed(0, "wait", self.tasks)
+        self.tasks.when_all_done(self._feed.close)
+        self.output = self._feed.output
+        self._upstream = upstream
+        self._inner = inner
+        self._nested = nested
+
+    async def drive(self) -> None:
+        """Read the outer stream; each item stops the running inner stream, waits until it
+        has stopped, then starts its own. At the outer end, the last inner stream runs to its
+        end; an outer error stops it and ends the stream."""
+        error: BaseException | None = None
+        async with trio.open_nursery() as inner_nursery:
+            running: _Running | None = None
+            try:
+                while True:
+                    try:
+                        item = await self._upstream.pull()
+                    except StopAsyncIteration:
+                        break
+                    if running is not None:
+                        running.cancel_scope.cancel()
+                        await running.done.wait()
+                    running = _Running()
+                    inner_nursery.start_soon(self._run_inner, self._inner(item), running)
+            except trio.Cancelled:
+                raise
+            except BaseException as exc:  # noqa: BLE001 - raised below, outside the nursery
+                error = exc
+                if running is not None:
+                    running.cancel_scope.cancel()
+        if error is not None:
+            raise error
+
+    async def _run_inner(self, node: Node[U], running: _Running) -> None:
+        try:
+            scope: Scope | None = None
+            with running.cancel_scope:
+                scope, pull = await self._nested.open(node)
+                await self._feed.pump(pull)
+            if scope is not None:
+                # Ended, or switched away from: either way it stops before the next starts.
+                await self._nested.close(scope)
+        except trio.Cancelled:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - ends the stream; stops the rest
+            self.tasks.fail(exc)
+        finally:
+            running.done.set()

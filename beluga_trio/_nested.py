@@ -1,0 +1,196 @@
+"""Inner streams: streams opened in the middle of another stream's opening.
+
+``chain`` opens each source when the one before it has ended, ``flat_map`` and
+``switch_map`` open a stream per item, ``catch`` opens the handler's stream and ``retry``
+re-opens its upstream. Each such opening gets a `Scope` of its own, so that its resources are
+stopped (and its producers' ``finally`` blocks have run) as soon as it ends, and memory does not
+grow with the number of inner streams; it shares the outer opening's nursery, entered in the
+consumer's task when the outer stage was opened, so that opening an inner stream in the middle
+of a ``pull()`` never enters a nursery or a cancel scope there (trio #264, #638).
+
+`Nested` is the one `Resource` a stage registers for all its inner streams: leaving the outer
+opening stops those still open, and the errors raised while any of them cleaned up are
+reported then, as the outer opening reports its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, TypeVar, final
+
+import trio
+
+from ._stage import (
+    SCHEDULE_EVERY,
+    AsyncPull,
+    Node,
+    Pull,
+    Resource,
+    Scope,
+    SyncPull,
+)
+from ._util import check_not_awaitable, describe
+
+__all__ = ["Budget", "Chunks", "Nested", "chunked", "node_of", "stream_node"]
+
+T = TypeVar("T")
+
+
+def stream_node(value: object, what: str) -> Node[Any]:
+    """The node of a `Stream` argument; `TypeError` naming ``what`` for anything else."""
+    node = getattr(value, "_node", None)
+    if not isinstance(node, Node):
+        raise TypeError(f"{what} needs a beluga_trio Stream, got {value!r}")
+    return node  # pyright: ignore[reportUnknownVariableType]
+
+
+def node_of(result: object, fn: object, role: str) -> Node[Any]:
+    """The node of the `Stream` a user function returned (``flat_map``'s ``fn``, ``catch``'s
+    handler); a clear `TypeError` for anything else."""
+    node = getattr(result, "_node", None)
+    if isinstance(node, Node):
+        return node  # pyright: ignore[reportUnknownVariableType]
+    check_not_awaitable(result, fn, role)
+    raise TypeError(
+        f"the {role} function {describe(fn)} must return a beluga_trio Stream, "
+        f"got {type(result).__name__}: {result!r}"
+    )
+
+
+@final
+class Nested(Resource):
+    """The inner streams of one stage, each opened in a `Scope` of its own.
+
+    `open` opens a node; `close` stops that opening and waits until it has stopped. Both may
+    be called from the consumer's task or from a task of the stage. A `close` that is
+    cancelled can be called again; an opening never closed (the consumer left, a task was
+    cancelled) is stopped with the outer opening.
+    """
+
+    __slots__ = ("_errors", "_nursery", "_open", "_stopped", "budget")
+
+    def __init__(self, nursery: trio.Nursery) -> None:
+        self._nursery = nursery
+        self.budget = Budget()  # for the stage's `chunked` pulls
+        self._open: dict[Scope, None] = {}  # insertion-ordered set
+        self._stopped: list[Scope] = []  # failed openings, closed before the next one
+        self._errors: list[BaseException] = []
+
+    async def open(self, node: Node[T]) -> tuple[Scope, Pull[T]]:
+        if self._stopped:
+            while self._stopped:
+                await self.close(self._stopped[-1])
+        scope = Scope(self._nursery)
+        self._open[scope] = None
+        try:
+            pull = await node.open(scope)
+        except BaseException:
+            # Stop what was opened; it is waited for by the next open() or by the outer close.
+            self._stop_scope(scope)
+            self._stopped.append(scope)
+            raise
+        return scope, pull
+
+    async def close(self, scope: Scope) -> None:
+        """Stop an opening and wait until every part of it has stopped. Errors raised while it
+        cleaned up are reported when the outer opening closes."""
+        if scope not in self._open:
+            return
+        if not scope.mark():  # nothing to stop (a sync source with nothing to close)
+            del self._open[scope]
+            return
+        resources = scope.since(0)[::-1]
+        self._stop_scope(scope)
+        for resource in resources:
+            await resource.wait_stopped()
+        del self._open[scope]
+        if scope in self._stopped:
+            self._stopped.remove(scope)
+        for resource in reversed(resources):
+            self._errors.extend(resource.take_errors())
+
+    def _stop_scope(self, scope: Scope) -> None:
+        for resource in scope.since(0)[::-1]:
+            try:
+                resource.stop()
+            except BaseException as exc:  # noqa: BLE001, ASYNC103 - reported by take_errors
+                self._errors.append(exc)
+
+    # The outer opening's side.
+
+    def stop(self) -> None:
+        for scope in reversed(self._open):
+            self._stop_scope(scope)
+
+    async def wait_stopped(self) -> None:
+        for scope in list(self._open):
+            for resource in scope.since(0)[::-1]:
+                await resource.wait_stopped()
+
+    def take_errors(self) -> list[BaseException]:
+        errors, self._errors = self._errors, []
+        for scope in self._open:
+            for resource in reversed(scope.since(0)):
+                errors.extend(resource.take_errors())
+        return errors
+
+
+@final
+class Budget:
+    """Items a stage may still hand on before its next schedule point, shared by the `Chunks`
+    of all its inner streams (a stage that flattens many short streams still takes one every
+    `SCHEDULE_EVERY` items, not one per stream)."""
+
+    __slots__ = ("left",)
+
+    def __init__(self) -> None:
+        self.left = SCHEDULE_EVERY
+
+
+@final
+class Chunks(AsyncPull[T]):
+    """A sync chain driven from an async stage that hands it on in chunks.
+
+    ``pull`` is the chain's own (`SyncPull.pull`); ``pull_some`` takes up to the items left in
+    the stage's `Budget` at C speed (`SyncPull.take`), and a schedule point first when the
+    budget is spent (before taking anything, so a `trio.Cancelled` loses nothing). Items taken
+    before an error are delivered first; the error comes with the next call. For stages that
+    pass whole chunks on (``chain``, ``flat_map``, ``catch``, ``retry``), so that a terminal
+    operation drains a sync source through them at the speed of the source.
+    """
+
+    __slots__ = ("_budget", "_upstream", "ended")
+
+    def __init__(self, upstream: SyncPull[T], budget: Budget) -> None:
+        self._upstream = upstream
+        self._budget = budget
+        #: The chain is exhausted: the next `pull_some` returns ``()`` (stages move on at once).
+        self.ended = False
+
+    async def pull(self) -> T:
+        return await self._upstream.pull()
+
+    async def pull_some(self) -> Sequence[T]:
+        if self.ended:
+            return ()
+        budget = self._budget
+        upstream = self._upstream
+        while True:
+            if budget.left <= 0:
+                await trio.lowlevel.checkpoint()
+                budget.left = SCHEDULE_EVERY
+            items = upstream.take(budget.left)
+            if upstream.asked_for_a_schedule_point():
+                budget.left = 0
+                if not items:
+                    continue
+            elif not items:
+                self.ended = True
+                return items
+            budget.left -= len(items)
+            return items
+
+
+def chunked(pull: Pull[T], budget: Budget) -> AsyncPull[T]:
+    """The async form of any pull; a sync chain becomes `Chunks` drawing on ``budget``."""
+    return Chunks(pull, budget) if isinstance(pull, SyncPull) else pull

@@ -1,0 +1,251 @@
+"""``s.debounce(seconds)`` and ``s.throttle(seconds, keep=...)``: rate limits for live UIs.
+
+Both run in the consumer's task with no task of their own: while the consumer waits for an
+item they read the upstream under a deadline (`trio.move_on_at`). An upstream ``pull()`` is
+cancel-safe, so a deadline that passes in the middle of one loses nothing: the item in flight
+stays upstream and comes with the next read. The state (the item held back, the deadline) is
+kept in the stage and is absolute, so a request cancelled from outside changes nothing and
+the next request goes on where it stopped.
+
+Like every stage they read the upstream only while their consumer asks for an item: while the
+consumer is busy, a lock-step producer waits. To let a producer run on while a slow consumer
+is busy, put ``.buffer(1, overflow="drop_oldest")`` in front (it keeps the latest item).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Final, Literal, TypeVar, final, get_args
+
+import trio
+
+from ._stage import SCHEDULE_EVERY, AsyncPull, Node, Pull, Scope, SyncPull, Yield, as_async
+
+__all__ = ["DebounceNode", "Keep", "ThrottleNode"]
+
+T = TypeVar("T")
+
+Keep = Literal["latest", "first"]
+_KEEPS: Final = get_args(Keep)
+
+_NOTHING: Final[Any] = object()
+
+
+def _check_seconds(operator: str, seconds: object) -> float:
+    if not isinstance(seconds, int | float) or isinstance(seconds, bool):
+        raise TypeError(f"{operator}() needs a number of seconds, got {seconds!r}")
+    if not seconds > 0 or seconds == math.inf:
+        raise ValueError(f"{operator}() needs a finite number of seconds > 0, got {seconds!r}")
+    return float(seconds)
+
+
+class _Held(AsyncPull[T]):
+    """A held-back item, and what ended the upstream (delivered after that item)."""
+
+    __slots__ = ("_end", "_pending", "_seconds", "_upstream")
+
+    def __init__(self, upstream: AsyncPull[T], seconds: float) -> None:
+        self._upstream = upstream
+        self._seconds = seconds
+        self._pending: Any = _NOTHING
+        # StopAsyncIteration() at the end, the upstream's error, or None while it runs.
+        self._end: BaseException | None = None
+
+    def _take(self) -> T:
+        item: T = self._pending
+        self._pending = _NOTHING
+        return item
+
+    def _raise_end(self) -> None:
+        end = self._end
+        if end is not None:
+            if not isinstance(end, StopAsyncIteration):
+                self._end = StopAsyncIteration()  # raised once, then the stream has ended
+            raise end
+
+    async def _read_until(self, deadline: float) -> None:
+        """Read items into the slot (the latest wins) until ``deadline`` or the end."""
+        upstream = self._upstream
+        with trio.move_on_at(deadline):
+            while True:
+                self._pending = await upstream.pull()
+
+    async def _read_guarded(self, deadline: float) -> None:
+        try:
+            await self._read_until(deadline)
+        except StopAsyncIteration as end:
+            self._end = end
+        except Exception as exc:
+            if self._pending is _NOTHING:
+                raise
+            self._end = exc
+
+
+# ----------------------------------------------------------------------------- debounce
+
+
+@final
+class DebounceNode(Node[T]):
+    __slots__ = ("_seconds", "_upstream")
+
+    def __init__(self, upstream: Node[T], seconds: float) -> None:
+        self._upstream = upstream
+        self._seconds = _check_seconds("debounce", seconds)
+
+    def describe(self) -> str:
+        return f"{self._upstream.describe()} | debounce({self._seconds})"
+
+    async def open(self, scope: Scope) -> Pull[T]:
+        return _Debounce(as_async(await self._upstream.open(scope)), self._seconds)
+
+
+@final
+class _Debounce(_Held[T]):
+    """An item is delivered once ``seconds`` have passed without a newer one; a newer one
+    replaces it and starts the wait again. At the end (or an error) the item held back is
+    delivered at once, then the end (or the error)."""
+
+    __slots__ = ("_deadline",)
+
+    def __init__(self, upstream: AsyncPull[T], seconds: float) -> None:
+        super().__init__(upstream, seconds)
+        self._deadline = math.inf
+
+    async def pull(self) -> T:
+        upstream = self._upstream
+        while self._end is None:
+            if self._pending is _NOTHING:
+                # Nothing held back: wait for an item, as long as it takes.
+                try:
+                    self._pending = await upstream.pull()
+                except StopAsyncIteration as end:
+                    self._end = end
+                    break
+                self._deadline = trio.current_time() + self._seconds
+                continue
+            if trio.current_time() >= self._deadline:
+                return self._take()  # quiet for `seconds`: due
+            newer: Any = _NOTHING
+            try:
+                with trio.move_on_at(self._deadline):
+                    newer = await upstream.pull()
+            except StopAsyncIteration as end:
+                self._end = end
+            except Exception as exc:  # noqa: BLE001 - delivered after the item held back
+                self._end = exc
+            else:
+                if newer is not _NOTHING:
+                    # A newer item replaces the one held back and starts the wait again.
+                    self._pending = newer
+                    self._deadline = trio.current_time() + self._seconds
+        if self._pending is not _NOTHING:
+            return self._take()
+        self._raise_end()
+        raise AssertionError("unreachable")
+
+
+# ----------------------------------------------------------------------------- throttle
+
+
+@final
+class ThrottleNode(Node[T]):
+    __slots__ = ("_keep", "_seconds", "_upstream")
+
+    def __init__(self, upstream: Node[T], seconds: float, keep: Keep) -> None:
+        self._upstream = upstream
+        self._seconds = _check_seconds("throttle", seconds)
+        if keep not in _KEEPS:
+            raise ValueError(f"throttle() keep= must be one of {_KEEPS}, got {keep!r}")
+        self._keep: Keep = keep
+
+    def describe(self) -> str:
+        return f"{self._upstream.describe()} | throttle({self._seconds}, keep={self._keep!r})"
+
+    async def open(self, scope: Scope) -> Pull[T]:
+        upstream = await self._upstream.open(scope)
+        if self._keep == "first":
+            if isinstance(upstream, SyncPull):
+                # Dropping never awaits: it stays in the fused sync chain.
+                keep = _FirstOfPeriod(self._seconds)
+                return SyncPull(filter(keep, upstream.it), upstream.resources)
+            return _ThrottleFirst(upstream, self._seconds)
+        return _ThrottleLatest(as_async(upstream), self._seconds)
+
+
+@final
+class _ThrottleLatest(_Held[T]):
+    """At most one item per period of ``seconds``, starting from each delivery. An item that
+    arrives when no period runs is delivered at once; the items that arrive during a period
+    replace each other, and the latest is delivered when the period ends (which starts the
+    next one). At the end (or an error) the item held back is still delivered when its period
+    ends, then the end (or the error)."""
+
+    __slots__ = ("_period_end",)
+
+    def __init__(self, upstream: AsyncPull[T], seconds: float) -> None:
+        super().__init__(upstream, seconds)
+        self._period_end = -math.inf
+
+    def _deliver(self) -> T:
+        self._period_end = trio.current_time() + self._seconds
+        return self._take()
+
+    async def pull(self) -> T:
+        if self._end is None and trio.current_time() < self._period_end:
+            await self._read_guarded(self._period_end)
+        if self._pending is not _NOTHING:
+            # Held back during a period: due when it ends (the end of the upstream does not
+            # make it due earlier: at most one item per period).
+            await trio.sleep_until(self._period_end)
+            return self._deliver()
+        self._raise_end()
+        # No period runs and nothing is held: the next item goes through at once.
+        item = await self._upstream.pull()
+        self._period_end = trio.current_time() + self._seconds
+        return item
+
+
+@final
+class _FirstOfPeriod:
+    """The predicate of ``throttle(keep="first")`` over a sync chain: true for the first item
+    of each period; raises `Yield` every few hundred dropped items (the state is kept)."""
+
+    __slots__ = ("_budget", "_period_end", "_seconds")
+
+    def __init__(self, seconds: float) -> None:
+        self._seconds = seconds
+        self._period_end = -math.inf
+        self._budget = SCHEDULE_EVERY
+
+    def __call__(self, _: object) -> bool:
+        now = trio.current_time()
+        if now >= self._period_end:
+            self._period_end = now + self._seconds
+            return True
+        self._budget -= 1
+        if self._budget <= 0:
+            self._budget = SCHEDULE_EVERY
+            raise Yield
+        return False
+
+
+@final
+class _ThrottleFirst(AsyncPull[T]):
+    """The first item of each period of ``seconds`` is delivered at once and starts the
+    period; the items that arrive during it are dropped."""
+
+    __slots__ = ("_period_end", "_seconds", "_upstream")
+
+    def __init__(self, upstream: AsyncPull[T], seconds: float) -> None:
+        self._upstream = upstream
+        self._seconds = seconds
+        self._period_end = -math.inf
+
+    async def pull(self) -> T:
+        upstream = self._upstream
+        while True:
+            item = await upstream.pull()
+            now = trio.current_time()
+            if now >= self._period_end:
+                self._period_end = now + self._seconds
+                return item

@@ -1,0 +1,283 @@
+"""``s.catch(handler)`` and ``s.retry(attempts, backoff=..., on=...)``: going on after an error.
+
+Both run in the consumer's task and only ever look at `Exception`\\ s: `trio.Cancelled`,
+`KeyboardInterrupt`, `SystemExit` and groups holding any of them pass through untouched. The
+failed upstream is stopped, and has stopped (its ``finally`` blocks have run), before the
+stream that replaces it is opened; that stream gets a scope of its own (`._nested`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any, Final, TypeVar, cast, final
+
+import trio
+
+from ._nested import Nested, chunked, node_of
+from ._stage import AsyncPull, Node, Pull, Resource, Scope, stop_and_wait
+from ._util import describe, is_async_callable
+
+__all__ = ["Backoff", "CatchNode", "RetryNode"]
+
+T = TypeVar("T")
+
+Backoff = float | Callable[[int], float]
+
+_NOTHING: Final[Any] = object()
+
+
+# -------------------------------------------------------------------------------- catch
+
+
+@final
+class CatchNode(Node[T]):
+    __slots__ = ("_handler", "_upstream")
+
+    def __init__(self, upstream: Node[T], handler: Callable[[Exception], Any]) -> None:
+        if not callable(handler):
+            raise TypeError(
+                f"catch() needs a function handler(error) that returns a Stream, got {handler!r}"
+            )
+        if is_async_callable(handler):
+            raise TypeError(
+                "catch() needs a plain (not `async def`) handler that returns a Stream, got "
+                f"{describe(handler)}; put the async work inside the stream it returns"
+            )
+        self._upstream = upstream
+        self._handler = handler
+
+    def describe(self) -> str:
+        return f"{self._upstream.describe()} | catch({describe(self._handler)})"
+
+    async def open(self, scope: Scope) -> Pull[T]:
+        nested = Nested(await scope.nursery())
+        mark = scope.mark()
+        upstream = chunked(await self._upstream.open(scope), nested.budget)
+        resources = scope.since(mark)
+        scope.add(nested)
+        return _Catch(upstream, resources, self._handler, nested)
+
+
+@final
+class _Catch(AsyncPull[T]):
+    """The upstream's items; after its error, the items of the handler's stream. The handler
+    is called once; the stream it returned is held until it is open, so a cancelled request
+    never calls it again."""
+
+    __slots__ = ("_handler", "_nested", "_node", "_replacement", "_resources", "_upstream")
+
+    def __init__(
+        self,
+        upstream: AsyncPull[T],
+        resources: tuple[Resource, ...],
+        handler: Callable[[Exception], Any],
+        nested: Nested,
+    ) -> None:
+        self._upstream = upstream
+        self._resources = resources
+        self._handler = handler
+        self._nested = nested
+        self._node: Node[T] | None = None
+        self._replacement: AsyncPull[T] | None = None
+
+    async def pull(self) -> T:
+        replacement = self._replacement
+        if replacement is None:
+            if self._node is None:
+                try:
+                    return await self._upstream.pull()
+                except StopAsyncIteration:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - handed to the handler
+                    self._handle(exc)
+            replacement = await self._switch()
+        return await replacement.pull()
+
+    async def pull_some(self) -> Sequence[T]:
+        replacement = self._replacement
+        if replacement is None:
+            if self._node is None:
+                try:
+                    return await self._upstream.pull_some()
+                except Exception as exc:  # noqa: BLE001 - handed to the handler
+                    self._handle(exc)
+            replacement = await self._switch()
+        return await replacement.pull_some()
+
+    def _handle(self, exc: Exception) -> None:
+        # The handler re-raises, raises another error, or returns the stream to go on with.
+        self._node = node_of(self._handler(exc), self._handler, "catch handler")
+
+    async def _switch(self) -> AsyncPull[T]:
+        assert self._node is not None
+        # The failed upstream stops (its cleanup runs) before the handler's stream opens.
+        await stop_and_wait(self._resources)
+        _, pull = await self._nested.open(self._node)
+        self._node = None
+        replacement = self._replacement = chunked(pull, self._nested.budget)
+        return replacement
+
+
+# -------------------------------------------------------------------------------- retry
+
+
+def _check_on(on: object) -> tuple[type[Exception], ...]:
+    given = cast("tuple[object, ...]", on) if isinstance(on, tuple) else (on,)
+    types: list[type[Exception]] = []
+    for t in given:
+        if not (isinstance(t, type) and issubclass(t, Exception)):
+            raise TypeError(
+                "retry() on= needs an Exception subclass or a tuple of them (never "
+                f"Cancelled, KeyboardInterrupt or SystemExit), got {on!r}"
+            )
+        if issubclass(t, StopAsyncIteration | StopIteration):
+            raise TypeError(f"retry() on= cannot retry the end of a stream ({t.__name__})")
+        types.append(t)
+    if not types:
+        raise ValueError("retry() on= needs at least one exception type, got ()")
+    return tuple(types)
+
+
+def _check_backoff(backoff: object) -> Backoff:
+    if callable(backoff):
+        return cast("Callable[[int], float]", backoff)
+    if not isinstance(backoff, int | float) or isinstance(backoff, bool):
+        raise TypeError(
+            "retry() backoff= needs a number of seconds >= 0 or a function "
+            f"backoff(retry_number) -> seconds, got {backoff!r}"
+        )
+    if not backoff >= 0 or backoff == math.inf:
+        raise ValueError(f"retry() backoff= needs a finite number of seconds >= 0, got {backoff!r}")
+    return float(backoff)
+
+
+def _check_attempts(attempts: object) -> int:
+    if not isinstance(attempts, int) or isinstance(attempts, bool):
+        raise TypeError(f"retry() needs an int number of attempts >= 1, got {attempts!r}")
+    if attempts < 1:
+        raise ValueError(f"retry() needs a number of attempts >= 1, got {attempts}")
+    return attempts
+
+
+@final
+class RetryNode(Node[T]):
+    __slots__ = ("_backoff", "attempts", "on", "upstream")
+
+    def __init__(self, upstream: Node[T], attempts: int, backoff: Backoff, on: object) -> None:
+        self.upstream = upstream
+        self.attempts = _check_attempts(attempts)
+        self._backoff = _check_backoff(backoff)
+        self.on = _check_on(on)
+
+    def describe(self) -> str:
+        on = ", ".join(t.__name__ for t in self.on)
+        backoff = self._backoff if isinstance(self._backoff, float) else describe(self._backoff)
+        return f"{self.upstream.describe()} | retry({self.attempts}, backoff={backoff}, on=({on}))"
+
+    async def open(self, scope: Scope) -> Pull[T]:
+        nested = Nested(await scope.nursery())
+        scope.add(nested)
+        # The first attempt opens with the stream (a buffer upstream starts reading now).
+        attempt, pull = await nested.open(self.upstream)
+        return _Retry(self, nested, attempt, chunked(pull, nested.budget))
+
+    def delay(self, retry: int) -> float:
+        """Seconds to wait before retry number ``retry`` (1 for the first retry)."""
+        backoff = self._backoff
+        if not callable(backoff):
+            return backoff
+        seconds = cast("object", backoff(retry))  # a user function: check what came back
+        if not isinstance(seconds, int | float) or isinstance(seconds, bool) or not seconds >= 0:
+            raise TypeError(
+                f"retry() backoff function {describe(backoff)} must return a number of "
+                f"seconds >= 0, got {seconds!r} for retry {retry}"
+            )
+        return float(seconds)
+
+
+@final
+class _Retry(AsyncPull[T]):
+    """Re-opens the upstream after a matching error while no item has been delivered.
+
+    State survives a cancelled request: the failed attempt is closed, the time the next one
+    may start is fixed when the error arrives (the backoff function is called once per
+    retry), and the next request goes on from there.
+    """
+
+    __slots__ = (
+        "_attempt",
+        "_delivered",
+        "_errors",
+        "_nested",
+        "_node",
+        "_pull",
+        "_resume_at",
+        "_scope",
+    )
+
+    def __init__(
+        self, node: RetryNode[T], nested: Nested, scope: Scope, pull: AsyncPull[T]
+    ) -> None:
+        self._node = node
+        self._nested = nested
+        self._scope: Scope | None = scope
+        self._pull: AsyncPull[T] | None = pull
+        self._attempt = 1
+        self._delivered = False
+        self._resume_at = -math.inf
+        self._errors: list[str] = []
+
+    async def _attempt_pull(self) -> AsyncPull[T]:
+        """The pull of the attempt running now, after closing the failed one and waiting out
+        the backoff if need be."""
+        current = self._pull
+        if current is None:
+            if self._scope is not None:
+                # The failed attempt stops (its cleanup runs) before the backoff.
+                await self._nested.close(self._scope)
+                self._scope = None
+            await trio.sleep_until(self._resume_at)
+            self._scope, pull = await self._nested.open(self._node.upstream)
+            current = self._pull = chunked(pull, self._nested.budget)
+        return current
+
+    def _failed(self, exc: Exception) -> None:
+        """Raise ``exc`` if it is not to be retried; otherwise schedule the next attempt."""
+        node = self._node
+        if self._delivered or self._attempt >= node.attempts:
+            if self._errors:
+                exc.add_note(
+                    f"retry(): attempt {self._attempt} of {node.attempts}; the earlier "
+                    "attempts failed with " + "; ".join(self._errors)
+                )
+            raise exc
+        self._errors.append(repr(exc))
+        self._resume_at = trio.current_time() + node.delay(self._attempt)
+        self._attempt += 1
+        self._pull = None
+
+    async def pull(self) -> T:
+        while True:
+            current = await self._attempt_pull()
+            try:
+                item = await current.pull()
+            except StopAsyncIteration:
+                raise
+            except self._node.on as exc:
+                self._failed(exc)
+                continue
+            self._delivered = True
+            return item
+
+    async def pull_some(self) -> Sequence[T]:
+        while True:
+            current = await self._attempt_pull()
+            try:
+                items = await current.pull_some()
+            except self._node.on as exc:
+                self._failed(exc)
+                continue
+            if items:
+                self._delivered = True
+            return items

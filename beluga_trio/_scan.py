@@ -1,0 +1,219 @@
+"""``s.scan(fn, initial)`` and ``s.distinct_until_changed(key=None)``: stages with state.
+
+Both keep their state in the stage and change it only once an item is in hand, with no
+``await`` between taking the item and recording it, so a cancelled request loses nothing and
+calls no user function twice. A sync ``fn``/``key`` over a sync source extends the fused
+iterator chain. An ``async def`` ``fn`` for ``scan`` runs in a lock-step task (the
+`Producer` that runs ``@stream`` bodies): a request cancelled while ``fn`` runs leaves that
+call running, and its result goes to the next request.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any, Final, TypeVar, final
+
+from ._producer import Producer
+from ._stage import SCHEDULE_EVERY, AsyncPull, Node, Pull, Scope, SyncPull, Yield, as_async
+from ._util import check_not_awaitable, describe, is_async_callable
+
+__all__ = ["DistinctNode", "ScanNode"]
+
+T = TypeVar("T")
+A = TypeVar("A")
+
+_NOTHING: Final[Any] = object()
+
+
+# --------------------------------------------------------------------------------- scan
+
+
+@final
+class ScanNode(Node[A]):
+    __slots__ = ("_fn", "_initial", "_is_async", "_upstream")
+
+    def __init__(self, upstream: Node[Any], fn: Callable[[A, Any], Any], initial: A) -> None:
+        if not callable(fn):
+            raise TypeError(f"scan() needs a function fn(accumulator, item), got {fn!r}")
+        self._upstream = upstream
+        self._fn = fn
+        self._initial = initial
+        self._is_async = is_async_callable(fn)
+
+    def describe(self) -> str:
+        return f"{self._upstream.describe()} | scan({describe(self._fn)}, {self._initial!r})"
+
+    async def open(self, scope: Scope) -> Pull[A]:
+        upstream = await self._upstream.open(scope)
+        if self._is_async:
+            fold = functools.partial(_AsyncFold, as_async(upstream), self._fn, self._initial)
+            producer: Producer[A] = Producer(fold)
+            nursery = await scope.nursery()
+            scope.add(producer)
+            nursery.start_soon(producer.run, name=f"beluga_trio scan({describe(self._fn)})")
+            return producer
+        if isinstance(upstream, SyncPull):
+            return SyncPull(_SyncScan(upstream.it, self._fn, self._initial), upstream.resources)
+        return _Scan(upstream, self._fn, self._initial)
+
+
+@final
+class _SyncScan(Iterator[A]):
+    """``initial``, then ``fn(acc, item)`` per item. The accumulator changes only after
+    ``next()`` returned an item, so `Yield` passing through changes nothing."""
+
+    __slots__ = ("_acc", "_checked", "_fn", "_it", "_started")
+
+    def __init__(self, it: Iterator[Any], fn: Callable[[A, Any], A], initial: A) -> None:
+        self._it = it
+        self._fn = fn
+        self._acc = initial
+        self._started = False
+        self._checked = False
+
+    def __next__(self) -> A:
+        if not self._started:
+            self._started = True
+            return self._acc
+        acc = self._fn(self._acc, next(self._it))
+        if not self._checked:
+            check_not_awaitable(acc, self._fn, "scan")
+            self._checked = True
+        self._acc = acc
+        return acc
+
+
+@final
+class _Scan(AsyncPull[A]):
+    __slots__ = ("_acc", "_checked", "_fn", "_started", "_upstream")
+
+    def __init__(self, upstream: AsyncPull[Any], fn: Callable[[A, Any], A], initial: A) -> None:
+        self._upstream = upstream
+        self._fn = fn
+        self._acc = initial
+        self._started = False
+        self._checked = False
+
+    async def pull(self) -> A:
+        if not self._started:
+            self._started = True
+            return self._acc
+        # Nothing awaits between the item and the new accumulator: a cancelled pull() was
+        # cancelled upstream, where the item stays.
+        acc = self._fn(self._acc, await self._upstream.pull())
+        if not self._checked:
+            check_not_awaitable(acc, self._fn, "scan")
+            self._checked = True
+        self._acc = acc
+        return acc
+
+
+@final
+class _AsyncFold(AsyncIterator[A]):
+    """The fold with an ``async def`` fn, run by a lock-step `Producer` task."""
+
+    __slots__ = ("_acc", "_fn", "_started", "_upstream")
+
+    def __init__(
+        self, upstream: AsyncPull[Any], fn: Callable[[A, Any], Awaitable[A]], initial: A
+    ) -> None:
+        self._upstream = upstream
+        self._fn = fn
+        self._acc = initial
+        self._started = False
+
+    async def __anext__(self) -> A:
+        if not self._started:
+            self._started = True
+            return self._acc
+        self._acc = await self._fn(self._acc, await self._upstream.pull())
+        return self._acc
+
+
+# ---------------------------------------------------------------- distinct_until_changed
+
+
+@final
+class DistinctNode(Node[T]):
+    __slots__ = ("_key", "_upstream")
+
+    def __init__(self, upstream: Node[T], key: Callable[[T], object] | None) -> None:
+        if key is not None:
+            if not callable(key):
+                raise TypeError(
+                    f"distinct_until_changed() key must be a function or None, got {key!r}"
+                )
+            if is_async_callable(key):
+                raise TypeError(
+                    "distinct_until_changed() key must be a plain (not `async def`) "
+                    f"function, got {describe(key)}"
+                )
+        self._upstream = upstream
+        self._key = key
+
+    def describe(self) -> str:
+        key = "" if self._key is None else f"key={describe(self._key)}"
+        return f"{self._upstream.describe()} | distinct_until_changed({key})"
+
+    async def open(self, scope: Scope) -> Pull[T]:
+        upstream = await self._upstream.open(scope)
+        changed = _Changed(self._key)
+        if isinstance(upstream, SyncPull):
+            return SyncPull(filter(changed, upstream.it), upstream.resources)
+        return _Distinct(upstream, changed)
+
+
+@final
+class _Changed:
+    """The predicate: is this item's key different from the last kept one? Raises `Yield`
+    every few hundred repeats, like a filter that rejects them (the state is kept)."""
+
+    __slots__ = ("_budget", "_key", "_last")
+
+    def __init__(self, key: Callable[[Any], object] | None) -> None:
+        # The first call checks that a key function did not return an awaitable, then
+        # puts the key itself in its place.
+        self._key: Callable[[Any], object] | None = None if key is None else self._checked(key)
+        self._last: Any = _NOTHING
+        self._budget = SCHEDULE_EVERY
+
+    def _checked(self, key: Callable[[Any], object]) -> Callable[[Any], object]:
+        def first(item: object) -> object:
+            k = key(item)
+            check_not_awaitable(k, key, "distinct_until_changed key")
+            self._key = key
+            return k
+
+        return first
+
+    def __call__(self, item: object) -> bool:
+        key = self._key
+        k = item if key is None else key(item)
+        if self._last is not _NOTHING and k == self._last:
+            self._budget -= 1
+            if self._budget <= 0:
+                self._budget = SCHEDULE_EVERY
+                raise Yield
+            return False
+        self._last = k
+        return True
+
+
+@final
+class _Distinct(AsyncPull[T]):
+    __slots__ = ("_changed", "_upstream")
+
+    def __init__(self, upstream: AsyncPull[T], changed: _Changed) -> None:
+        self._upstream = upstream
+        self._changed = changed
+
+    async def pull(self) -> T:
+        changed = self._changed
+        while True:
+            item = await self._upstream.pull()
+            try:
+                if changed(item):
+                    return item
+            except Yield:
+                pass  # the upstream's pulls take their own schedule points
