@@ -18,7 +18,7 @@ from typing import (
 import trio
 
 from ._buffer import BufferNode, Overflow
-from ._concurrent import ConcurrentMapNode
+from ._concurrent import ConcurrentMapNode, check_map_options
 from ._exceptions import EmptyStreamError
 from ._merge import MergeNode
 from ._opening import StreamOpening
@@ -134,6 +134,7 @@ class Stream(Generic[T_co]):
         before it; an upstream error is raised after the calls already started have
         delivered.
         """
+        check_map_options(concurrency, ordered, window)
         if concurrency is not None:
             return Stream(
                 ConcurrentMapNode(self._node, fn, concurrency, ordered=ordered, window=window)
