@@ -768,13 +768,15 @@ async def test_a_sync_fn_returning_an_awaitable_at_any_item_is_refused(from_item
 async def test_keyboard_interrupt_from_a_call_is_not_grouped_with_a_concurrent_error(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
+    """Item 1 fails at t=1; item 0, before it, runs on and raises KeyboardInterrupt at t=2."""
+
     async def fn(x: int) -> int:
-        await trio.sleep(1)
-        if x == 0:
-            raise Boom(0)
+        await trio.sleep(2 - x)
+        if x == 1:
+            raise Boom(1)
         raise KeyboardInterrupt
 
-    s = bt.from_iterable(range(2)).map(fn, concurrency=2, ordered=False)
+    s = bt.from_iterable(range(2)).map(fn, concurrency=2)
     with no_task_leak():
         exc = await raised_by(s.collect)
     assert type(exc) is KeyboardInterrupt
