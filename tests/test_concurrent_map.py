@@ -553,11 +553,11 @@ async def test_ordered_no_item_starts_once_an_error_is_known(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     flight = InFlight()
-    fn = positional(flight, {0: 10}, {1: 0.5}, default=0.1)
+    fn = positional(flight, {0: 10}, {1: 0.45}, default=0.1)
     res = await bt.from_iterable(range(50)).map(fn, concurrency=3, window=50).collect_result()
     assert res.items == [0]
     assert isinstance(res.error, Boom)
-    # 0, 1, 2 start at 0; 2 ends at 0.1, 3 starts ... until 1 fails at 0.5: items 2..6
+    # 0, 1, 2 start at 0; 2 ends at 0.1, 3 starts ... until 1 fails at 0.45: items 2..6
     assert flight.calls == 7
     assert flight.now == 0
 
