@@ -369,8 +369,10 @@ class _ConcurrentMap(AsyncPull[U]):
                         else:
                             result = fn(item)
                             check_not_awaitable(result, fn, "map")
-                    except BaseException as exc:  # noqa: BLE001 - a position, see _call_failed
-                        if is_cancellation(exc):
+                    except trio.Cancelled:
+                        raise
+                    except BaseException as exc:
+                        if is_cancellation(exc):  # a group of Cancelled from fn's nursery
                             raise
                         self._call_failed(index, exc)
                         continue
@@ -401,7 +403,9 @@ class _ConcurrentMap(AsyncPull[U]):
             except StopAsyncIteration:
                 self._halted = True
                 return None
-            except BaseException as exc:  # noqa: BLE001 - a position, see _upstream_failed
+            except trio.Cancelled:
+                raise
+            except BaseException as exc:
                 if is_cancellation(exc):
                     raise
                 self._upstream_failed(exc)

@@ -509,7 +509,7 @@ async def test_a_timed_out_anext_loses_no_item(
 # --------------------------------------------------------------------------------------------
 
 
-class Boom(Exception):
+class FnError(Exception):
     pass
 
 
@@ -517,13 +517,13 @@ def positional(
     flight: InFlight, delays: dict[int, float], fails: dict[int, float], default: float = 1
 ) -> Callable[[int], Awaitable[int]]:
     """An async fn: item x sleeps ``delays.get(x, default)`` and returns ``x``, or, for x in
-    ``fails``, sleeps ``fails[x]`` and raises ``Boom(x)``."""
+    ``fails``, sleeps ``fails[x]`` and raises ``FnError(x)``."""
 
     async def fn(x: int) -> int:
         with flight.call():
             if x in fails:
                 await trio.sleep(fails[x])
-                raise Boom(x)
+                raise FnError(x)
             await trio.sleep(delays.get(x, default))
         return x
 
@@ -541,7 +541,7 @@ async def test_ordered_an_error_comes_after_every_earlier_item_still_in_flight(
     with no_task_leak():
         res = await bt.from_iterable(range(10)).map(fn, concurrency=4).collect_result()
     assert res.items == [0, 1]
-    assert isinstance(res.error, Boom)
+    assert isinstance(res.error, FnError)
     assert res.error.args == (2,)
     assert trio.current_time() - t0 == 5
     assert flight.calls == 4, "an item was started after the error was known"
@@ -556,7 +556,7 @@ async def test_ordered_no_item_starts_once_an_error_is_known(
     fn = positional(flight, {0: 10}, {1: 0.45}, default=0.1)
     res = await bt.from_iterable(range(50)).map(fn, concurrency=3, window=50).collect_result()
     assert res.items == [0]
-    assert isinstance(res.error, Boom)
+    assert isinstance(res.error, FnError)
     # 0, 1, 2 start at 0; 2 ends at 0.1, 3 starts ... until 1 fails at 0.45: items 2..6
     assert flight.calls == 7
     assert flight.now == 0
@@ -585,7 +585,7 @@ async def test_ordered_an_earlier_error_ends_the_stream_before_a_later_one(
     fn = positional(flight, {0: 0.5, 2: 10}, {1: 2, 3: 1})
     res = await bt.from_iterable(range(10)).map(fn, concurrency=4).collect_result()
     assert res.items == [0]
-    assert isinstance(res.error, Boom)
+    assert isinstance(res.error, FnError)
     assert res.error.args == (1,)
     assert flight.now == 0
 
@@ -608,7 +608,7 @@ def test_ordered_whether_take_k_sees_an_error_never_depends_on_timing(
     and the error."""
     bad = data.draw(st.integers(min_value=0, max_value=len(delays) - 1), label="bad")
     k = data.draw(st.integers(min_value=1, max_value=len(delays) + 1), label="k")
-    err = Boom("bad")
+    err = FnError("bad")
 
     async def fn(x: int) -> int:
         await trio.sleep(delays[x])
@@ -640,7 +640,7 @@ async def test_unordered_an_error_arrives_when_it_happens_and_cancels_the_rest(
     # 0..3 start at 0; 3 ends at 0.2 (4 starts), 0 at 0.5 (5 starts); 2 fails at 1, while
     # 1, 4 and 5 run: they are cancelled, and nothing more starts
     assert res.items == [3, 0]
-    assert isinstance(res.error, Boom)
+    assert isinstance(res.error, FnError)
     assert trio.current_time() - t0 == 1
     assert (flight.calls, flight.cancelled) == (6, 3)
     assert flight.now == 0
@@ -652,12 +652,14 @@ async def test_an_upstream_error_comes_after_every_call_started_before_it(
 ) -> None:
     """The producer fails after 3 items, at once; the calls for them take 1-3 s and all
     run to completion before the error is raised."""
-    err = Boom("upstream")
+    err = FnError("upstream")
     flight = InFlight()
     fn = sleeping(flight, lambda x: 3 - x)
     t0 = trio.current_time()
     with no_task_leak():
-        res = await failing(Probe(), 3, err).map(fn, concurrency=5, ordered=ordered).collect_result()
+        res = (
+            await failing(Probe(), 3, err).map(fn, concurrency=5, ordered=ordered).collect_result()
+        )
     assert res.error is err
     assert trio.current_time() - t0 == 3
     assert sorted(res.items) == [0, 10, 20]
@@ -677,12 +679,12 @@ async def test_a_call_that_fails_while_it_is_stopped_is_a_cleanup_error(
     async def fn(x: int) -> int:
         if x == 2:
             await trio.sleep(1)
-            raise Boom(2)
+            raise FnError(2)
         if x == 3:
             try:
                 await trio.sleep(100)
             finally:
-                raise cleanup  # noqa: B012 - the cleanup error under test
+                raise cleanup
         await trio.sleep(0.5)
         return x
 
@@ -691,7 +693,7 @@ async def test_a_call_that_fails_while_it_is_stopped_is_a_cleanup_error(
     )
     assert isinstance(exc, BaseExceptionGroup)
     members = cast("BaseExceptionGroup[BaseException]", exc).exceptions
-    assert [type(e) for e in members] == [Boom, KeyError]
+    assert [type(e) for e in members] == [FnError, KeyError]
     assert members[1] is cleanup
 
 
@@ -773,7 +775,7 @@ async def test_keyboard_interrupt_from_a_call_is_not_grouped_with_a_concurrent_e
     async def fn(x: int) -> int:
         await trio.sleep(2 - x)
         if x == 1:
-            raise Boom(1)
+            raise FnError(1)
         raise KeyboardInterrupt
 
     s = bt.from_iterable(range(2)).map(fn, concurrency=2)
@@ -793,7 +795,7 @@ async def test_keyboard_interrupt_from_a_stopped_call_is_not_dropped(
             try:
                 await trio.sleep(100)
             except trio.Cancelled:
-                raise KeyboardInterrupt from None
+                raise KeyboardInterrupt from None  # noqa: ASYNC104 - under test
         return x
 
     async def consume() -> None:
@@ -854,6 +856,7 @@ async def test_the_default_window_follows_a_limiter_raised_mid_stream(
 
 
 async def _agen(x: int) -> AsyncGenerator[int, None]:
+    await trio.lowlevel.checkpoint()
     yield x
 
 
