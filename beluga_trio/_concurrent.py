@@ -17,7 +17,19 @@ from typing import Any, Final, TypeVar, final
 import trio
 
 from ._channel import ChannelPull, Tasks, is_cancellation
-from ._stage import NOT_READY, AsyncPull, Node, NotReady, Pull, Resource, Scope, as_async
+from ._stage import (
+    NOT_READY,
+    SCHEDULE_EVERY,
+    AsyncPull,
+    Node,
+    NotReady,
+    Pull,
+    Resource,
+    Scope,
+    SyncPull,
+    Yield,
+    as_async,
+)
 from ._util import check_not_awaitable, describe, is_async_callable
 
 __all__ = ["ConcurrentMapNode", "check_map_options"]
@@ -125,7 +137,7 @@ class ConcurrentMapNode(Node[U]):
 
     async def open(self, scope: Scope) -> Pull[U]:
         mark = scope.mark()
-        upstream = as_async(await self._upstream.open(scope))
+        upstream = await self._upstream.open(scope)
         run: _ConcurrentMap[U] = _ConcurrentMap(
             upstream,
             self._fn,
@@ -193,17 +205,20 @@ class _ConcurrentMap(AsyncPull[U]):
     """
 
     __slots__ = (
+        "_budget",
         "_busy",
         "_delivered",
         "_error",
         "_error_at",
         "_failed",
         "_fatal",
+        "_flowing",
         "_fn",
         "_gate",
         "_gate_busy",
         "_halted",
         "_is_async",
+        "_it",
         "_limiter",
         "_name",
         "_nursery",
@@ -225,7 +240,7 @@ class _ConcurrentMap(AsyncPull[U]):
 
     def __init__(
         self,
-        upstream: AsyncPull[Any],
+        upstream: Pull[Any],
         fn: Callable[[Any], Any],
         concurrency: int | trio.CapacityLimiter,
         window: int | None,
@@ -233,7 +248,11 @@ class _ConcurrentMap(AsyncPull[U]):
         ordered: bool,
         also_stop: tuple[Resource, ...],
     ) -> None:
-        self._upstream = upstream
+        # A sync chain is read here directly: no coroutine per item, no await in the gate.
+        self._it = upstream.it if isinstance(upstream, SyncPull) else None
+        self._upstream = as_async(upstream)
+        self._flowing = True
+        self._budget = SCHEDULE_EVERY
         self._fn = fn
         self._name = f"beluga_trio map {describe(fn)} worker"
         self._is_async = is_async_callable(fn)
@@ -364,6 +383,12 @@ class _ConcurrentMap(AsyncPull[U]):
                     if self._busy == len(self._workers) and len(self._workers) < self._size:
                         self._grow()
                     try:
+                        self._budget -= 1
+                        if self._budget <= 0:
+                            # Calls need not await: a schedule point every few hundred items,
+                            # outside the gate, where no other worker waits for it.
+                            self._budget = SCHEDULE_EVERY
+                            await trio.lowlevel.checkpoint()
                         if is_async:
                             result = await fn(item)
                         else:
@@ -394,12 +419,13 @@ class _ConcurrentMap(AsyncPull[U]):
             return None
         self._gate_busy = True
         try:
-            while self._started - self._taken >= self._window_now():
+            window = self._window
+            while self._started - self._taken >= (window or self._window_now()):
                 await self._room.park()
                 if self._halted:
                     return None
             try:
-                item = await self._upstream.pull()
+                item = await self._next_upstream()
             except StopAsyncIteration:
                 self._halted = True
                 return None
@@ -422,7 +448,31 @@ class _ConcurrentMap(AsyncPull[U]):
         finally:
             self._gate_busy = False
             if self._gate:
-                self._gate.unpark()
+                if self._flowing:
+                    # Items come without waiting: let every waiting worker through, in the
+                    # next turn, rather than one per turn.
+                    self._gate.unpark_all()
+                else:
+                    self._gate.unpark()  # a slow upstream: one at a time, no stampede
+
+    async def _next_upstream(self) -> Any:
+        """The next upstream item; ``_flowing`` says whether it came without waiting."""
+        self._flowing = True
+        it = self._it
+        if it is not None:
+            while True:
+                try:
+                    return next(it)
+                except StopIteration:
+                    raise StopAsyncIteration from None
+                except Yield:  # the sync chain asks for a schedule point
+                    self._flowing = False
+                    await trio.lowlevel.checkpoint()
+        item = self._upstream.poll()
+        if item is NOT_READY:
+            self._flowing = False
+            return await self._upstream.pull()
+        return item
 
     # Outcomes.
 
