@@ -41,6 +41,8 @@ U = TypeVar("U")
 UNBOUNDED_WINDOW: Final = 1024
 
 _NO_ERROR: Final = math.inf  # the position of "no error": after every item
+_WAIT: Final[Any] = object()  # no item without waiting at the gate
+_DONE: Final[Any] = object()  # no more items start
 
 
 # ------------------------------------------------------------------------------- validation
@@ -374,11 +376,12 @@ class _ConcurrentMap(AsyncPull[U]):
         try:
             with worker.scope:
                 while True:
-                    taken = await self._take(worker)
-                    if taken is None:
+                    item = self._take_nowait(worker)
+                    if item is _WAIT:
+                        item = await self._take(worker)
+                    if item is _DONE:
                         return
-                    index, item = taken
-                    worker.index = index
+                    index = worker.index
                     self._busy += 1
                     if self._busy == len(self._workers) and len(self._workers) < self._size:
                         self._grow()
@@ -410,33 +413,67 @@ class _ConcurrentMap(AsyncPull[U]):
         finally:
             self._workers.discard(worker)
 
-    async def _take(self, worker: _Worker) -> tuple[int, Any] | None:
-        """Pass the gate: the next item and its index, or None when no more items start."""
+    def _take_nowait(self, worker: _Worker) -> Any:
+        """The fast path of `_take`, with no coroutine: the next item of a sync upstream when
+        nothing needs waiting for (the gate is free, the window has room, no token is
+        needed); `_WAIT` when `_take` must wait."""
+        it = self._it
+        window = self._window
+        if (
+            it is None
+            or window is None
+            or self._limiter is not None
+            or self._gate_busy
+            or self._halted
+            or self._started - self._taken >= window
+        ):
+            return _WAIT
+        try:
+            item = next(it)
+        except Yield:  # the sync chain asks for a schedule point: `_take` takes it
+            return _WAIT
+        except StopIteration:
+            self._halted = True
+            self._gate.unpark()
+            return _DONE
+        except trio.Cancelled:  # never from a sync chain; flake8-async asks for it
+            raise
+        except BaseException as exc:  # noqa: BLE001 - a position, see _upstream_failed
+            self._upstream_failed(exc)
+            self._gate.unpark()
+            return _DONE
+        worker.index = index = self._started
+        self._started = index + 1
+        return item
+
+    async def _take(self, worker: _Worker) -> Any:
+        """Pass the gate: the next item (its index in ``worker.index``), or `_DONE` when no
+        more items start."""
         while self._gate_busy:
             await self._gate.park()
         if self._halted:
             self._gate.unpark()  # the next one leaves too
-            return None
+            return _DONE
         self._gate_busy = True
+        window = self._window
         try:
-            window = self._window
             while self._started - self._taken >= (window or self._window_now()):
                 await self._room.park()
                 if self._halted:
-                    return None
+                    return _DONE
             try:
                 item = await self._next_upstream()
             except StopAsyncIteration:
                 self._halted = True
-                return None
+                return _DONE
             except trio.Cancelled:
                 raise
             except BaseException as exc:
                 if is_cancellation(exc):
                     raise
                 self._upstream_failed(exc)
-                return None
-            index = self._started
+                return _DONE
+            worker.index = index = self._started
             self._started = index + 1
             limiter = self._limiter
             if limiter is not None:
@@ -444,14 +481,15 @@ class _ConcurrentMap(AsyncPull[U]):
                     limiter.acquire_on_behalf_of_nowait(worker)
                 except trio.WouldBlock:
                     await limiter.acquire_on_behalf_of(worker)
-            return index, item
+            return item
         finally:
             self._gate_busy = False
             if self._gate:
                 if self._flowing:
-                    # Items come without waiting: let every waiting worker through, in the
-                    # next turn, rather than one per turn.
-                    self._gate.unpark_all()
+                    # Items come without waiting: let through, in the next turn, as many
+                    # waiting workers as the window has room for, rather than one per turn.
+                    room = (window or self._window_now()) - (self._started - self._taken)
+                    self._gate.unpark(count=max(1, int(room)))
                 else:
                     self._gate.unpark()  # a slow upstream: one at a time, no stampede
 
