@@ -278,7 +278,7 @@ class _ConcurrentMap(AsyncPull[U]):
         self._nursery: trio.Nursery | None = None
         self._gate_busy = False
         self._gate = trio.lowlevel.ParkingLot()  # workers waiting to take an item
-        self._room = trio.lowlevel.ParkingLot()  # the worker at the gate, if the window is full
+        self._room = trio.lowlevel.ParkingLot()  # workers waiting for room in the window
         self._started = 0  # items taken from upstream (their index is their position)
         self._taken = 0  # results taken by the consumer
         self._delivered = 0  # results sent into the channel
@@ -318,7 +318,7 @@ class _ConcurrentMap(AsyncPull[U]):
     def _took(self, n: int) -> None:
         self._taken += n
         if self._room:
-            self._room.unpark()
+            self._room.unpark(count=n)
 
     # Task side.
 
@@ -433,8 +433,7 @@ class _ConcurrentMap(AsyncPull[U]):
         except Yield:  # the sync chain asks for a schedule point: `_take` takes it
             return _WAIT
         except StopIteration:
-            self._halted = True
-            self._gate.unpark()
+            self._halt()
             return _DONE
         except trio.Cancelled:  # never from a sync chain; flake8-async asks for it
             raise
@@ -449,22 +448,25 @@ class _ConcurrentMap(AsyncPull[U]):
     async def _take(self, worker: _Worker) -> Any:
         """Pass the gate: the next item (its index in ``worker.index``), or `_DONE` when no
         more items start."""
-        while self._gate_busy:
-            await self._gate.park()
-        if self._halted:
-            self._gate.unpark()  # the next one leaves too
-            return _DONE
-        self._gate_busy = True
         window = self._window
-        try:
-            while self._started - self._taken >= (window or self._window_now()):
+        while True:
+            if self._halted:
+                self._gate.unpark()  # the next one leaves too
+                return _DONE
+            if self._gate_busy:
+                await self._gate.park()
+            elif self._started - self._taken >= (window or self._window_now()):
+                # No room: wait for the consumer, outside the gate; n results taken let n
+                # waiting workers go on, all in the next turn.
                 await self._room.park()
-                if self._halted:
-                    return _DONE
+            else:
+                break
+        self._gate_busy = True
+        try:
             try:
                 item = await self._next_upstream()
             except StopAsyncIteration:
-                self._halted = True
+                self._halt()
                 return _DONE
             except trio.Cancelled:
                 raise
@@ -511,6 +513,12 @@ class _ConcurrentMap(AsyncPull[U]):
             self._flowing = False
             return await self._upstream.pull()
         return item
+
+    def _halt(self) -> None:
+        """The upstream ended: no item starts any more; waiting workers leave."""
+        self._halted = True
+        self._gate.unpark()
+        self._room.unpark_all()
 
     # Outcomes.
 
