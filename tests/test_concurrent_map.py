@@ -916,3 +916,39 @@ def describe_fn(value: object) -> str:
 def test_a_limiter_with_zero_tokens_names_them() -> None:
     with pytest.raises(ValueError, match="total_tokens=0"):
         bt.from_iterable([1]).map(str, concurrency=_agen_limiter(0))
+
+
+async def test_an_error_from_a_call_before_an_upstream_error_comes_first(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The producer fails after items 0..2 at once; the call for item 1 fails later, at t=2:
+    its position is earlier, so the stream is item 0, then the call's error."""
+    upstream = FnError("upstream")
+    flight = InFlight()
+    fn = positional(flight, {0: 1, 2: 3}, {1: 2})
+    res = await failing(Probe(), 3, upstream).map(fn, concurrency=5).collect_result()
+    assert res.items == [0]
+    assert isinstance(res.error, FnError)
+    assert res.error.args == (1,)
+    assert flight.now == 0
+
+
+@pytest.mark.parametrize("ordered", [True, False])
+async def test_leaving_while_workers_wait_for_room_in_the_window(
+    autojump_clock: trio.testing.MockClock, ordered: bool
+) -> None:
+    """A sync source, a window of 3 and a consumer that stops after one item: the workers
+    waiting for room are stopped with the rest."""
+    flight = InFlight()
+    fn = sleeping(flight, lambda x: 0.1 * (x % 3))
+    with no_task_leak():
+        async with (
+            bt.from_iterable(range(100))
+            .map(fn, concurrency=3, window=3, ordered=ordered)
+            .open() as it
+        ):
+            await anext(it)
+            await trio.sleep(5)  # every worker finishes and waits for room
+            assert flight.now == 0
+            assert flight.calls == 4  # the window: 3 results, 1 of them taken, +1 started
+    assert flight.now == 0
