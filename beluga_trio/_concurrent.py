@@ -234,10 +234,12 @@ class _ConcurrentMap(AsyncPull[U]):
     """One opening: a pool of workers, each taking an item, calling ``fn`` and delivering the
     result; the consumer reads the results from a channel, in input or completion order.
 
-    The "gate" is what a worker passes to take the next item, one worker at a time: room in
-    the window (fewer than ``window`` items started and not yet taken by the consumer), the
-    next upstream item, and, with a shared limiter, a token of it, held for the call.
-    An int ``concurrency`` needs no tokens: the pool has at most that many workers.
+    To take the next item a worker waits for room in the window (fewer than ``window`` items
+    started and not yet taken by the consumer; each result taken wakes one waiting worker),
+    then passes the "gate", one worker at a time: the next upstream item and, with a shared
+    limiter, a token of it, held for the call. An int ``concurrency`` needs no tokens: the
+    pool has at most that many workers. A sync upstream with room and a free gate is read
+    without any await (`_take_nowait`).
 
     Errors are positions. An error from ``fn`` on item i (ordered) stops starting items and
     cancels the calls after i at once; it is raised to the consumer after the results of
