@@ -22,7 +22,7 @@ import trio
 
 from ._batch import BatchNode
 from ._buffer import BufferNode, Overflow
-from ._concurrent import ConcurrentMapNode
+from ._concurrent import ConcurrentMapNode, check_map_options
 from ._exceptions import EmptyStreamError
 from ._flat_map import FlatMapNode, SwitchMapNode
 from ._map import FilterNode, MapNode
@@ -183,16 +183,20 @@ class Stream(Generic[T_co]):
         cancelled in the middle of an item is called again for that item by the next request.
 
         With ``concurrency=n`` (an int, or a `trio.CapacityLimiter` shared with other stages,
-        Beluga's FlowController), up to n calls of an async ``fn`` run at once, each in a task
-        of the opening's nursery (a sync ``fn`` cannot overlap with anything: it is called one
-        item at a time, ahead of the consumer within the window). ``ordered=True`` delivers
-        results in input order, ``False`` in completion order. At most ``window`` items
-        (default 2n) are in flight or waiting to be taken, so memory is bounded and one slow
-        item does not idle the other slots until that many have finished behind it. An error
-        from ``fn`` cancels the calls in flight and is raised after the results delivered
-        before it; an upstream error is raised after the calls already started have
-        delivered.
+        Beluga's FlowController), up to n calls of an async ``fn`` run at once, in worker
+        tasks of the opening's nursery (a sync ``fn`` cannot overlap with anything: it is
+        called one item at a time, ahead of the consumer within the window). ``ordered=True``
+        delivers results in input order, ``False`` in completion order. At most ``window``
+        items (default 2n; with a limiter, twice its current tokens) are in flight or waiting
+        to be taken, so memory is bounded and one slow item does not idle the other slots
+        until that many have finished behind it. Each call is made exactly once: a cancelled
+        request never cancels or repeats one. An error is a position: ordered, an error on
+        item i is raised after the results of every item before i (their calls run to
+        completion; later calls are cancelled); unordered, when it happens. An upstream error
+        is raised after the calls already started have delivered. Bad options are refused
+        here, when the stream is built.
         """
+        check_map_options(concurrency, ordered, window)
         if concurrency is not None:
             return self._then(
                 ConcurrentMapNode(self._node, fn, concurrency, ordered=ordered, window=window)

@@ -31,6 +31,8 @@ SCENARIOS: tuple[Scenario | MemoryScenario, ...] = (
     merge.SCENARIO,
     fan_out.SCENARIO,
     concurrent_map.SCENARIO,
+    concurrent_map.AT_100,
+    concurrent_map.AT_1000,
     first_item.SCENARIO,
     llm_stream.SCENARIO,
     sse_server.SCENARIO,
