@@ -38,24 +38,26 @@ from __future__ import annotations
 import os
 import signal
 from collections import Counter
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
 import trio
 import trio.testing
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 import beluga_trio as bt
 from beluga_trio.testing import no_leaks
 
-EXAMPLES = int(os.environ.get("BELUGA_ADVERSARY_EXAMPLES", "120"))
+EXAMPLES = int(os.environ.get("BELUGA_ADVERSARY_EXAMPLES", "300"))
+# Shrinking a failure of this size takes minutes: only on request.
+SHRINK = os.environ.get("BELUGA_ADVERSARY_SHRINK", "") == "1"
 MAX_POLLS = 20_000  # a polling consumer that gets nothing after this many polls is livelocked
 
 
-class Boom(Exception):
+class BoomError(Exception):
     """An error user code raises on purpose."""
 
 
@@ -151,7 +153,8 @@ class Log:
 
     def reachable(self, raised: BaseException, sym: Sym) -> bool:
         return any(self.matches(e, sym) for e in _reachable(raised)) or (
-            isinstance(sym, Group) and any(e is self.errors.get(sym.key) for e in _reachable(raised))
+            isinstance(sym, Group)
+            and any(e is self.errors.get(sym.key) for e in _reachable(raised))
         )
 
 
@@ -167,7 +170,7 @@ def _reachable(exc: BaseException) -> list[BaseException]:
             todo.extend(cast("BaseExceptionGroup[BaseException]", current).exceptions)
         for linked in (current.__cause__, current.__context__):
             if linked is not None:
-                todo.append(linked)
+                todo.append(linked)  # noqa: PERF401
     return seen
 
 
@@ -206,7 +209,9 @@ class SourceSpec:
     child_delay: float = 0.05
 
 
-Behaviour = Literal["plain", "fail", "stop_iteration", "stop_async_iteration", "late_awaitable", "sigint"]
+Behaviour = Literal[
+    "plain", "fail", "stop_iteration", "stop_async_iteration", "late_awaitable", "sigint"
+]
 
 
 @dataclass(frozen=True)
@@ -348,7 +353,8 @@ def specs(draw: st.DrawFn) -> Spec:
     stages = tuple(draw(st.lists(STAGES, max_size=4)))
     if not any(isinstance(s, TimeoutSpec) for s in stages):
         sources = tuple(
-            SourceSpec(**{**s.__dict__, "mode": "plain"}) if s.mode == "hang" else s for s in sources
+            SourceSpec(**{**s.__dict__, "mode": "plain"}) if s.mode == "hang" else s
+            for s in sources
         )
     batch = None
     if draw(st.integers(0, 3)) == 0:
@@ -376,7 +382,7 @@ def _source(log: Log, spec: SourceSpec, name: str, base: int) -> bt.Stream[int]:
 
     async def child_fails() -> None:
         await trio.sleep(spec.child_delay)
-        log.raise_(f"{name}:child", Boom(f"{name}: nursery child"))
+        log.raise_(f"{name}:child", BoomError(f"{name}: nursery child"))
 
     async def child_generator_exit() -> None:
         try:
@@ -391,7 +397,7 @@ def _source(log: Log, spec: SourceSpec, name: str, base: int) -> bt.Stream[int]:
         except trio.TooSlowError as exc:
             log.errors[f"{name}:timeout"] = exc
             if spec.mode == "own_timeout_from":
-                log.raise_(f"{name}:from", Boom(f"{name}: stalled"))
+                log.raise_(f"{name}:from", BoomError(f"{name}: stalled"))
             raise
 
     async def act(j: int) -> None:
@@ -399,7 +405,7 @@ def _source(log: Log, spec: SourceSpec, name: str, base: int) -> bt.Stream[int]:
         if j != spec.at:
             return
         if spec.mode == "fail":
-            log.raise_(f"{name}:fail", Boom(f"{name}: fails before item {j}"))
+            log.raise_(f"{name}:fail", BoomError(f"{name}: fails before item {j}"))
         elif spec.mode in ("own_timeout", "own_timeout_from"):
             await own_timeout()
         elif spec.mode == "hang":
@@ -415,7 +421,10 @@ def _source(log: Log, spec: SourceSpec, name: str, base: int) -> bt.Stream[int]:
         try:
             async with AsyncExitStack() as stack:
                 nursery: trio.Nursery | None = None
-                if spec.mode in ("nursery_child_fails", "child_generator_exit") or spec.hold_nursery:
+                if (
+                    spec.mode in ("nursery_child_fails", "child_generator_exit")
+                    or spec.hold_nursery
+                ):
                     nursery = await stack.enter_async_context(trio.open_nursery())
                     if spec.mode == "nursery_child_fails":
                         nursery.start_soon(child_fails)
@@ -466,7 +475,7 @@ def _fn(log: Log, spec: FnSpec, name: str, i: int, trigger: object) -> Callable[
         log.calls[(name, x)] += 1
         if x == trigger:
             if spec.behaviour == "fail":
-                log.raise_(name, Boom(f"{name}({x})"))
+                log.raise_(name, BoomError(f"{name}({x})"))
             elif spec.behaviour == "stop_iteration":
                 log.raise_(name, StopIteration())
             elif spec.behaviour == "stop_async_iteration":
@@ -479,7 +488,7 @@ def _fn(log: Log, spec: FnSpec, name: str, i: int, trigger: object) -> Callable[
         result = act(x)
         seen[0] += 1
         if spec.behaviour == "late_awaitable" and seen[0] >= 2:
-            coro = trio.lowlevel.checkpoint()
+            coro = trio.lowlevel.checkpoint()  # noqa: ASYNC105
             log.coroutines.append(coro)
             return coro
         return result
@@ -599,9 +608,9 @@ def _model_fn(model: Model, spec: FnSpec, name: str, i: int, trigger: object) ->
         model.exact = False
 
 
-def _apply(model: Model, stage: StageSpec, log: Log, name: str, i: int) -> Callable[
-    [bt.Stream[Any]], bt.Stream[Any]
-]:
+def _apply(
+    model: Model, stage: StageSpec, log: Log, name: str, i: int
+) -> Callable[[bt.Stream[Any]], bt.Stream[Any]]:
     if isinstance(stage, FnSpec):
         values = model.values()
         trigger = values[stage.trigger % len(values)] if values else None
@@ -703,7 +712,7 @@ async def consume(spec: Spec, stream: bt.Stream[Any], log: Log, out: Outcome) ->
                     raise out.own_error
                 if c.mode == "sigint":
                     log.sigint()
-                raise _Cancel
+                raise _CancelError
         out.after_loop = True
 
     if c.mode in ("full", "break", "raise", "sigint"):
@@ -714,7 +723,7 @@ async def consume(spec: Spec, stream: bt.Stream[Any], log: Log, out: Outcome) ->
             async with stream.open() as items:
                 try:
                     await loop(items)
-                except _Cancel:
+                except _CancelError:
                     scope.cancel()
                     await trio.lowlevel.checkpoint()
                     out.after_loop = True  # must not run: the checkpoint above raises
@@ -783,14 +792,16 @@ async def consume(spec: Spec, stream: bt.Stream[Any], log: Log, out: Outcome) ->
         await fan_out(spec, stream, out)
 
 
-class _Cancel(Exception):
+class _CancelError(Exception):
     pass
 
 
 async def fan_out(spec: Spec, stream: bt.Stream[Any], out: Outcome) -> None:
     batched = spec.batch is not None
 
-    def view_consumer(index: int, mode: ViewMode, k: int) -> Callable[[bt.Stream[Any]], Awaitable[None]]:
+    def view_consumer(
+        index: int, mode: ViewMode, k: int
+    ) -> Callable[[bt.Stream[Any]], Awaitable[None]]:
         async def consumer(view: bt.Stream[Any]) -> None:
             seen = out.views[index]
             async with view.open() as items:
@@ -862,7 +873,9 @@ def check(spec: Spec, log: Log, model: Model, out: Outcome) -> None:  # noqa: C9
         assert type(raised) is KeyboardInterrupt, f"KeyboardInterrupt not bare: {raised!r}"
         assert any(raised is k for k in log.interrupts), "not a KeyboardInterrupt that was raised"
         return
-    assert not isinstance(raised, KeyboardInterrupt), f"a KeyboardInterrupt from nowhere: {raised!r}"
+    assert not isinstance(raised, KeyboardInterrupt), (
+        f"a KeyboardInterrupt from nowhere: {raised!r}"
+    )
 
     always = [sym for name, sym in model.always.items() if log.entered[name]]
     # A stage that reads ahead (merge, buffer, batch, concurrent map) may have run a producer
@@ -872,13 +885,24 @@ def check(spec: Spec, log: Log, model: Model, out: Outcome) -> None:  # noqa: C9
     reads_ahead = (
         len(spec.sources) > 1
         or spec.batch is not None
-        or any(isinstance(s, BufferSpec) or (isinstance(s, FnSpec) and s.concurrency) for s in spec.stages)
+        or any(
+            isinstance(s, BufferSpec) or (isinstance(s, FnSpec) and s.concurrency)
+            for s in spec.stages
+        )
     )
-    reads_all = c.mode in ("full", "poll", "collect", "collect_result", "reduce", "for_each", "last")
+    reads_all = c.mode in (
+        "full",
+        "poll",
+        "collect",
+        "collect_result",
+        "reduce",
+        "for_each",
+        "last",
+    )
     for sym in always:
         if reads_ahead and not (reads_all and raised is None):
             continue
-        assert raised is not None and log.reachable(raised, sym), (
+        assert raised is not None and log.reachable(raised, sym), (  # noqa: PT018
             f"a producer's cleanup error was swallowed: expected {sym}, got {raised!r}"
         )
     views = out.views if c.mode == "fan_out" else [out.delivered]
@@ -887,7 +911,9 @@ def check(spec: Spec, log: Log, model: Model, out: Outcome) -> None:  # noqa: C9
     possible = {repr(x) for x in model.values()}
     for delivered in views:
         unexpected = [x for x in delivered if repr(x) not in possible]
-        assert not unexpected, f"items the model never produces: {unexpected} (model {model.values()})"
+        assert not unexpected, (
+            f"items the model never produces: {unexpected} (model {model.values()})"
+        )
 
     if raised is not None:
         allowed = [*model.possible_errors, *model.always.values()]
@@ -904,15 +930,13 @@ def check(spec: Spec, log: Log, model: Model, out: Outcome) -> None:  # noqa: C9
                 continue  # the user's nursery groups its child's GeneratorExit with Cancelled
             ok = any(log.matches(leaf, s) or log.reachable(leaf, s) for s in allowed)
             # a nursery's group is a leaf's parent: accept a leaf that is the member
-            ok = ok or any(
-                isinstance(s, Group) and leaf is log.errors.get(s.key) for s in allowed
-            )
+            ok = ok or any(isinstance(s, Group) and leaf is log.errors.get(s.key) for s in allowed)
             assert ok, f"an error the pipeline never raises: {leaf!r} in {raised!r}"
 
     if c.mode == "fan_out":
         _check_fan_out(spec, log, model, out, always)
         return
-    if c.mode in ("deadline", "cancel"):
+    if c.mode in ("deadline", "cancel"):  # noqa: SIM102
         if out.cancelled_caught:
             assert not out.after_loop, "a cancelled pipeline looked finished (guarantee 3)"
     if not model.exact:
@@ -934,23 +958,30 @@ def check(spec: Spec, log: Log, model: Model, out: Outcome) -> None:  # noqa: C9
     if raised is not None and any(log.reachable(raised, s) for s in lane.cuts):
         _check_prefix(out.delivered, expected_items)
         return
-    if c.mode == "first":
+    if c.mode == "first":  # noqa: SIM102
         if not lane.items and not stops_early and primary is None:
-            assert isinstance(raised, bt.EmptyStreamError) or any(
-                log.reachable(raised, s) for s in always
-            ) if raised is not None else False, f"first() of an empty stream gave {raised!r}"
+            assert (
+                isinstance(raised, bt.EmptyStreamError)
+                or any(log.reachable(raised, s) for s in always)
+                if raised is not None
+                else False
+            ), f"first() of an empty stream gave {raised!r}"
             return
     if c.mode == "last" and not lane.items and primary is None and not always:
         assert isinstance(raised, bt.EmptyStreamError), f"last() of an empty stream gave {raised!r}"
         return
     if c.mode == "last":
         if spec.batch is None and raised is None and lane.items:
-            assert out.returned == lane.items[-1], f"last() gave {out.returned!r}, not {lane.items[-1]!r}"
+            assert out.returned == lane.items[-1], (
+                f"last() gave {out.returned!r}, not {lane.items[-1]!r}"
+            )
     elif spec.batch is not None:
         _check_batches(spec, out, expected_items, primary, raised)
     elif c.mode == "never":
         if raised is None and lane.items:
-            assert out.returned == lane.items[-1], f"last() gave {out.returned!r}, not {lane.items[-1]!r}"
+            assert out.returned == lane.items[-1], (
+                f"last() gave {out.returned!r}, not {lane.items[-1]!r}"
+            )
     elif raised is None or (
         c.mode not in ("collect", "reduce", "first")
         and not (c.mode == "collect_result" and not isinstance(raised, Exception))
@@ -1020,7 +1051,9 @@ def _check_weak(spec: Spec, log: Log, model: Model, out: Outcome, always: list[S
             assert sorted(map(repr, out.delivered)) == sorted(map(repr, model.values())), (
                 f"items lost: delivered {out.delivered}, expected {model.values()}"
             )
-    errors = [lane.end for lane in model.lanes if lane.end is not None and not isinstance(lane.end, Hang)]
+    errors = [
+        lane.end for lane in model.lanes if lane.end is not None and not isinstance(lane.end, Hang)
+    ]
     if full and errors and not model.truncated and out.raised is None:
         raise AssertionError(f"an error ({errors}) never arrived: the stream ended cleanly")
 
@@ -1028,7 +1061,7 @@ def _check_weak(spec: Spec, log: Log, model: Model, out: Outcome, always: list[S
 def _check_fan_out(spec: Spec, log: Log, model: Model, out: Outcome, always: list[Sym]) -> None:
     raised = out.raised
     for own in out.own_errors:
-        assert raised is not None and any(e is own for e in _reachable(raised)), (
+        assert raised is not None and any(e is own for e in _reachable(raised)), (  # noqa: PT018
             f"a fan_out consumer's error was lost: {raised!r}"
         )
     if not model.exact:
@@ -1065,6 +1098,7 @@ def run(spec: Spec) -> tuple[Log, Model, Outcome]:
 @settings(
     max_examples=EXAMPLES,
     deadline=None,
+    phases=[p for p in Phase if SHRINK or p is not Phase.shrink],
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 @given(specs())

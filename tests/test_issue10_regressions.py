@@ -22,7 +22,7 @@ import beluga_trio as bt
 from beluga_trio.testing import no_leaks
 
 
-class Boom(Exception):
+class BoomError(Exception):
     """An error raised on purpose by user code."""
 
 
@@ -48,7 +48,7 @@ async def _collect_through(kind: str, stream: bt.Stream[int]) -> tuple[list[int]
     after_loop = False
     async with stream.open() as items:
         async for x in items:
-            got.append(x)
+            got.append(x)  # noqa: PERF401
         after_loop = True
     return got, after_loop
 
@@ -69,7 +69,7 @@ async def test_case01_a_producers_own_timeout_is_its_error_not_a_cleanup_error(
         except trio.TooSlowError as exc:
             raised.append(exc)
             if how == "raise_from":
-                err = Boom("stalled")
+                err = BoomError("stalled")
                 raised.append(err)
                 raise err from exc
             raise
@@ -137,7 +137,7 @@ async def test_case02_a_scope_held_across_yield_catches_its_own_deadline_while_p
 async def test_case02_a_nursery_child_failing_while_the_producer_is_parked_is_the_bodys_error(
     autojump_clock: trio.testing.MockClock, pace: float
 ) -> None:
-    child_error = Boom("child")
+    child_error = BoomError("child")
 
     async def child() -> None:
         await trio.sleep(1)
@@ -199,7 +199,7 @@ async def test_case03_case08_a_cleanup_error_of_a_cancelled_producer_arrives_as_
         with trio.move_on_after(2.5):
             async with produce().open() as items:
                 async for x in items:
-                    got.append(x)
+                    got.append(x)  # noqa: PERF401
                 after_loop = True
         raise AssertionError("the cleanup error was swallowed")
 
@@ -223,7 +223,7 @@ async def test_case04_keyboard_interrupt_with_a_concurrent_error_is_never_groupe
     autojump_clock: trio.testing.MockClock, where: str
 ) -> None:
     interrupts: list[BaseException] = []
-    other = Boom("concurrent")
+    other = BoomError("concurrent")
 
     async def interrupt_later() -> None:
         await trio.sleep(1)
@@ -302,12 +302,14 @@ async def test_case04_real_sigint_in_a_fan_out_consumer_arrives_bare() -> None:
                         raise
 
     with no_leaks():
-        exc = await raised_by(lambda: bt.fan_out(bt.from_iterable(range(5)), reads, interrupts_on_1))
+        exc = await raised_by(
+            lambda: bt.fan_out(bt.from_iterable(range(5)), reads, interrupts_on_1)
+        )
     assert type(exc) is KeyboardInterrupt, f"not a bare KeyboardInterrupt: {exc!r}"
     assert exc is interrupts[0]
 
 
-async def test_case04_keyboard_interrupt_in_a_background_task_is_not_dropped_when_the_consumer_leaves(
+async def test_case04_keyboard_interrupt_in_a_background_task_is_not_dropped_on_leaving(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     interrupt = KeyboardInterrupt()
@@ -374,7 +376,7 @@ async def test_case05_stop_iteration_from_a_user_function_is_a_runtime_error(
         async def run() -> None:
             async with stream.open() as items:
                 async for x in items:
-                    got.append(x)
+                    got.append(x)  # noqa: PERF401
             raise AssertionError(f"the stream ended cleanly with {got}")
 
         with no_leaks():
@@ -442,7 +444,7 @@ async def test_case06_batch_within_never_reruns_an_in_flight_call(
 async def test_case07_an_error_in_an_ordered_concurrent_map_is_a_position(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    boom = Boom("item 2")
+    boom = BoomError("item 2")
 
     async def fn(x: int) -> int:
         if x == 2:
@@ -483,7 +485,7 @@ async def test_case09_a_cancelled_drain_does_not_end_the_iterator(
             with trio.move_on_after(1.5):
                 await drain(drained.extend)
             async for x in items:
-                got.append(x)
+                got.append(x)  # noqa: PERF401
     assert drained + got == [0, 1, 2], f"drained {drained}, then the loop saw {got}"
 
 
