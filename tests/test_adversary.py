@@ -560,7 +560,7 @@ def _model_source(spec: SourceSpec, name: str, base: int) -> tuple[Lane, dict[st
         if spec.cleanup == "raise":
             # A hang ends by a downstream timeout: its TooSlowError and this are two errors.
             end = end if isinstance(end, Hang) else Err(f"{name}:cleanup")
-            always[name] = end
+            always[name] = Err(f"{name}:cleanup")
             cuts = [end] if cuts else []
         elif spec.cleanup == "sigint":
             end = Interrupt()
