@@ -114,7 +114,7 @@ async def test_case02_a_scope_held_across_yield_catches_its_own_deadline_while_p
     finalized: list[bool] = []
 
     @bt.stream
-    async def produce() -> AsyncGenerator[str, None]:
+    async def produce() -> AsyncGenerator[str, None]:  # noqa: ASYNC124
         try:
             with trio.move_on_after(5):  # noqa: ASYNC100
                 yield "a"  # noqa: ASYNC119
@@ -163,7 +163,7 @@ async def test_case02_a_nursery_child_failing_while_the_producer_is_parked_is_th
     assert got == ["a"]
     # Exactly what the body's `async with` raises in straight-line code.
     assert isinstance(exc, BaseExceptionGroup), repr(exc)
-    assert list(exc.exceptions) == [child_error]  # type: ignore[misc]
+    assert len(exc.exceptions) == 1  # pyright: ignore[reportUnknownMemberType, reportUnknownArgumentType]
     assert exc.exceptions[0] is child_error  # pyright: ignore[reportUnknownMemberType]
 
 
@@ -315,7 +315,7 @@ async def test_case04_keyboard_interrupt_in_a_background_task_is_not_dropped_on_
     interrupt = KeyboardInterrupt()
 
     @bt.stream
-    async def produce() -> AsyncGenerator[int, None]:
+    async def produce() -> AsyncGenerator[int, None]:  # noqa: ASYNC124
         yield 0
         raise interrupt  # read ahead by .buffer() while the consumer works on item 0
 
@@ -331,15 +331,6 @@ async def test_case04_keyboard_interrupt_in_a_background_task_is_not_dropped_on_
 
 
 # ---------------------------------------------------------------- case 5
-
-
-def _raises_stop_on_2(kind: type[BaseException]) -> Callable[[int], bool]:
-    def pred(x: int) -> bool:
-        if x == 2:
-            raise kind
-        return True
-
-    return pred
 
 
 @pytest.mark.parametrize("kind", [StopIteration, StopAsyncIteration])
