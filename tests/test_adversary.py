@@ -638,7 +638,6 @@ def _apply(
             if stage.op == "take":
                 if len(lane.items) >= n:
                     lane.items, lane.end = lane.items[:n], None
-                    lane.cuts = [c for c in lane.cuts if c in model.always.values()]
             else:
                 lane.items = lane.items[n:]
         else:
