@@ -222,6 +222,13 @@ def _sigint() -> None:
 async def test_case04_keyboard_interrupt_with_a_concurrent_error_is_never_grouped(
     autojump_clock: trio.testing.MockClock, where: str
 ) -> None:
+    # trio randomises the order in which tasks run: repeat, so that a bug that drops the
+    # concurrent error in some orders fails this test every time, not now and then.
+    for _ in range(10):
+        await _keyboard_interrupt_with_a_concurrent_error(where)
+
+
+async def _keyboard_interrupt_with_a_concurrent_error(where: str) -> None:
     interrupts: list[BaseException] = []
     other = BoomError("concurrent")
 
@@ -233,10 +240,13 @@ async def test_case04_keyboard_interrupt_with_a_concurrent_error_is_never_groupe
             interrupts.append(exc)
             raise
 
+    cleanups: list[BaseException] = []
+
     async def fails_in_cleanup() -> None:
         try:
             await trio.sleep_forever()
         finally:
+            cleanups.append(other)
             raise other  # noqa: B012
 
     @bt.stream
@@ -282,6 +292,7 @@ async def test_case04_keyboard_interrupt_with_a_concurrent_error_is_never_groupe
         exc = await raised_by(run)
     assert type(exc) is KeyboardInterrupt, f"not a bare KeyboardInterrupt: {exc!r}"
     assert exc is interrupts[0]
+    assert cleanups == [other], "the concurrent error was not raised (test premise)"
     assert is_in(other, exc), "the concurrent error was dropped"
 
 
