@@ -917,6 +917,8 @@ def check(spec: Spec, log: Log, model: Model, out: Outcome) -> None:  # noqa: C9
     # Guarantee 7: no user function called twice for one item.
     twice = {key: n for key, n in log.calls.items() if n > 1}
     assert not twice, f"user function called more than once per item: {twice}"
+    # ... and exactly once for every item it produced that reached the consumer.
+    _check_called_once(spec, log, out)
 
     # Guarantees 1 and 10: a KeyboardInterrupt arrives as itself.
     if log.ctrl_c:
@@ -1087,6 +1089,20 @@ def _own_nursery_grouped(spec: Spec, raised: BaseException | None) -> bool:
         and type(members[0]) is KeyboardInterrupt
         and any(s.mode == "sigint" and s.hold_nursery for s in spec.sources)
     )
+
+
+def _check_called_once(spec: Spec, log: Log, out: Outcome) -> None:
+    fns = [(i, st) for i, st in enumerate(spec.stages) if isinstance(st, FnSpec)]
+    if not fns or spec.consumer.mode in ("fan_out", "last"):
+        return
+    i, last = fns[-1]
+    for y in out.delivered:
+        if not isinstance(y, int):
+            continue  # a coroutine passed on as an item: another check reports it
+        # Undo the last function (map is injective; filter passes its input on).
+        x = y if last.op == "filter" else (y - 1 - i) // 3
+        calls = log.calls[(f"stage{i}", x)]
+        assert calls == 1, f"stage{i} made {y!r} from {x!r} with {calls} calls (guarantee 7)"
 
 
 def _check_prefix(delivered: list[Any], items: list[Any]) -> None:
