@@ -1,5 +1,7 @@
 """The eleven cases of issue 10, one minimal regression test each (CONTRACT.md guarantees 1-3
-and 7-10). Each asserts the EXPECTED behaviour; every one failed on 458b45b.
+and 7-10). Each asserts the EXPECTED behaviour; every case failed on 458b45b. The last
+section pins, in minimal form, failures the adversary (tests/test_adversary.py) found after
+the core fixes.
 
 The producers hold cancel scopes and nurseries across ``yield`` and raise or await in
 ``finally`` on purpose: that is ordinary user code the contract says is safe.
@@ -575,3 +577,97 @@ def test_case04_sigint_delivered_to_the_main_task_arrives_bare(where: str) -> No
     with pytest.raises(BaseException) as info:  # noqa: PT011
         trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
     assert type(info.value) is KeyboardInterrupt, f"not a bare KeyboardInterrupt: {info.value!r}"
+
+
+# ---------------------------------------------------------------- found by the adversary
+# Minimal forms of failures tests/test_adversary.py found after the core fixes.
+
+
+async def test_adversary_found_an_error_read_ahead_past_the_consumers_stop_is_not_raised(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # Guarantee 8: the consumer stops after item 3; the error is at position 4. Whether it is
+    # seen must not depend on how far the buffers read ahead (nor on an awaiting finally).
+    @bt.stream
+    async def produce() -> AsyncGenerator[int, None]:
+        try:
+            for i in range(4):
+                await trio.sleep(0.2)
+                yield i
+            raise BoomError("after item 3")
+        finally:
+            with trio.CancelScope(shield=True):
+                await trio.sleep(0.01)
+
+    got: list[int] = []
+    with no_leaks():
+        async with produce().buffer(2).buffer(3).open() as items:
+            async for x in items:
+                got.append(x)
+                if len(got) == 4:
+                    break
+    assert got == [0, 1, 2, 3]
+
+
+async def test_adversary_found_a_late_awaitable_skipped_over_is_still_a_type_error() -> None:
+    made: list[Coroutine[Any, Any, int]] = []
+
+    async def later(x: int) -> int:
+        await trio.lowlevel.checkpoint()
+        return x
+
+    def fn(x: int) -> Any:
+        if x == 0:
+            return x
+        coro = later(x)
+        made.append(coro)
+        return coro
+
+    try:
+        with no_leaks():
+            items, error = await bt.from_iterable(range(3)).map(fn).skip(4).collect_result()
+    finally:
+        for coro in made:
+            coro.close()
+    assert isinstance(error, TypeError), f"expected TypeError, got {error!r} with {items!r}"
+
+
+async def test_adversary_found_sigint_in_a_concurrent_map_worker_is_never_dropped(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # A SIGINT in a worker of an unordered concurrent map while a downstream sync filter
+    # raises: the KeyboardInterrupt must win. trio shuffles task order: repeat.
+    for _ in range(30):
+        await _sigint_in_a_worker_while_a_filter_fails()
+
+
+async def _sigint_in_a_worker_while_a_filter_fails() -> None:
+    interrupts: list[BaseException] = []
+
+    async def interrupts_on_1(x: int) -> int:
+        await trio.sleep(0.05)
+        if x == 1:
+            try:
+                _sigint()
+            except KeyboardInterrupt as exc:
+                interrupts.append(exc)
+                raise
+        return x
+
+    calls = [0]
+
+    def fails_from_second_call(x: int) -> bool:
+        calls[0] += 1
+        if calls[0] >= 2:
+            raise BoomError("filter")
+        return True
+
+    stream = (
+        bt.from_iterable([0, 1, 2])
+        .map(interrupts_on_1, concurrency=3, ordered=False)
+        .filter(fails_from_second_call)
+    )
+    with no_leaks():
+        exc = await raised_by(stream.collect)
+    assert interrupts, "test premise: the SIGINT was raised"
+    assert exc is interrupts[0], f"the KeyboardInterrupt was dropped: {exc!r}"
