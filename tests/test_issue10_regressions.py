@@ -671,3 +671,44 @@ async def _sigint_in_a_worker_while_a_filter_fails() -> None:
         exc = await raised_by(stream.collect)
     assert interrupts, "test premise: the SIGINT was raised"
     assert exc is interrupts[0], f"the KeyboardInterrupt was dropped: {exc!r}"
+
+
+async def test_adversary_found_sigint_in_a_worker_while_a_later_stage_fails_is_not_dropped(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # A SIGINT in an ordered concurrent map's worker (item 2) after an unordered concurrent
+    # map downstream failed at once on item 0: the interrupt, once raised, must win.
+    interrupts: list[BaseException] = []
+
+    async def interrupts_on_2(x: int) -> int:
+        await trio.sleep(0.05 * (1 + hash(x) % 3) / 2)
+        if x == 2:
+            try:
+                _sigint()
+            except KeyboardInterrupt as exc:
+                interrupts.append(exc)
+                raise
+        return x
+
+    async def fails_on_0(x: int) -> int:
+        if x == 0:
+            raise BoomError(x)
+        await trio.sleep(0.2)
+        return x
+
+    async def numbers() -> AsyncGenerator[int, None]:
+        for i in range(3):
+            await trio.lowlevel.checkpoint()
+            yield i
+
+    stream = (
+        bt.merge(bt.from_iterable(numbers()), bt.from_iterable([1000, 1001, 1002]))
+        .map(interrupts_on_2, concurrency=3)
+        .map(fails_on_0, concurrency=3, ordered=False)
+    )
+    with no_leaks():
+        exc = await raised_by(stream.collect)
+    if interrupts:
+        assert exc is interrupts[0], f"the KeyboardInterrupt was dropped: {exc!r}"
+    else:
+        assert isinstance(exc, BoomError), repr(exc)
