@@ -122,6 +122,9 @@ class Log:
     errors: dict[str, BaseException] = field(default_factory=dict[str, BaseException])
     interrupts: list[KeyboardInterrupt] = field(default_factory=list[KeyboardInterrupt])
     coroutines: list[Any] = field(default_factory=list[Any])
+    channels: list[trio.MemoryReceiveChannel[int]] = field(
+        default_factory=list[trio.MemoryReceiveChannel[int]]
+    )
     ctrl_c: bool = False  # a Ctrl-C was pressed while trio's own code ran
 
     def raise_(self, key: str, exc: BaseException) -> None:
@@ -201,7 +204,7 @@ Cleanup = Literal["none", "await", "await_shielded", "raise", "sigint"]
 
 @dataclass(frozen=True)
 class SourceSpec:
-    kind: Literal["list", "aiter", "stream"]
+    kind: Literal["list", "aiter", "channel", "stream"]
     n: int
     mode: SourceMode = "plain"
     at: int = 0  # the item before which the mode acts
@@ -255,6 +258,7 @@ StageSpec = FnSpec | CountSpec | BufferSpec | TimeoutSpec
 
 ConsumerMode = Literal[
     "full", "break", "raise", "cancel", "deadline", "poll", "sigint", "ctrl_c", "drain",
+    "buffered",
     "collect", "collect_result", "first", "last", "reduce", "for_each", "fan_out",
 ]  # fmt: skip
 ViewMode = Literal["full", "break", "raise", "sigint"]
@@ -281,9 +285,10 @@ DELAYS = st.sampled_from([0.0, 0.0, 0.01, 0.05, 0.2])
 
 @st.composite
 def source_specs(draw: st.DrawFn) -> SourceSpec:
-    kinds: list[Literal["list", "aiter", "stream"]] = [
+    kinds: list[Literal["list", "aiter", "channel", "stream"]] = [
         "list",
         "aiter",
+        "channel",
         "stream",
         "stream",
         "stream",
@@ -397,6 +402,14 @@ def _source(log: Log, spec: SourceSpec, name: str, base: int) -> bt.Stream[int]:
     values = [base + j for j in range(spec.n)]
     if spec.kind == "list":
         return bt.from_iterable(values)
+    if spec.kind == "channel":
+        # A filled memory channel whose sender is closed; the stream must close the receiver.
+        send, receive = trio.open_memory_channel[int](max(1, len(values)))
+        for v in values:
+            send.send_nowait(v)
+        send.close()
+        log.channels.append(receive)
+        return bt.from_channel(receive)
     if spec.kind == "aiter":
 
         async def agen() -> AsyncGenerator[int, None]:
@@ -767,6 +780,13 @@ async def consume(spec: Spec, stream: bt.Stream[Any], log: Log, out: Outcome) ->
                     await trio.sleep(c.t)
                 out.after_loop = True
         out.cancelled_caught = scope.cancelled_caught
+    elif c.mode == "buffered":
+        async with bt.BufferedStream(stream, capacity=2) as buffered:
+            async for x in buffered:
+                got(x)
+                if c.t:
+                    await trio.sleep(c.t)
+            out.after_loop = True
     elif c.mode == "poll":
         async with stream.open() as items:
             while True:
@@ -910,7 +930,11 @@ def check(spec: Spec, log: Log, model: Model, out: Outcome) -> None:  # noqa: C9
         raise raised
     c = spec.consumer
 
-    # Guarantee 2: every producer that started has finished its cleanup.
+    # Guarantee 2: every producer that started has finished its cleanup; a channel source
+    # is closed when its stream is.
+    for channel in log.channels:
+        assert channel.statistics().open_receive_channels == 0, "from_channel left it open"
+
     for name, count in log.entered.items():
         assert count == 1, f"{name} entered {count} times in one opening"
         assert log.finalized[name] == count, f"{name}'s finally did not run before the exit"
@@ -947,6 +971,7 @@ def check(spec: Spec, log: Log, model: Model, out: Outcome) -> None:  # noqa: C9
     reads_all = c.mode in (
         "full",
         "poll",
+        "buffered",
         "collect",
         "collect_result",
         "reduce",
@@ -1064,7 +1089,7 @@ def check(spec: Spec, log: Log, model: Model, out: Outcome) -> None:  # noqa: C9
             assert log.reachable(raised, s), f"{s} lost in {raised!r}"
         if own is not None:
             assert any(e is own for e in _reachable(raised)), f"consumer's error lost: {raised!r}"
-    if primary is not None and not stops_early and c.mode in ("full", "poll", "drain"):
+    if primary is not None and not stops_early and c.mode in ("full", "poll", "drain", "buffered"):
         assert not out.after_loop, f"the async for ended cleanly before {primary} (guarantee 3/8)"
 
 
@@ -1072,6 +1097,7 @@ def _reads_ahead(spec: Spec) -> bool:
     return (
         len(spec.sources) > 1
         or spec.batch is not None
+        or spec.consumer.mode in ("buffered", "fan_out")
         or any(
             isinstance(s, BufferSpec) or (isinstance(s, FnSpec) and s.concurrency)
             for s in spec.stages
@@ -1128,7 +1154,16 @@ def _check_weak(spec: Spec, log: Log, model: Model, out: Outcome, always: list[S
         for lane in model.lanes:
             mine = [x for x in out.delivered if any(x == y for y in lane.items)]
             assert _is_subsequence(mine, lane.items), f"lane order broken: {mine} vs {lane.items}"
-    full = c.mode in ("full", "poll", "collect", "collect_result", "reduce", "for_each", "last")
+    full = c.mode in (
+        "full",
+        "poll",
+        "buffered",
+        "collect",
+        "collect_result",
+        "reduce",
+        "for_each",
+        "last",
+    )
     no_errors = not model.possible_errors and not model.always
     if full and no_errors and not model.truncated and not model.lossy and model.values():
         assert out.raised is None, f"nothing fails here, yet {out.raised!r}"

@@ -712,3 +712,28 @@ async def test_adversary_found_sigint_in_a_worker_while_a_later_stage_fails_is_n
         assert exc is interrupts[0], f"the KeyboardInterrupt was dropped: {exc!r}"
     else:
         assert isinstance(exc, BoomError), repr(exc)
+
+
+@pytest.mark.parametrize("ordered", [True, False])
+async def test_adversary_found_a_channel_closed_under_a_concurrent_map_is_not_an_error(
+    ordered: bool,
+) -> None:
+    # The concurrent map's error must arrive as itself: closing the channel source while its
+    # reader is still receiving must not add a ClosedResourceError. Repeated: order-dependent.
+    for _ in range(10):
+        await _a_concurrent_map_over_a_channel_fails(ordered=ordered)
+
+
+async def _a_concurrent_map_over_a_channel_fails(*, ordered: bool) -> None:
+    boom = BoomError(0)
+
+    async def fails(x: int) -> int:  # noqa: ASYNC124 - fails at once, before any checkpoint
+        raise boom
+
+    send, receive = trio.open_memory_channel[int](1)
+    send.send_nowait(0)
+    send.close()
+    stream = bt.from_channel(receive).map(fails, concurrency=2, ordered=ordered)
+    with no_leaks():
+        exc = await raised_by(stream.collect)
+    assert exc is boom, f"expected the map's error as itself, got {exc!r}"
