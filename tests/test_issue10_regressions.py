@@ -737,3 +737,78 @@ async def _a_concurrent_map_over_a_channel_fails(*, ordered: bool) -> None:
     with no_leaks():
         exc = await raised_by(stream.collect)
     assert exc is boom, f"expected the map's error as itself, got {exc!r}"
+
+
+async def test_adversary_found_a_cancelled_consumer_never_sees_an_error_read_ahead(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # Guarantees 3 and 8: the consumer cancels its own scope after item 0; the error at
+    # position 1, read ahead by the buffer, must not replace the cancellation.
+    @bt.stream
+    async def produce() -> AsyncGenerator[int, None]:
+        try:
+            await trio.sleep(0.05)
+            yield 0
+            raise BoomError("position 1")
+        finally:
+            with trio.CancelScope(shield=True):
+                await trio.sleep(0.01)
+
+    got: list[int] = []
+    with no_leaks(), trio.CancelScope() as scope:
+        async with produce().buffer(2).open() as items:
+            async for x in items:
+                got.append(x)
+                scope.cancel()
+                await trio.lowlevel.checkpoint()
+    assert scope.cancelled_caught
+    assert got == [0]
+
+
+async def test_adversary_found_sigint_in_a_worker_is_not_dropped_when_first_returns(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # A KeyboardInterrupt raised in a concurrent map's worker task while first() already has
+    # its item must still arrive (issue 10, case 4's "dropped if the consumer leaves first").
+    for _ in range(10):
+        await _sigint_in_a_worker_while_first_returns()
+
+
+async def _sigint_in_a_worker_while_first_returns() -> None:
+    interrupts: list[BaseException] = []
+
+    async def interrupts_on_1(x: int) -> int:
+        await trio.sleep(0.05 * (1 + hash(x) % 3) / 2)
+        if x == 1:
+            try:
+                _sigint()
+            except KeyboardInterrupt as exc:
+                interrupts.append(exc)
+                raise
+        return x
+
+    async def same(x: int) -> int:
+        await trio.sleep(0.05 * (1 + hash(x) % 3) / 2)
+        return x
+
+    async def numbers() -> AsyncGenerator[int, None]:
+        for i in range(5):
+            await trio.lowlevel.checkpoint()
+            yield i
+
+    stream = (
+        bt.from_iterable(numbers())
+        .map(interrupts_on_1, concurrency=3, ordered=False)
+        .map(same, concurrency=3, ordered=False)
+    )
+    returned: list[object] = []
+    caught: BaseException | None = None
+    try:
+        with no_leaks():
+            returned.append(await stream.first())
+    except KeyboardInterrupt as exc:
+        caught = exc
+    if interrupts:
+        assert caught is interrupts[0], f"first() returned {returned}; the interrupt was dropped"
+    else:
+        assert caught is None
