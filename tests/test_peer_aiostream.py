@@ -23,7 +23,7 @@ items that arrived before it, never dropped because a later stage read ahead.
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import TypeVar
 
 import pytest
@@ -54,28 +54,32 @@ class Cleanup:
         self.ended: list[float] = []
 
 
+class Forever:
+    """The schedule ``(i, i)`` for i = 0, 1, 2, ... (aiostream's ``count(interval=1)``)."""
+
+    def __iter__(self) -> Iterator[tuple[float, int]]:
+        return ((i, i) for i in itertools.count())
+
+
 def timed(
-    schedule: Iterable[tuple[float, T]] | None,
-    cleanup: Cleanup | None = None,
-    cleanup_time: float = 1,
+    schedule: Iterable[tuple[float, T]], cleanup: Cleanup | None = None, cleanup_time: float = 1
 ) -> bt.Stream[T]:
-    """A producer that yields each ``(at, item)`` at time ``at`` after its start (aiostream's
-    ``range(..., interval=)``/``delay``), or ``i`` at ``i`` seconds for ever when
-    ``schedule`` is None (aiostream's ``count(interval=1)``); with ``cleanup``, its
-    ``finally`` awaits ``cleanup_time`` seconds (aiostream's ``add_resource``)."""
-    plan = None if schedule is None else list(schedule)
+    """A producer that yields each ``(at, item)`` of ``schedule`` (re-iterable: each opening
+    reads it afresh) at time ``at`` after its start (aiostream's ``range(..., interval=)``
+    and ``delay``); with ``cleanup``, its ``finally`` awaits ``cleanup_time`` seconds
+    (aiostream's ``add_resource``)."""
 
     @bt.stream
     async def produce() -> AsyncIterator[T]:
         start = trio.current_time()
         try:
-            for at, item in plan if plan is not None else ((i, i) for i in itertools.count()):
+            for at, item in schedule:
                 await trio.sleep_until(start + at)
                 yield item
         finally:
             if cleanup is not None:
                 cleanup.began.append(trio.current_time() - start)
-                await trio.sleep(cleanup_time)
+                await trio.sleep(cleanup_time)  # noqa: ASYNC102 - the scenario's cleanup awaits
                 cleanup.ended.append(trio.current_time() - start)
 
     return produce()
@@ -311,7 +315,7 @@ async def test_merge_error_before_the_items_is_raised_at_its_position(
     error = ZeroDivisionError()
 
     @bt.stream
-    async def fails_at_once() -> AsyncIterator[int]:
+    async def fails_at_once() -> AsyncIterator[int]:  # noqa: ASYNC124 - a @bt.stream body is an async generator
         raise error
         yield 0  # pragma: no cover - makes this an async generator
 
@@ -339,7 +343,7 @@ async def test_merge_source_own_timeout_is_its_error_not_an_end(
 
     got: list[int] = []
     after_loop: list[str] = []
-    with no_leaks(), pytest.raises(trio.TooSlowError) as caught:
+    with no_leaks(), pytest.raises(trio.TooSlowError) as caught:  # noqa: PT012
         async with bt.merge(stalls(), timed([(5, 0)])).open() as items:
             async for x in items:
                 got.append(x)  # noqa: PERF401 - the loop is the scenario
@@ -361,13 +365,13 @@ async def test_merge_source_that_swallows_its_cancellation(
     async def swallows() -> AsyncIterator[int]:
         try:
             await trio.sleep(2)
-        except trio.Cancelled:  # noqa: ASYNC103 - the peer's scenario swallows it on purpose
+        except trio.Cancelled:  # noqa: ASYNC103 - swallowed on purpose
             swallowed.append("cancelled")
-            return
+            return  # noqa: ASYNC104 - the peer's scenario swallows it on purpose
         yield 0  # pragma: no cover
 
     @bt.stream
-    async def one() -> AsyncIterator[int]:
+    async def one() -> AsyncIterator[int]:  # noqa: ASYNC124 - a @bt.stream body is an async generator
         yield 1
 
     with no_leaks():
@@ -396,7 +400,7 @@ async def test_batch_of_a_timed_source(
     """test_chunks, first three cases: items one a second, in batches of three; the last
     batch holds the rest."""
     with no_leaks():
-        got = await timed((i, i) for i in range(n)).batch(3).collect()
+        got = await timed([(i, i) for i in range(n)]).batch(3).collect()
     assert got == expected
 
 
@@ -408,7 +412,7 @@ async def test_batch_then_take_of_an_endless_source_with_slow_cleanup(
     has run to the end before the block exits."""
     cleanup = Cleanup()
     with no_leaks():
-        got = await timed(None, cleanup).batch(3).take(1).collect()
+        got = await timed(Forever(), cleanup).batch(3).take(1).collect()
     assert got == [[0, 1, 2]]
     assert len(cleanup.ended) == 1
     assert cleanup.ended[0] - cleanup.began[0] == 1
@@ -421,9 +425,10 @@ async def test_batch_then_take_of_an_endless_source_with_slow_cleanup(
 async def test_timeout_not_reached(autojump_clock: trio.testing.MockClock, limit: str) -> None:
     """test_timeout, first case: a source that ends at once, under a 5 s limit: every item,
     no time spent."""
+    limits: dict[str, float] = {limit: 5}
     start = trio.current_time()
     with no_leaks():
-        got = await bt.from_iterable(range(3)).timeout(**{limit: 5}).collect()
+        got = await bt.from_iterable(range(3)).timeout(**limits).collect()
     assert got == [0, 1, 2]
     assert trio.current_time() == start
 
@@ -446,9 +451,10 @@ async def test_timeout_of_a_source_that_never_ends(
         finally:
             stopped.append("finally")
 
+    limits: dict[str, float] = {limit: 1}
     start = trio.current_time()
     with no_leaks():
-        items, error = await then_never().timeout(**{limit: 1}).collect_result()
+        items, error = await then_never().timeout(**limits).collect_result()
     assert items == [0, 1, 2]
     assert type(error) is trio.TooSlowError
     assert trio.current_time() - start == 1
