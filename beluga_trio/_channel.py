@@ -12,12 +12,12 @@ ready with ``receive_nowait`` costs about as much as the chain itself).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator, Sequence
-from itertools import islice
-from typing import Any, Final, Generic, Literal, Protocol, TypeVar, cast, final
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Final, Generic, Literal, Protocol, TypeVar, final
 
 import trio
 
+from ._outcome import Kind, classify
 from ._stage import (
     NOT_READY,
     SCHEDULE_EVERY,
@@ -26,8 +26,6 @@ from ._stage import (
     Pull,
     Resource,
     SyncPull,
-    Yield,
-    replaced_cancellation,
 )
 
 __all__ = [
@@ -36,7 +34,6 @@ __all__ = [
     "Feeders",
     "Overflow",
     "Tasks",
-    "is_cancellation",
     "raise_errors",
 ]
 
@@ -44,14 +41,6 @@ T = TypeVar("T")
 
 # Marks "the channel ended" (a user's item may be None).
 _ENDED: Final[Any] = object()
-
-
-def is_cancellation(exc: BaseException) -> bool:
-    """A `trio.Cancelled`, or a group of nothing else (a nursery's way of passing one on)."""
-    if isinstance(exc, BaseExceptionGroup):
-        group = cast("BaseExceptionGroup[BaseException]", exc)  # isinstance loses the arg
-        return all(is_cancellation(e) for e in group.exceptions)
-    return isinstance(exc, trio.Cancelled)
 
 
 def raise_errors(errors: Sequence[BaseException]) -> None:
@@ -114,15 +103,17 @@ class Tasks(Resource):
         try:
             with scope:
                 await fn()
-        except BaseException as exc:  # noqa: BLE001, ASYNC103 - see below
-            if is_cancellation(exc):
+        except BaseException as exc:  # noqa: ASYNC103 - classified, see ._outcome
+            # A stage task moves items of pulls (whose own stages have already classified what
+            # they raise) or calls sync functions (which cannot see a cancellation): what it
+            # raises is the stream's content, delivered at its position.
+            kind = classify(exc, stopping=False)
+            if kind is Kind.FATAL:
+                raise  # into the opening's nursery: it ends the opening at once
+            if kind is Kind.CANCELLED:
                 # Not ours (ours is caught by `scope`): the consumer is cancelled too and
                 # raises its own Cancelled, or, if it is shielded, ChannelPull raises for it.
                 self.cancelled_from_outside = True
-            elif replaced_cancellation(exc):
-                # A cleanup replaced a cancellation with an error. Reported when the opening
-                # closes, never dropped with unread items.
-                self._cleanup_errors.append(exc)
             else:
                 self.fail(exc)  # raised to the consumer, see the class docstring
         finally:
@@ -329,50 +320,26 @@ class Feed(Generic[T]):
 
     async def pump(self, upstream: Pull[T]) -> None:
         """Move every item of ``upstream`` into the channel; return at its end, or when the
-        consumer has closed the channel. Errors propagate to the `Tasks` running this."""
+        consumer has closed the channel. Errors propagate to the `Tasks` running this, after
+        the items before them were sent."""
         try:
             if isinstance(upstream, SyncPull):
-                await self._pump_sync(upstream.it)
+                await self._pump_sync(upstream)
             else:
                 await self._pump_async(upstream)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             return  # the consumer has gone
 
-    async def _pump_sync(self, it: Iterator[T]) -> None:
+    async def _pump_sync(self, upstream: SyncPull[T]) -> None:
         send_nowait = self._send_nowait
-        budget = SCHEDULE_EVERY
         while True:
-            if budget <= 0:
-                await trio.lowlevel.checkpoint()
-                budget = SCHEDULE_EVERY
             size = SCHEDULE_EVERY
             if self.overflow == "wait":
-                room = self.capacity - self.fill()
-                if room <= 0:
-                    # Full: take the one item in hand and wait with it (no send_nowait
-                    # that is bound to fail).
-                    try:
-                        item = next(it)
-                    except StopIteration:
-                        return
-                    except Yield:
-                        budget = 0
-                        continue
-                    await self._full(item)
-                    budget = SCHEDULE_EVERY  # that wait was a schedule point
-                    continue
-                size = min(room, SCHEDULE_EVERY)
-            chunk: list[T] = []
-            ended = False
-            error: Exception | None = None
-            try:
-                chunk.extend(islice(it, size))
-                ended = len(chunk) < size
-            except Yield:
-                budget = 0  # a looping stage asks for a schedule point; the chunk is kept
-            except Exception as exc:  # noqa: BLE001 - raised below, after the items before it
-                error = exc
-            budget -= len(chunk)
+                # No more than there is room for (one when full: it waits in hand).
+                size = max(1, min(self.capacity - self.fill(), SCHEDULE_EVERY))
+            chunk = await upstream.pull_some_of(size)
+            if not chunk:
+                return
             sent = 0  # counted locally; added to `placed` before anything can observe it
             for item in chunk:
                 try:
@@ -380,16 +347,11 @@ class Feed(Generic[T]):
                 except trio.WouldBlock:
                     self.placed += sent
                     sent = 0
-                    if await self._full(item):
-                        budget = SCHEDULE_EVERY  # that wait was a schedule point
+                    await self._full(item)
                 else:
                     sent += 1
             self.placed += sent
             self.peak = max(self.peak, self.fill())
-            if error is not None:
-                raise error
-            if ended:
-                return
 
     async def _pump_async(self, upstream: AsyncPull[T]) -> None:
         send_nowait = self._send_nowait

@@ -7,11 +7,13 @@ from typing import Any, Final, Generic, TypeVar, final
 
 import trio
 
-from ._channel import ChannelPull, raise_errors
+from ._channel import ChannelPull
 from ._exceptions import StreamConsumedError
-from ._stage import AsyncPull, Node, Pull, Scope, SyncResource, as_async, settle
+from ._opening import StreamOpening
+from ._outcome import Kind, classify
+from ._stage import AsyncPull, Node, Pull, Scope, SyncResource
 from ._stream import Stream
-from ._util import describe
+from ._util import check_count, describe, is_async_callable
 
 __all__ = ["fan_out"]
 
@@ -99,34 +101,49 @@ class _ViewNode(Node[T]):
 
 @final
 class _Distribution(Generic[T, R]):
-    """One run of `fan_out`: the source's reader, the consumers, and what they raised."""
+    """One run of `fan_out`: the source's reader and the consumers, supervised as tasks of the
+    opening of the source. An error in any of them ends the whole opening (`Scope.fail`)."""
 
-    __slots__ = ("_channels", "_consumers", "_nursery", "errors", "results", "view_end")
+    __slots__ = ("_channels", "_consumers", "_running", "_scope", "finished", "results", "view_end")
 
     def __init__(
         self,
         consumers: tuple[Callable[[Stream[T]], Awaitable[R]], ...],
-        buffer: int,
-        nursery: trio.Nursery,
+        capacity: int,
+        scope: Scope,
     ) -> None:
         self._consumers = consumers
-        self._channels = [trio.open_memory_channel[T](buffer) for _ in consumers]
-        self._nursery = nursery
+        self._channels = [trio.open_memory_channel[T](capacity) for _ in consumers]
+        self._scope = scope
+        self._running = 0
+        self.finished = trio.Event()
         self.results: list[Any] = [_MISSING] * len(consumers)
-        self.errors: list[BaseException] = []
         self.view_end = _ViewEnd()
 
-    def start(self, source: AsyncPull[T]) -> None:
-        self._nursery.start_soon(self._distribute, source, name="beluga_trio fan_out source")
+    def start(self, nursery: trio.Nursery, source: AsyncPull[T]) -> None:
+        self._running = 1 + len(self._consumers)
+        nursery.start_soon(self._distribute, source, name="beluga_trio fan_out source")
         for index, consumer in enumerate(self._consumers):
             name = f"beluga_trio fan_out consumer {describe(consumer)}"
-            self._nursery.start_soon(self._consume, index, name=name)
+            nursery.start_soon(self._consume, index, name=name)
 
-    def _fail(self, exc: BaseException) -> None:
+    def _done(self) -> None:
+        self._running -= 1
+        if self._running == 0:
+            self.finished.set()
+
+    def _outcome(self, exc: BaseException) -> None:
+        """What a task raised: a fatal error goes on into the nursery; an error ends the
+        whole run; a cancellation marks the views as cut short."""
+        kind = classify(exc, stopping=False)
+        if kind is Kind.FATAL:
+            raise exc
+        if kind is Kind.CANCELLED:
+            self.view_end.cancelled_from_outside = True
+            raise exc
         if self.view_end.cancelled_from_outside and isinstance(exc, trio.BrokenResourceError):
             return  # a consumer told that its view was cut short: a consequence, not a cause
-        self.errors.append(exc)
-        self._nursery.cancel_scope.cancel()  # our own scope: nothing of it escapes
+        self._scope.fail(exc)
 
     async def _distribute(self, source: AsyncPull[T]) -> None:
         senders = [tx for tx, _ in self._channels]
@@ -150,72 +167,58 @@ class _Distribution(Generic[T, R]):
                         detached.append(tx)  # that consumer has returned
                 for tx in detached:
                     attached.remove(tx)
-        except trio.Cancelled:
+        except BaseException as exc:  # noqa: BLE001, ASYNC103 - see _outcome (re-raises Cancelled)
             self.view_end.cancelled_from_outside = True
-            raise
-        except BaseException as exc:  # noqa: BLE001 - raised by fan_out, as itself
-            self.view_end.cancelled_from_outside = True
-            self._fail(exc)
+            self._outcome(exc)
         finally:
             for tx in senders:
                 tx.close()  # the views end after their last item
+            self._done()
 
     async def _consume(self, index: int) -> None:
         rx = self._channels[index][1]
         try:
             view = Stream(_ViewNode(rx, index, trio.lowlevel.current_task(), self.view_end))
             self.results[index] = await self._consumers[index](view)
-        except trio.Cancelled:
-            raise
-        except BaseException as exc:  # noqa: BLE001 - raised by fan_out, as itself
-            self._fail(exc)
+        except BaseException as exc:  # noqa: BLE001, ASYNC103 - see _outcome (re-raises Cancelled)
+            self._outcome(exc)
         finally:
             rx.close()  # detach it, whether or not it opened its view
+            self._done()
 
 
 async def fan_out(
     stream: Stream[T],
     *consumers: Callable[[Stream[T]], Awaitable[R]],
-    buffer: int = 1024,
+    capacity: int = 1024,
 ) -> list[R]:
     """Run every consumer on its own view of ``stream``, concurrently; return their results.
 
     Each consumer is ``async def consumer(view: Stream[T]) -> R``; its view is a stream it may
     open once. The source is opened and read once, by one task; every consumer sees every item,
-    in order. The slowest consumer sets the pace: at most ``buffer`` items wait for each one,
+    in order. The slowest consumer sets the pace: at most ``capacity`` items wait for each one,
     so memory does not grow with the stream. A consumer that returns early (or never opens its
     view) is detached and the others go on. A view is read by its own consumer (its task, or
     tasks it starts); opened anywhere else it raises `RuntimeError`, where Go's ``FanOut``
     would deadlock. Returns ``[R, ...]`` in the order of ``consumers``.
 
-    Errors: an exception from the source or from any consumer cancels everything else and is
-    raised, as itself; several at once arrive together in one `BaseExceptionGroup`. All tasks
-    live in a nursery of this call: when it returns or raises, nothing is left running.
+    The source is opened exactly as `Stream.open` opens it, and every task lives in that
+    opening: when this returns or raises, nothing is left running. Errors: an exception from the
+    source or from any consumer cancels everything else and is raised, as itself; several at
+    once arrive together in one `BaseExceptionGroup`; `KeyboardInterrupt` as itself.
     """
     if not isinstance(stream, Stream):  # pyright: ignore[reportUnnecessaryIsInstance]
         raise TypeError(f"fan_out() needs a Stream, got {stream!r}")
     for consumer in consumers:
-        if not callable(consumer):
-            raise TypeError(f"fan_out() consumers must be async callables, got {consumer!r}")
-    if not isinstance(buffer, int) or isinstance(buffer, bool):  # pyright: ignore[reportUnnecessaryIsInstance]
-        raise TypeError(f"fan_out() needs an int buffer, got {buffer!r}")
-    if buffer < 1:
-        raise ValueError(f"fan_out() needs a buffer >= 1, got {buffer}")
-
-    scope = Scope()  # the source's stages, opened in this task
-    try:
-        source = as_async(await stream._node.open(scope))
-        async with trio.open_nursery() as nursery:
-            run = _Distribution(consumers, buffer, nursery)
-            run.start(source)
-    except BaseException as exc:
-        # ASYNC102: stopping the source's stages is this call's cleanup (see Scope.aclose).
-        await settle(exc, await scope.aclose())  # noqa: ASYNC102
-        raise
-    errors = run.errors
-    error = None
-    if errors:
-        error = errors[0] if len(errors) == 1 else BaseExceptionGroup("fan_out errors", errors)
-    await settle(error, await scope.aclose())
-    raise_errors(errors)
+        if not callable(consumer) or not is_async_callable(consumer):
+            raise TypeError(
+                f"fan_out() consumers must be `async def` functions taking the view, got "
+                f"{describe(consumer)}"
+            )
+    check_count("fan_out", "capacity", capacity, minimum=1)
+    opening = StreamOpening(stream._node)
+    async with opening as items:
+        run: _Distribution[T, R] = _Distribution(consumers, capacity, opening.scope)
+        run.start(await opening.scope.nursery(), items.source)
+        await run.finished.wait()
     return run.results

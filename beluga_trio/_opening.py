@@ -2,26 +2,40 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
-from itertools import chain, islice
+import enum
+from collections.abc import AsyncIterator, Callable, Sequence
 from types import TracebackType
-from typing import Any, Final, Generic, TypeVar, final
+from typing import TYPE_CHECKING, Generic, TypeVar, final
 
 import trio
 
-from ._stage import NOT_READY, SCHEDULE_EVERY, Node, Pull, Scope, SyncPull, Yield, settle
+from ._stage import NOT_READY, Node, Pull, Scope, leave, stop_and_wait
 
-__all__ = ["StreamIterator", "StreamOpening"]
+__all__ = ["StreamIterator", "StreamOpening", "require_trio"]
 
 T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
 
-_END: Final[Any] = object()
+
+def require_trio(what: str) -> None:
+    """Raise a clear error when called outside a trio run (under asyncio, or with no loop)."""
+    try:
+        trio.lowlevel.current_task()
+    except RuntimeError:
+        raise RuntimeError(
+            f"{what} must run inside trio: beluga_trio runs under trio (trio.run(main)), "
+            "not under asyncio or another event loop"
+        ) from None
 
 
 @final
 class StreamOpening(Generic[T_co]):
-    """The async context manager returned by `Stream.open`. Enter it once."""
+    """The async context manager returned by `Stream.open`. Enter it once.
+
+    Entering opens every stage (background tasks start in a nursery owned by the block) and
+    yields a `StreamIterator`. Leaving, by any route, stops every stage and waits for every
+    task; what it raises is decided by one rule, documented in the errors-and-cancellation page.
+    """
 
     __slots__ = ("_iterator", "_node", "_scope")
 
@@ -30,7 +44,22 @@ class StreamOpening(Generic[T_co]):
         self._scope: Scope | None = None
         self._iterator: StreamIterator[T_co] | None = None
 
+    @property
+    def scope(self) -> Scope:
+        """The opening's `Scope`, once entered (for stages that run the consumer's side too)."""
+        assert self._scope is not None, "scope before __aenter__"
+        return self._scope
+
+    if not TYPE_CHECKING:
+
+        def __aiter__(self) -> None:
+            raise TypeError(
+                "stream.open() is an async context manager, not an iterator: use "
+                "`async with stream.open() as items: async for x in items: ...`"
+            )
+
     async def __aenter__(self) -> StreamIterator[T_co]:
+        require_trio("Stream.open()")
         if self._scope is not None:
             raise RuntimeError(
                 "this open() context manager was already entered; call stream.open() again "
@@ -42,9 +71,9 @@ class StreamOpening(Generic[T_co]):
         except BaseException as exc:
             # Opening failed half-way: stop what was opened, then raise (ASYNC102: leaving
             # the nursery is shielded by trio itself; the tasks stay cancellable).
-            await settle(exc, await scope.aclose())  # noqa: ASYNC102
+            await leave(exc, await scope.aclose())  # noqa: ASYNC102
             raise
-        self._iterator = StreamIterator(pull)
+        self._iterator = StreamIterator(pull, scope)
         return self._iterator
 
     async def __aexit__(
@@ -55,15 +84,16 @@ class StreamOpening(Generic[T_co]):
     ) -> None:
         assert self._scope is not None, "__aexit__ without __aenter__"
         assert self._iterator is not None
-        self._iterator.close()
+        self._iterator._state = _State.CLOSED
         # ASYNC102: this is the stream's cleanup; see Scope.aclose for how it stays
         # cancellable without leaving a task behind.
-        await settle(exc, await self._scope.aclose())  # noqa: ASYNC102
+        await leave(exc, await self._scope.aclose())  # noqa: ASYNC102
 
 
-_OPEN: Final = 0
-_FINISHED: Final = 1  # ended, or raised an error
-_CLOSED: Final = 2  # its opening has exited
+class _State(enum.Enum):
+    OPEN = "open"
+    FINISHED = "finished"  # ended, raised an error, or closed by aclose()
+    CLOSED = "closed"  # its opening has exited
 
 
 @final
@@ -72,103 +102,86 @@ class StreamIterator(AsyncIterator[T_co]):
 
     After the stream ends or raises, ``anext`` raises `StopAsyncIteration`; after the block
     exits, `trio.ClosedResourceError`; two tasks waiting in ``anext`` at once:
-    `trio.BusyResourceError`. A cancelled ``anext`` changes nothing: the stream goes on.
+    `trio.BusyResourceError`. Every ``anext`` is a cancellation point, and a cancelled ``anext``
+    changes nothing: no item is lost, no user function is called again, the stream goes on.
     """
 
-    __slots__ = ("_async", "_budget", "_busy", "_state", "_sync")
+    __slots__ = ("_busy", "_pull", "_scope", "_state")
 
-    def __init__(self, pull: Pull[T_co]) -> None:
-        # Exactly one of the two is set.
-        self._sync = pull.it if isinstance(pull, SyncPull) else None
-        self._async = None if isinstance(pull, SyncPull) else pull
-        self._state = _OPEN
+    def __init__(self, pull: Pull[T_co], scope: Scope) -> None:
+        self._pull = pull
+        self._scope = scope
+        self._state = _State.OPEN
         self._busy = False
-        self._budget = SCHEDULE_EVERY
 
-    def close(self) -> None:
-        self._state = _CLOSED
+    @property
+    def source(self) -> Pull[T_co]:
+        """The opened last stage (for `fan_out`, which reads it from a task of its own)."""
+        return self._pull
 
     def _refuse(self) -> None:
-        if self._state == _CLOSED:
+        if self._state is _State.CLOSED:
             raise trio.ClosedResourceError("this stream's open() block has exited")
         if self._busy:
             raise trio.BusyResourceError("another task is already waiting on this stream")
 
     async def __anext__(self) -> T_co:
-        if self._state != _OPEN or self._busy:
-            if self._state == _FINISHED and not self._busy:
+        if self._state is not _State.OPEN or self._busy:
+            if self._state is _State.FINISHED and not self._busy:
                 await trio.lowlevel.checkpoint()
                 raise StopAsyncIteration
             self._refuse()
-        # Every item is a cancellation point, and a full schedule point every few hundred.
-        self._budget -= 1
-        if self._budget < 0:
-            self._budget = SCHEDULE_EVERY
-            await trio.lowlevel.checkpoint()
-        else:
-            await trio.lowlevel.checkpoint_if_cancelled()
+        await trio.lowlevel.checkpoint_if_cancelled()
         self._busy = True
         try:
-            sync = self._sync
-            if sync is not None:
-                while True:
-                    try:
-                        item = next(sync)
-                        break
-                    except Yield:
-                        await trio.lowlevel.checkpoint()
-            else:
-                pull = self._async
-                assert pull is not None
-                ready = pull.poll()  # a ready item without a coroutine, if the stage has one
-                item = await pull.pull() if ready is NOT_READY else ready
-        except (StopIteration, StopAsyncIteration):
-            self._state = _FINISHED
-            raise StopAsyncIteration from None
+            pull = self._pull
+            item = pull.poll()  # a ready item without a coroutine, if the stage has one
+            if item is NOT_READY:
+                item = await pull.pull()
+        except StopAsyncIteration:
+            self._state = _State.FINISHED
+            raise
         except trio.Cancelled:
             raise  # every stage is cancel-safe: the stream goes on
         except BaseException:
-            self._state = _FINISHED
+            self._state = _State.FINISHED
             raise
         else:
             return item
         finally:
             self._busy = False
 
-    async def drain(self, sink: Callable[[Iterator[T_co]], object]) -> None:
-        """Feed every remaining item to ``sink`` in order, a bounded chunk per call.
+    async def aclose(self) -> None:
+        """Stop the stream now, as leaving the block would, and wait until every stage has
+        stopped; later ``anext`` calls raise `StopAsyncIteration`. Errors raised while the
+        stages clean up are raised when the block exits. Cancellable: the block's exit
+        finishes the job."""
+        if self._state is _State.CLOSED:
+            return
+        self._state = _State.FINISHED
+        await stop_and_wait(self._scope.resources[::-1])
 
-        For terminal operations: a sync chain is consumed by ``sink`` (e.g. ``list.extend``)
-        at C speed, with a schedule point between chunks of `SCHEDULE_EVERY` items; an async
-        chain hands over whatever items are ready at once.
+    async def _drain(self, sink: Callable[[Sequence[T_co]], object]) -> None:
+        """Feed every remaining item to ``sink`` in order, as many as are ready per call.
+
+        For terminal operations: a sync chain hands over chunks at C speed, with a schedule
+        point between chunks; a buffer whatever it holds. If this is cancelled, nothing is
+        lost and the iterator goes on.
         """
         self._refuse()
-        if self._state == _FINISHED:
+        if self._state is not _State.OPEN:
             return
         self._busy = True
         try:
-            sync = self._sync
-            if sync is not None:
-                await _drain_sync(sync, sink)
-            else:
-                assert self._async is not None
-                pull_some = self._async.pull_some
-                while items := await pull_some():
-                    sink(iter(items))
+            pull_some = self._pull.pull_some
+            while items := await pull_some():
+                sink(items)
+        except trio.Cancelled:
+            raise
+        except BaseException:
+            self._state = _State.FINISHED
+            raise
+        else:
+            self._state = _State.FINISHED
         finally:
-            self._state = _FINISHED
             self._busy = False
-
-
-async def _drain_sync(it: Iterator[T], sink: Callable[[Iterator[T]], object]) -> None:
-    while True:
-        await trio.lowlevel.checkpoint()
-        try:
-            # Pull one item first to learn whether the chain has ended, then let sink
-            # take it and up to a chunk more; sink sees every item in order.
-            head = next(it, _END)
-            if head is _END:
-                return
-            sink(chain((head,), islice(it, SCHEDULE_EVERY - 1)))
-        except Yield:
-            pass  # a looping stage asks for a schedule point: take it and go on

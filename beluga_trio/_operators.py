@@ -2,23 +2,27 @@
 
 Each node opens its upstream, then wraps the upstream's pull: over a `SyncPull` with a sync
 function it extends the fused iterator chain (no ``await``, no per-item cancellation logic);
-otherwise it returns an `AsyncPull` that keeps the two promises of `._stage`. Stages that
-hold an item across an ``await`` (async ``map``/``filter``, ``take`` while it stops its
-upstream) keep it in a slot, so that a cancelled ``pull()`` is retried with the same item.
+otherwise it returns an `AsyncPull` that keeps the two promises of `._stage`. An ``async def``
+function runs in a lock-step `Producer` task of the opening, so that a cancelled request never
+cancels or repeats a call: the call in flight keeps its result for the next request. Stages that
+hold an item across an ``await`` (``take`` while it stops its upstream) keep it in a slot, so
+that a cancelled ``pull()`` is retried with the same item.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from itertools import chain
 from typing import Any, Final, NoReturn, TypeVar, final
 
 import trio
 
+from ._producer import start_producer
 from ._stage import (
     SCHEDULE_EVERY,
     AsyncPull,
+    End,
     Node,
     Pull,
     Resource,
@@ -27,6 +31,7 @@ from ._stage import (
     Yield,
     as_async,
     stop_and_wait,
+    stop_iteration_error,
 )
 from ._util import check_not_awaitable, describe, is_async_callable
 
@@ -83,69 +88,49 @@ class MapNode(_FunctionStage[U]):
         upstream = await self._upstream.open(scope)
         fn = self._fn
         if self._is_async:
-            return _AsyncMap(as_async(upstream), fn)
+            return await start_producer(scope, lambda: _map_calls(upstream, fn), self.describe())
         if isinstance(upstream, SyncPull):
-            it = upstream.it
-            # The first call is checked for a stray awaitable; the rest run in C.
-            fused = chain(_FirstChecked(fn, it, "map"), map(fn, it))
-            return SyncPull(fused, upstream.resources)
+            # The calls run in C. Each result is checked for a stray awaitable as it leaves
+            # the chain (while this is the chain's last stage; see SyncPull). No wrapper sits
+            # between the stages: any C combinator there (`chain`) would take a user's
+            # StopIteration for its own end and lose it.
+            return SyncPull(map(fn, upstream.it), upstream.resources, check=fn)
         return _SyncMap(upstream, fn)
 
 
 @final
-class _FirstChecked(Iterator[U]):
-    """Yields ``fn(first item)`` after checking it is not an awaitable, then stops."""
-
-    __slots__ = ("_fn", "_it", "_role")
-
-    def __init__(self, fn: Callable[[Any], U], it: Iterator[Any], role: str) -> None:
-        self._fn: Callable[[Any], U] | None = fn
-        self._it = it
-        self._role = role
-
-    def __next__(self) -> U:
-        fn = self._fn
-        if fn is None:
-            raise StopIteration
-        result = fn(next(self._it))
-        self._fn = None
-        check_not_awaitable(result, fn, self._role)
-        return result
-
-
-@final
 class _SyncMap(AsyncPull[U]):
-    __slots__ = ("_checked", "_fn", "_upstream")
+    """A sync function over an async upstream, called in the consumer's task: a plain call
+    cannot be interrupted half-way, so a cancelled request never repeats it."""
+
+    __slots__ = ("_fn", "_upstream")
 
     def __init__(self, upstream: AsyncPull[Any], fn: Callable[[Any], U]) -> None:
         self._upstream = upstream
         self._fn = fn
-        self._checked = False
 
     async def pull(self) -> U:
-        result = self._fn(await self._upstream.pull())
-        if not self._checked:
-            check_not_awaitable(result, self._fn, "map")
-            self._checked = True
+        item = await self._upstream.pull()
+        try:
+            result = self._fn(item)
+        except (StopIteration, StopAsyncIteration) as exc:
+            raise stop_iteration_error(exc, f"the map function {describe(self._fn)}") from exc
+        check_not_awaitable(result, self._fn, "map")
         return result
 
 
-@final
-class _AsyncMap(AsyncPull[U]):
-    __slots__ = ("_fn", "_pending", "_upstream")
-
-    def __init__(self, upstream: AsyncPull[Any], fn: Callable[[Any], Awaitable[U]]) -> None:
-        self._upstream = upstream
-        self._fn = fn
-        self._pending: Any = _NOTHING
-
-    async def pull(self) -> U:
-        if self._pending is _NOTHING:
-            self._pending = await self._upstream.pull()
-        # If this is cancelled the item stays pending and fn is called again for it.
-        result = await self._fn(self._pending)
-        self._pending = _NOTHING
-        return result
+async def _map_calls(
+    upstream: AsyncPull[Any], fn: Callable[[Any], Awaitable[U]]
+) -> AsyncIterator[U]:
+    """The body of an async ``map``'s producer task: one call per item, in order. (A
+    `StopAsyncIteration` from ``fn`` becomes a `RuntimeError` here, by PEP 479.)"""
+    pull = upstream.pull
+    while True:
+        try:
+            item = await pull()
+        except StopAsyncIteration:
+            return
+        yield await fn(item)
 
 
 # ------------------------------------------------------------------------------- filter
@@ -159,7 +144,10 @@ class FilterNode(_FunctionStage[T]):
     async def open(self, scope: Scope) -> Pull[T]:
         upstream = await self._upstream.open(scope)
         if self._is_async:
-            return _AsyncFilter(as_async(upstream), self._fn)
+            pred = self._fn
+            return await start_producer(
+                scope, lambda: _filter_calls(upstream, pred), self.describe()
+            )
         if isinstance(upstream, SyncPull):
             fused = filter(_BudgetedPredicate(self._fn), upstream.it)
             return SyncPull(fused, upstream.resources)
@@ -206,32 +194,28 @@ class _SyncFilter(AsyncPull[T]):
         pred = self._pred
         while True:
             item = await self._upstream.pull()
-            keep = pred(item)
+            try:
+                keep = pred(item)
+            except (StopIteration, StopAsyncIteration) as exc:
+                raise stop_iteration_error(exc, f"the filter function {describe(pred)}") from exc
             if keep.__class__ is not bool:
                 check_not_awaitable(keep, pred, "filter")
             if keep:
                 return item
 
 
-@final
-class _AsyncFilter(AsyncPull[T]):
-    __slots__ = ("_pending", "_pred", "_upstream")
-
-    def __init__(self, upstream: AsyncPull[T], pred: Callable[[T], Awaitable[object]]) -> None:
-        self._upstream = upstream
-        self._pred = pred
-        self._pending: Any = _NOTHING
-
-    async def pull(self) -> T:
-        while True:
-            if self._pending is _NOTHING:
-                self._pending = await self._upstream.pull()
-            # If this is cancelled the item stays pending and pred is called again for it.
-            keep = await self._pred(self._pending)
-            item: T = self._pending
-            self._pending = _NOTHING
-            if keep:
-                return item
+async def _filter_calls(
+    upstream: AsyncPull[T], pred: Callable[[T], Awaitable[object]]
+) -> AsyncIterator[T]:
+    """The body of an async ``filter``'s producer task: one call per item, in order."""
+    pull = upstream.pull
+    while True:
+        try:
+            item = await pull()
+        except StopAsyncIteration:
+            return
+        if await pred(item):
+            yield item
 
 
 # --------------------------------------------------------------------------------- take
@@ -285,7 +269,7 @@ class _SyncTake(Iterator[T]):
 
     def __next__(self) -> T:
         if self._left <= 0:
-            raise StopIteration
+            raise End
         item = next(self._it)
         self._left -= 1
         if self._left == 0:
@@ -356,10 +340,14 @@ class _SkipPrefix(Iterator[T]):
         while self._left > 0:
             if budget == 0:
                 raise Yield
-            next(it)
+            try:
+                next(it)
+            except StopIteration as exc:
+                # chain() would take it for the prefix's end and go on silently.
+                raise stop_iteration_error(exc) from exc
             self._left -= 1
             budget -= 1
-        raise StopIteration
+        raise StopIteration  # chain() goes on with the rest
 
 
 @final
@@ -422,7 +410,7 @@ class _SyncBatch(Iterator[list[T]]):
         try:
             while len(batch) < self._size:
                 batch.append(next(self._it))
-        except StopIteration:
+        except End:
             if not batch:
                 raise
         except Yield:

@@ -9,37 +9,55 @@ consumer strictly on request:
   ``yield``, hands the item over and parks again, so the body runs only while someone is
   waiting for an item and never computes one that no one asked for;
 * a request cancelled by a timeout leaves no credit behind: the item in flight is held and
-  given to the next request, and nothing further is started;
+  given to the next request, and nothing further is started; the work in flight is never
+  cancelled or restarted by a cancelled request (user code runs once per item);
 * the hand-over uses ``wait_task_rescheduled``/``reschedule`` directly: two task switches
   per item, the least a task boundary allows (a memory channel adds a third).
+
+The body's own scopes are its own. While the producer is parked at ``yield``, its task is
+still inside the cancel scopes the body holds across that ``yield``. When one of them is
+cancelled then (its deadline passes, a child of the body's nursery fails), the cancellation
+is *held*, and delivered into the body at that ``yield`` when the next item is requested: the
+body's own scope catches its own cancellation and goes on, exactly as in straight-line code.
+It is not delivered at once because that would run the body on to its next ``yield`` — an item
+no one asked for. If the consumer leaves instead, the held cancellation is dropped and the body
+is closed at its ``yield`` like any parked producer.
 
 Stopping: a parked producer is woken and closes its generator *without* being cancelled, so
 its ``finally`` can still await (a graceful close); a producer interrupted in the middle of an
 item is cancelled, through its own cancel scope. Either way the generator is closed in the
-task that ran it. The task never raises: its outcome goes to the consumer, and errors from
-the generator's cleanup are reported when the opening closes.
+task that ran it. What the body raises is classified by `._outcome.classify`: the stream's
+error (handed to the consumer at its position), a cleanup error (raised when the consumer
+leaves), or `KeyboardInterrupt`/`SystemExit` (raised into the opening's nursery, which ends
+the opening at once).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from typing import Any, Final, NoReturn, TypeVar, final
+import enum
+import types
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from typing import Any, NoReturn, TypeVar, cast, final
 
 import trio
 from trio.lowlevel import Abort, RaiseCancelT, Task, current_task, reschedule
 
-from ._stage import AsyncPull, Resource, replaced_cancellation
+from ._outcome import Kind, classify, without
+from ._stage import AsyncPull, Resource, Scope
 
-__all__ = ["Producer"]
+__all__ = ["Producer", "start_producer"]
 
 T = TypeVar("T")
 
-# What the hand-over slot holds.
-_EMPTY: Final = 0  # nothing: the consumer must ask
-_ITEM: Final = 1  # an item, given to the next request
-_END: Final = 2  # the iterator is exhausted
-_ERROR: Final = 3  # the iterator raised; given to the next request, then _END
-_CANCELLED: Final = 4  # the producer was cancelled by a scope outside this opening
+
+class _Slot(enum.Enum):
+    """What the hand-over slot holds."""
+
+    EMPTY = "empty"  # nothing: the consumer must ask
+    ITEM = "item"  # an item, given to the next request
+    END = "end"  # the iterator is exhausted
+    ERROR = "error"  # the iterator raised; given to the next request, then END
+    CANCELLED = "cancelled"  # the producer was cancelled by a scope outside this opening
 
 
 @final
@@ -55,6 +73,8 @@ class Producer(AsyncPull[T], Resource):
         "_cancel_scope",
         "_cleanup_errors",
         "_done",
+        "_finished",
+        "_held_cancel",
         "_iterator",
         "_kind",
         "_make_iterator",
@@ -70,12 +90,14 @@ class Producer(AsyncPull[T], Resource):
         self._iterator: AsyncIterator[T] | None = None
         self._cancel_scope = trio.CancelScope()
         self._done = trio.Event()
+        self._finished = False  # the task has returned: nothing will fill the slot again
         self._parked: Task | None = None  # the producer task, while it waits for a request
         self._waiter: Task | None = None  # the consumer task, while it waits for the slot
-        self._busy = False  # the producer task is inside the iterator's __anext__
+        self._busy = False  # the producer task is inside the iterator
         self._requested = False  # a request is outstanding
-        self._stopping = False
-        self._kind = _EMPTY
+        self._stopping = False  # this opening asked the producer to stop
+        self._held_cancel: BaseException | None = None  # seen at `yield`; delivered there
+        self._kind = _Slot.EMPTY
         # An item (a T) or an exception, depending on _kind; Any spares a cast per item.
         self._value: Any = None
         self._cleanup_errors: list[BaseException] = []
@@ -83,7 +105,10 @@ class Producer(AsyncPull[T], Resource):
     # ------------------------------------------------------------------ consumer side
 
     async def pull(self) -> T:
-        if self._kind == _EMPTY:
+        if self._kind is _Slot.EMPTY:
+            if self._finished:
+                self._kind = _Slot.CANCELLED
+                return await self._final_outcome()
             if not self._requested:
                 self._requested = True
                 producer = self._parked
@@ -92,9 +117,9 @@ class Producer(AsyncPull[T], Resource):
                     reschedule(producer)
             self._waiter = current_task()
             await trio.lowlevel.wait_task_rescheduled(self._abort_wait)
-        if self._kind == _ITEM:
+        if self._kind is _Slot.ITEM:
             value: T = self._value
-            self._kind, self._value = _EMPTY, None
+            self._kind, self._value = _Slot.EMPTY, None
             return value
         return await self._final_outcome()
 
@@ -105,13 +130,13 @@ class Producer(AsyncPull[T], Resource):
 
     async def _final_outcome(self) -> NoReturn:
         kind, error = self._kind, self._value
-        if kind == _ERROR:
-            self._kind, self._value = _END, None
+        if kind is _Slot.ERROR:
+            self._kind, self._value = _Slot.END, None
             try:
                 raise error
             finally:
                 del error  # no reference cycle through this frame
-        if kind == _CANCELLED:
+        if kind is _Slot.CANCELLED:
             # The producer was cancelled by a scope that may not cover the consumer (a
             # consumer shielded while it waits). A cancelled consumer raises its own
             # Cancelled; otherwise the stream cannot go on and must not look finished.
@@ -153,8 +178,9 @@ class Producer(AsyncPull[T], Resource):
     # ------------------------------------------------------------------ producer task
 
     async def run(self) -> None:
-        """The producer task's body. Never raises: a task of ours never raises into the
-        opening's nursery (that would wrap errors in groups); outcomes go to the consumer."""
+        """The producer task's body. Raises only `KeyboardInterrupt`/`SystemExit` (into the
+        opening's nursery, which ends the opening); every other outcome goes to the consumer
+        or is kept as a cleanup error."""
         try:
             with self._cancel_scope:
                 try:
@@ -163,48 +189,76 @@ class Producer(AsyncPull[T], Resource):
                     # Runs cancelled only when the consumer is cancelled, or left while an
                     # item was in progress; a producer parked at `yield` is closed cleanly.
                     await self._close_iterator()  # noqa: ASYNC102 - see above
-        except BaseException as exc:  # noqa: BLE001, ASYNC103 - handed over, see docstring
-            # Cancelled by a scope outside this opening, or KeyboardInterrupt.
-            self._settle(_CANCELLED if isinstance(exc, trio.Cancelled) else _ERROR, exc)
+        except BaseException as exc:  # noqa: ASYNC103 - handed over, see docstring
+            kind = classify(exc, stopping=self._stopping)
+            if kind is Kind.FATAL:
+                raise
+            if kind is not Kind.CANCELLED:
+                self._cleanup_errors.append(exc)  # raised by our own cleanup code
         finally:
+            self._finished = True
+            if self._kind is _Slot.EMPTY:
+                self._hand_over(_Slot.CANCELLED, None)  # a consumer waiting is not stranded
             self._done.set()
 
-    async def _serve(self) -> None:
-        while not self._stopping:
-            if not self._requested:
-                self._parked = current_task()
+    async def _wait_for_request(self) -> None:
+        """Park until the consumer asks for an item or the opening stops the producer."""
+        while not (self._requested or self._stopping):
+            self._parked = current_task()
+            if self._held_cancel is not None:
+                # The body was cancelled at its `yield`; that is delivered when the next item
+                # is asked for. Until then only a request or stop() wakes the producer.
+                with trio.CancelScope(shield=True):
+                    await trio.lowlevel.wait_task_rescheduled(self._abort_park)
+                continue
+            try:
                 await trio.lowlevel.wait_task_rescheduled(self._abort_park)
-                continue  # woken by a request, or by stop()
+            except trio.Cancelled as exc:  # noqa: ASYNC103 - held, delivered at the `yield`
+                if self._iterator is None:
+                    raise  # no body yet: a cancellation from outside this opening
+                self._held_cancel = exc
+
+    async def _serve(self) -> None:
+        while True:
+            await self._wait_for_request()
+            if self._stopping:
+                return
             self._busy = True
             try:
-                if self._iterator is None:
-                    self._iterator = self._make_iterator()
-                item = await self._iterator.__anext__()
+                iterator = self._iterator
+                if iterator is None:
+                    iterator = self._iterator = self._make_iterator()
+                held, self._held_cancel = self._held_cancel, None
+                if held is not None and isinstance(iterator, types.AsyncGeneratorType):
+                    # The body's own cancellation, delivered at its `yield`.
+                    generator = cast("AsyncGenerator[T, None]", iterator)
+                    item = await generator.athrow(held)
+                else:
+                    item = await iterator.__anext__()
             except StopAsyncIteration:
-                self._settle(_END, None)
+                self._hand_over(_Slot.END, None)
                 return
-            except trio.Cancelled:
-                raise  # ours (stop()) is caught by our scope; any other is handed over by run()
-            except BaseException as exc:  # noqa: BLE001 - the consumer raises this very object
-                if replaced_cancellation(exc):
-                    # The body's cleanup (a `finally`) replaced a cancellation with an error.
-                    # That is a cleanup error, reported when the opening closes, never
-                    # dropped with unread items.
+            except BaseException as exc:  # noqa: ASYNC103 - classified: see the module docstring
+                kind = classify(exc, stopping=self._stopping)
+                if kind is Kind.CANCELLED or kind is Kind.FATAL:
+                    raise  # ours is caught by our scope; any other is handed over by run()
+                if kind is Kind.ERROR:
+                    self._hand_over(_Slot.ERROR, exc)  # the consumer raises this very object
+                else:
+                    # Raised while this opening or the consumer's scope was stopping it.
                     self._cleanup_errors.append(exc)
-                    self._settle(_CANCELLED, None)
-                    return
-                self._settle(_ERROR, exc)
-                return
+                    self._hand_over(_Slot.CANCELLED, None)
+                return  # noqa: ASYNC104 - handed over or kept: see above
             finally:
                 self._busy = False
-            self._settle(_ITEM, item)
+            self._hand_over(_Slot.ITEM, item)
 
     def _abort_park(self, _: RaiseCancelT) -> Abort:
         self._parked = None
         return Abort.SUCCEEDED
 
-    def _settle(self, kind: int, value: object) -> None:
-        """Hand an outcome (an item, the end, an error) to the slot; wake a waiting consumer.
+    def _hand_over(self, kind: _Slot, value: object) -> None:
+        """Put an outcome (an item, the end, an error) in the slot; wake a waiting consumer.
 
         The request is answered either way: a consumer whose request was cancelled finds it
         in the slot at its next pull, and nothing further is started until then."""
@@ -216,20 +270,54 @@ class Producer(AsyncPull[T], Resource):
             reschedule(waiter)
 
     async def _close_iterator(self) -> None:
+        """Close the iterator in this task. An async generator is closed at its ``yield`` with
+        a `GeneratorExit` of our own, so that only that very exception counts as a clean
+        close: anything else it raises (a stray `GeneratorExit` from a child of its nursery
+        included) is a cleanup error."""
         iterator, self._iterator = self._iterator, None
-        aclose = getattr(iterator, "aclose", None)
-        if aclose is None:
+        self._held_cancel = None
+        if isinstance(iterator, types.AsyncGeneratorType):
+            if iterator.ag_frame is None:
+                return  # finished already (athrow would do nothing)
+            closing = GeneratorExit()
+            try:
+                await iterator.athrow(closing)
+            except BaseException as exc:  # noqa: BLE001, ASYNC103 - classified below
+                self._closed_with(exc, closing)
+            else:
+                self._cleanup_errors.append(
+                    RuntimeError("the stream's async generator ignored GeneratorExit")
+                )
+                await iterator.aclose()
             return
-        try:
-            await aclose()
-        except BaseExceptionGroup as group:
-            # A nursery in the body wraps the GeneratorExit thrown in by aclose().
-            _, rest = group.split(GeneratorExit)
-            if rest is not None:
-                self._cleanup_errors.append(rest)
-        except GeneratorExit:
-            pass
-        except trio.Cancelled:
-            raise
-        except BaseException as exc:  # noqa: BLE001 - reported when the opening closes
+        aclose = getattr(iterator, "aclose", None)
+        if aclose is not None:
+            try:
+                await aclose()
+            except BaseException as exc:  # noqa: BLE001, ASYNC103 - classified below
+                self._closed_with(exc, None)
+
+    def _closed_with(self, exc: BaseException, closing: GeneratorExit | None) -> None:
+        if isinstance(exc, StopAsyncIteration):
+            return  # closed cleanly
+        if closing is not None:
+            # A nursery in the body wraps our GeneratorExit with whatever its tasks raised.
+            rest = without(exc, closing)
+            if rest is None:
+                return  # closed cleanly
+            exc = rest
+        if classify(exc, stopping=True) is Kind.CLEANUP:
             self._cleanup_errors.append(exc)
+        else:
+            raise exc  # a cancellation (ours is caught by our scope) or a fatal error
+
+
+async def start_producer(
+    scope: Scope, make_iterator: Callable[[], AsyncIterator[T]], name: str
+) -> Producer[T]:
+    """Start a lock-step `Producer` of ``make_iterator()`` in the opening's nursery."""
+    producer = Producer(make_iterator)
+    nursery = await scope.nursery()
+    scope.add(producer)
+    nursery.start_soon(producer.run, name=f"beluga_trio producer: {name}")
+    return producer

@@ -11,8 +11,8 @@ import trio
 
 from ._channel import ChannelPull
 from ._exceptions import StreamConsumedError
-from ._producer import Producer
-from ._stage import AsyncPull, Node, Pull, Resource, Scope, SyncPull, SyncResource
+from ._producer import start_producer
+from ._stage import AsyncPull, Node, Pull, Resource, Scope, SyncPull, SyncResource, ended
 from ._stream import Stream
 from ._util import describe
 
@@ -41,13 +41,6 @@ class _OneShot:
         self._opened = True
 
 
-async def _start(scope: Scope, producer: Producer[T], name: str) -> Producer[T]:
-    nursery = await scope.nursery()
-    scope.add(producer)
-    nursery.start_soon(producer.run, name=f"beluga_trio producer: {name}")
-    return producer
-
-
 # ------------------------------------------------------------------------------ @stream
 
 
@@ -67,7 +60,7 @@ class _ProducerSource(Node[T]):
 
     async def open(self, scope: Scope) -> Pull[T]:
         make = functools.partial(self._fn, *self._args, **self._kwargs)
-        return await _start(scope, Producer(make), describe(self._fn))
+        return await start_producer(scope, make, describe(self._fn))
 
 
 def stream(fn: Callable[P, AsyncIterator[T]]) -> Callable[P, Stream[T]]:
@@ -124,10 +117,10 @@ class _IterableSource(Node[T]):
         it = iter(self._iterable)
         close = getattr(it, "close", None)
         if close is None:
-            return SyncPull(it)
+            return SyncPull(ended(it))
         resource = SyncResource(close)
         scope.add(resource)
-        return SyncPull(it, (resource,))
+        return SyncPull(ended(it), (resource,))
 
 
 @final
@@ -147,7 +140,7 @@ class _AsyncIterableSource(Node[T]):
         # Run in a task like a @stream body: an async generator may hold a cancel scope
         # across yield, and a cancelled request must not finish it.
         make = functools.partial(aiter, self._iterable)
-        return await _start(scope, Producer(make), self.describe())
+        return await start_producer(scope, make, self.describe())
 
 
 def from_iterable(iterable: Iterable[T] | AsyncIterable[T]) -> Stream[T]:

@@ -5,37 +5,34 @@ which opens its upstream first, and so on down to the source; each node returns 
 the opened form of the stage, and registers whatever must be stopped later as a `Resource`
 of the opening's `Scope`.
 
-There are two kinds of pull:
+Every pull is an `AsyncPull` and keeps two promises:
 
-* `SyncPull` wraps a plain iterator. Synchronous stages (``map``/``filter``/``take``/
-  ``skip`` with plain functions) over a synchronous source fuse into one chain of C-level
-  iterators (`map`, `filter`, `itertools.chain`) and a few small classes, with no ``await``
-  anywhere in it. Such a chain cannot be interrupted half-way through an item, so it needs no
-  cancellation logic of its own. Stages that may loop over many source items before producing
-  one (filter, skip) raise `_Yield` every `SCHEDULE_EVERY` items so that whoever drives the
-  chain can take a schedule point; every iterator in a sync chain keeps its state intact
-  when an exception passes through it, so driving it again simply continues.
+* **cancel-safe**: if ``pull()`` raises `trio.Cancelled`, no item was lost and no user function
+  was called twice; the next call delivers the item that call would have delivered;
+* **never starving**: a loop of ``pull()`` calls passes a schedule point at least every
+  `SCHEDULE_EVERY` source items.
 
-* `AsyncPull` has ``async def pull()``. Every implementation keeps two promises:
+Because of the first promise an operator may wrap ``pull()`` in a cancel scope (a timeout)
+and retry, and a cancelled request never ends a stream early.
 
-  - **cancel-safe**: if ``pull()`` raises `trio.Cancelled`, no item was lost; the next call
-    delivers the item that call would have delivered (a held item, or work that is redone);
-  - **never starving**: a loop of ``pull()`` calls passes a schedule point at least every
-    `SCHEDULE_EVERY` source items.
+`SyncPull` is the pull of a *synchronous chain*: ``map``/``filter``/``take``/``skip`` with plain
+functions over a synchronous source fuse into one chain of C-level iterators (`map`, `filter`)
+and a few small classes, with no ``await`` anywhere in it. Such a chain cannot be interrupted
+half-way through an item, so it needs no cancellation logic of its own. Its end is the `End`
+signal, never `StopIteration`: a `StopIteration` that leaves a chain was raised by a user's
+function, and becomes a `RuntimeError` (as PEP 479 does for generators) instead of silently
+ending the stream. Stages that may loop over many source items before producing one raise
+`Yield` every `SCHEDULE_EVERY` items so that `SyncPull`, the one driver of every chain, can take
+a schedule point.
 
-  Because of the first promise an operator may wrap ``pull()`` in a cancel scope (a timeout)
-  and retry, and a cancelled request never ends a stream early.
-
-The few ``except BaseException`` blocks that do not re-raise (flake8-async's ASYNC102/103)
-are exactly the points where an outcome crosses from a task or a cleanup to the consumer;
-each says where the exception goes.
-
-Background tasks (producers now; buffers, merges and fan-out later) run in the nursery of
-the `Scope`, which the scope enters lazily in the consumer's task when the first stage asks for
-it. Tasks never raise into that nursery: a task hands its outcome to its pull (the consumer
-raises it) or records it as a cleanup error of its `Resource`. Errors therefore never pass
-through a nursery or a cancelled cancel scope, which would wrap them in an exception group or
-copy a group the user raised; they arrive as the very same objects.
+Background tasks (producers, pumps, workers) run in the nursery of the `Scope`, which the scope
+enters in the consumer's task when the first stage asks for it, while the stream is being
+opened. A task hands the outcome of its work to its pull (the consumer raises it at its position
+in the stream) or records it as a cleanup error of its `Resource`; `._outcome` classifies which.
+Errors therefore never pass through a nursery or a cancelled cancel scope, which would wrap them
+in an exception group or copy a group the user raised; they arrive as the very same objects. The
+exceptions are `KeyboardInterrupt` and `SystemExit`, which a task raises into the nursery as trio
+would: that cancels the whole opening at once, and leaving raises them as themselves.
 """
 
 from __future__ import annotations
@@ -44,14 +41,19 @@ import abc
 import enum
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Final, Generic, TypeVar, final
+from itertools import chain
+from typing import Any, Final, Generic, TypeVar, final
 
 import trio
+
+from ._outcome import exit_error
+from ._util import check_not_awaitable
 
 __all__ = [
     "NOT_READY",
     "SCHEDULE_EVERY",
     "AsyncPull",
+    "End",
     "Node",
     "NotReady",
     "Pull",
@@ -59,12 +61,11 @@ __all__ = [
     "Scope",
     "SyncPull",
     "SyncResource",
-    "SyncToAsync",
     "Yield",
     "as_async",
-    "replaced_cancellation",
-    "settle",
+    "leave",
     "stop_and_wait",
+    "stop_iteration_error",
 ]
 
 T = TypeVar("T")
@@ -79,9 +80,44 @@ SCHEDULE_EVERY: Final = 256
 class Yield(Exception):  # noqa: N818 - a control-flow signal, not an error
     """Raised inside a sync chain to ask its driver for a schedule point.
 
-    Never escapes beluga_trio: every driver of a `SyncPull` catches it, takes a checkpoint
-    and drives the chain again. Raising it consumes no item.
+    Never escapes beluga_trio: `SyncPull` catches it, takes a checkpoint and drives the chain
+    again. Raising it consumes no item.
     """
+
+
+class End(Exception):  # noqa: N818 - a control-flow signal, not an error
+    """Raised by a sync chain that has ended, every time it is asked again.
+
+    A chain's source is followed by `ENDED`, so a chain never ends with `StopIteration`.
+    """
+
+
+@final
+class _Ended(Iterator[Any]):
+    __slots__ = ()
+
+    def __next__(self) -> Any:
+        raise End
+
+
+#: Follows a chain's source: ``chain(source, ENDED)``.
+ENDED: Final = _Ended()
+
+
+def ended(it: Iterator[T]) -> Iterator[T]:
+    """``it``, followed by the `End` signal."""
+    return chain(it, ENDED)
+
+
+def stop_iteration_error(
+    exc: BaseException, what: str = "a function of the stream"
+) -> RuntimeError:
+    """The `RuntimeError` that replaces a `StopIteration`/`StopAsyncIteration` raised by a user's
+    function, so that it cannot end a stream silently (PEP 479). Raise it ``from exc``."""
+    return RuntimeError(
+        f"{what} raised {type(exc).__name__}, which must not end a stream (PEP 479); "
+        "return normally or raise another exception"
+    )
 
 
 class Resource(abc.ABC):
@@ -122,7 +158,7 @@ class SyncResource(Resource):
         if close is not None:
             try:
                 close()
-            except BaseException as exc:  # noqa: BLE001, ASYNC103 - reported by settle()
+            except BaseException as exc:  # noqa: BLE001, ASYNC103 - reported by leave()
                 self._errors.append(exc)
 
     def take_errors(self) -> list[BaseException]:
@@ -135,15 +171,18 @@ class Scope:
     """Everything one opening of a stream owns: its resources and, lazily, a nursery.
 
     Created by ``Stream.open()`` in the consumer's task; `aclose` is called exactly once, in
-    the same task, when the consumer leaves (or when opening failed half-way).
+    the same task, when the consumer leaves (or when opening failed half-way). The nursery is
+    entered while the stream is being opened, so the consumer's block runs inside it: `fail`
+    (an error that ends the whole opening) cancels the block as a failing child task would.
     """
 
-    __slots__ = ("_nursery", "_nursery_manager", "_resources")
+    __slots__ = ("_failures", "_nursery", "_nursery_manager", "_resources")
 
     def __init__(self) -> None:
         self._resources: list[Resource] = []
         self._nursery_manager: AbstractAsyncContextManager[trio.Nursery] | None = None
         self._nursery: trio.Nursery | None = None
+        self._failures: list[BaseException] = []
 
     def add(self, resource: Resource) -> None:
         self._resources.append(resource)
@@ -155,6 +194,10 @@ class Scope:
     def since(self, mark: int) -> tuple[Resource, ...]:
         return tuple(self._resources[mark:])
 
+    @property
+    def resources(self) -> tuple[Resource, ...]:
+        return tuple(self._resources)
+
     async def nursery(self) -> trio.Nursery:
         """The nursery for this opening's background tasks, entered on first use."""
         if self._nursery is None:
@@ -162,6 +205,13 @@ class Scope:
             self._nursery = await manager.__aenter__()
             self._nursery_manager = manager
         return self._nursery
+
+    def fail(self, exc: BaseException) -> None:
+        """End the whole opening with ``exc``: it is raised when the consumer leaves, and the
+        consumer's block and every task are cancelled now."""
+        self._failures.append(exc)
+        if self._nursery is not None:
+            self._nursery.cancel_scope.cancel()
 
     async def aclose(self) -> list[BaseException]:
         """Stop every resource, wait for every task, and return the errors raised.
@@ -172,27 +222,45 @@ class Scope:
         subject to the consumer's cancel scopes, so a cancelled consumer still leaves
         promptly and no task outlives this call.
         """
-        errors: list[BaseException] = []
+        errors: list[BaseException] = list(self._failures)
         resources = self._resources[::-1]
         for resource in resources:
             try:
                 resource.stop()
-            except BaseException as exc:  # noqa: BLE001, ASYNC103 - reported by settle()
+            except BaseException as exc:  # noqa: BLE001, ASYNC103 - reported by leave()
                 errors.append(exc)
         for resource in resources:
             try:
                 await resource.wait_stopped()
-            except BaseException as exc:  # noqa: BLE001, ASYNC103 - reported by settle()
-                # Cancelled included: the rest must still be stopped; settle() lets the
+            except BaseException as exc:  # noqa: BLE001, ASYNC103 - reported by leave()
+                # Cancelled included: the rest must still be stopped; leave() lets the
                 # body's exception win and re-raises the cancellation if it is still due.
                 errors.append(exc)
         if self._nursery_manager is not None:
-            # Tasks never raise into this nursery, so this raises nothing of theirs.
-            await self._nursery_manager.__aexit__(None, None, None)
-            self._nursery_manager = self._nursery = None
+            manager, self._nursery_manager, self._nursery = self._nursery_manager, None, None
+            try:
+                await manager.__aexit__(None, None, None)
+            except BaseException as exc:  # noqa: BLE001, ASYNC103 - reported by leave()
+                # Only a KeyboardInterrupt/SystemExit, raised into the nursery by a task or
+                # delivered to this task while it waited, comes out of here.
+                errors.append(exc)
         for resource in reversed(resources):
             errors.extend(resource.take_errors())
         return errors
+
+
+async def leave(body: BaseException | None, errors: list[BaseException]) -> None:
+    """Raise what leaving an opening raises (see `._outcome.exit_error`). Without an error,
+    leaving is a cancellation point, as trio's own async calls are: a cancelled consumer does not
+    walk out of the block as if nothing happened."""
+    error = exit_error(body, errors)
+    if error is not None:
+        try:
+            raise error
+        finally:
+            del error, errors  # no reference cycle through this frame
+    if body is None:
+        await trio.lowlevel.checkpoint_if_cancelled()
 
 
 async def stop_and_wait(resources: Sequence[Resource]) -> None:
@@ -205,51 +273,6 @@ async def stop_and_wait(resources: Sequence[Resource]) -> None:
         resource.stop()
     for resource in resources:
         await resource.wait_stopped()
-
-
-def replaced_cancellation(exc: BaseException) -> bool:
-    """Whether ``exc`` was raised while a `trio.Cancelled` propagated: a ``finally`` or an
-    ``except Cancelled`` block that raised, replacing the cancellation. Such an error is a
-    cleanup error, reported when the opening closes; any other error is the stream's."""
-    seen: set[int] = set()
-    context = exc.__context__
-    while context is not None and id(context) not in seen:
-        if isinstance(context, trio.Cancelled):
-            return True
-        seen.add(id(context))
-        context = context.__context__
-    return False
-
-
-async def settle(exc: BaseException | None, errors: list[BaseException]) -> None:
-    """Decide what leaving an opening raises, given the body's exception and cleanup errors.
-
-    * No cleanup error: the body's exception (if any) goes on as itself. Without one, leaving
-      is a cancellation point: a cancelled consumer gets its own `trio.Cancelled` (a
-      Cancelled seen only during cleanup is not an error).
-    * One cleanup error and no body exception: that error, as itself.
-    * Otherwise all of them in one `BaseExceptionGroup`, none lost. `KeyboardInterrupt` and
-      `SystemExit` are raised as themselves, with the group of the rest as their cause.
-    """
-    real = [e for e in errors if not isinstance(e, trio.Cancelled)]
-    if not real:
-        if exc is None:
-            # Leaving is a cancellation point, as trio's own async calls are: a cancelled
-            # consumer does not walk out of the block as if nothing happened.
-            await trio.lowlevel.checkpoint_if_cancelled()
-        return
-    everything = real if exc is None else [exc, *real]
-    for error in everything:
-        if isinstance(error, KeyboardInterrupt | SystemExit):
-            others = [e for e in everything if e is not error]
-            if others:
-                raise error from BaseExceptionGroup(
-                    "other errors while closing a beluga_trio stream", others
-                )
-            raise error
-    if len(everything) == 1:
-        raise everything[0]
-    raise BaseExceptionGroup("errors while closing a beluga_trio stream", everything)
 
 
 @final
@@ -277,23 +300,8 @@ class Node(abc.ABC, Generic[T_co]):
         """The stage's part of the stream's repr, e.g. ``map(str.upper)``."""
 
 
-@final
-class SyncPull(Generic[T_co]):
-    """An opened synchronous chain: an iterator that never awaits.
-
-    ``resources`` are the sync resources of the chain's source (a generator to close), so
-    that ``take`` can stop them the moment it has its items.
-    """
-
-    __slots__ = ("it", "resources")
-
-    def __init__(self, it: Iterator[T_co], resources: tuple[Resource, ...] = ()) -> None:
-        self.it = it
-        self.resources = resources
-
-
 class AsyncPull(abc.ABC, Generic[T_co]):
-    """An opened asynchronous stage. See the module docstring for its two promises."""
+    """An opened stage. See the module docstring for its two promises."""
 
     __slots__ = ()
 
@@ -322,37 +330,134 @@ class AsyncPull(abc.ABC, Generic[T_co]):
             return ()
 
 
-Pull = SyncPull[T_co] | AsyncPull[T_co]
+Pull = AsyncPull[T_co]
 
 
 @final
-class SyncToAsync(AsyncPull[T]):
-    """Drives a sync chain from async stages, taking a schedule point every few hundred items.
+class SyncPull(AsyncPull[T_co]):
+    """An opened synchronous chain, and its one driver.
 
-    The only place in an async chain where items from a sync source enter; the
-    checkpoint happens before ``next()``, so a `trio.Cancelled` loses nothing.
+    ``it`` is the chain: an iterator that never awaits and ends with `End`. Sync stages extend
+    it (``SyncPull(map(fn, upstream.it), ...)``); everything else drives it through the
+    `AsyncPull` methods, which own the schedule-point budget and the `Yield` signal, turn a
+    user's `StopIteration` into a `RuntimeError`, and deliver the items computed before an error
+    ahead of it. ``resources`` are the sync resources of the chain's source (a generator to
+    close), so that ``take`` can stop them the moment it has its items. ``check`` is the last
+    stage's sync function, if the chain ends with a ``map``: each of its results is checked for
+    a stray awaitable as it leaves the chain.
     """
 
-    __slots__ = ("_budget", "_it")
+    __slots__ = ("_budget", "_error", "check", "it", "resources")
 
-    def __init__(self, upstream: SyncPull[T]) -> None:
-        self._it = upstream.it
+    def __init__(
+        self,
+        it: Iterator[T_co],
+        resources: tuple[Resource, ...] = (),
+        check: Callable[..., object] | None = None,
+    ) -> None:
+        self.it = it
+        self.resources = resources
+        self.check = check
         self._budget = SCHEDULE_EVERY
+        self._error: BaseException | None = None
 
-    async def pull(self) -> T:
+    def _raise_held(self) -> None:
+        error, self._error = self._error, None
+        if error is not None:
+            try:
+                raise error
+            finally:
+                del error
+
+    def take(self, n: int) -> list[T_co]:
+        """Up to ``n`` items, without awaiting: fewer when the chain ends (an empty list at its
+        end), asks for a schedule point (the budget is then 0), or fails. An error is held
+        and raised by the next call, after the items before it were handed over."""
+        self._raise_held()
+        items: list[T_co] = []
+        append = items.append
+        it = self.it
+        check = self.check
+        try:
+            if check is None:
+                for _ in range(n):
+                    append(next(it))
+            else:
+                for _ in range(n):
+                    item = next(it)
+                    check_not_awaitable(item, check, "map")
+                    append(item)
+        except End:
+            pass
+        except Yield:
+            self._budget = 0
+        except StopIteration as exc:
+            error = stop_iteration_error(exc)
+            error.__cause__ = exc
+            self._error = error
+        except Exception as exc:  # noqa: BLE001 - raised by the next call, after these items
+            self._error = exc
+        if not items:
+            self._raise_held()
+        return items
+
+    def poll(self) -> T_co | NotReady:
+        self._budget -= 1
+        if self._budget > 0 and self._error is None:
+            try:
+                item = next(self.it)
+            except (End, Yield):
+                pass  # pull() ends the stream, or takes the schedule point
+            except StopIteration as exc:
+                error = stop_iteration_error(exc)
+                error.__cause__ = exc
+                self._error = error  # raised by pull()
+            else:
+                if self.check is not None:
+                    check_not_awaitable(item, self.check, "map")
+                return item
+        self._budget += 1  # not taken: pull() counts it
+        return NOT_READY
+
+    async def pull(self) -> T_co:
         while True:
             self._budget -= 1
             if self._budget < 0:
                 await trio.lowlevel.checkpoint()
                 self._budget = SCHEDULE_EVERY
+            self._raise_held()
             try:
-                return next(self._it)
-            except StopIteration:
+                item = next(self.it)
+            except End:
                 raise StopAsyncIteration from None
             except Yield:
                 self._budget = 0
+                continue
+            except StopIteration as exc:
+                raise stop_iteration_error(exc) from exc
+            if self.check is not None:
+                check_not_awaitable(item, self.check, "map")
+            return item
+
+    async def pull_some(self) -> Sequence[T_co]:
+        return await self.pull_some_of(SCHEDULE_EVERY)
+
+    async def pull_some_of(self, n: int) -> list[T_co]:
+        """Up to ``n`` items (at least one), or an empty list at the end; a schedule point
+        every `SCHEDULE_EVERY` items."""
+        while True:
+            if self._budget <= 0:
+                await trio.lowlevel.checkpoint()  # before taking anything: loses nothing
+                self._budget = SCHEDULE_EVERY
+            items = self.take(min(n, self._budget))
+            if items:
+                if self._budget > 0:
+                    self._budget -= len(items)
+                return items
+            if self._budget > 0:
+                return items  # the end
 
 
 def as_async(pull: Pull[T]) -> AsyncPull[T]:
-    """The async form of any pull."""
-    return SyncToAsync(pull) if isinstance(pull, SyncPull) else pull
+    """The async form of any pull (every pull is one; kept for readability at call sites)."""
+    return pull

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Sequence
 from typing import (
     TYPE_CHECKING,
     Any,
@@ -23,8 +24,8 @@ from ._exceptions import EmptyStreamError
 from ._merge import MergeNode
 from ._opening import StreamOpening
 from ._operators import BatchNode, FilterNode, MapNode, SkipNode, TakeNode, TimeoutNode
-from ._stage import Node
-from ._util import check_not_awaitable, is_async_callable
+from ._stage import Node, stop_iteration_error
+from ._util import check_not_awaitable, describe, is_async_callable
 
 __all__ = ["CollectResult", "Stream", "collect", "collect_result", "invoke", "merge", "pipe"]
 
@@ -64,6 +65,17 @@ class Stream(Generic[T_co]):
                 "a Stream is not iterated directly: use `async with stream.open() as items: "
                 "async for x in items: ...`, or a terminal operation such as "
                 "`await stream.collect()`"
+            )
+
+        def __aenter__(self) -> None:
+            raise TypeError(
+                "a Stream is not a context manager: use `async with stream.open() as items:`"
+            )
+
+        def __await__(self) -> None:
+            raise TypeError(
+                "a Stream is not awaitable: it is cold and runs only when opened; use a terminal "
+                "operation such as `await stream.collect()` or `await stream.last()`"
             )
 
     # ------------------------------------------------------------------ scoped iteration
@@ -145,12 +157,13 @@ class Stream(Generic[T_co]):
     @overload
     def filter(self, pred: Callable[[T_co], TypeGuard[U]]) -> Stream[U]: ...
     @overload
-    def filter(self, pred: Callable[[T_co], object]) -> Stream[T_co]: ...
-    def filter(self, pred: Callable[[T_co], Any]) -> Stream[Any]:
-        """Keep the items for which ``pred`` (sync or ``async def``) is true."""
-        return Stream(FilterNode(self._node, pred))
+    def filter(self, pred: Callable[[T_co], object] | None) -> Stream[T_co]: ...
+    def filter(self, pred: Callable[[T_co], Any] | None) -> Stream[Any]:
+        """Keep the items for which ``pred`` (sync or ``async def``) is true; with ``None``,
+        the items that are true themselves, as the builtin ``filter(None, ...)`` does."""
+        return Stream(FilterNode(self._node, bool if pred is None else pred))
 
-    def batch(self, size: int, within: float | None = None) -> Stream[list[T_co]]:
+    def batch(self, size: int, *, within: float | None = None) -> Stream[list[T_co]]:
         """Lists of up to ``size`` items. With ``within`` seconds, a partial batch is
         delivered when that time has passed since its first item. A partial batch is kept
         across a cancelled request, and one cut short by an upstream error is delivered
@@ -168,6 +181,7 @@ class Stream(Generic[T_co]):
 
     def timeout(
         self,
+        *,
         first: float | None = None,
         between: float | None = None,
         total: float | None = None,
@@ -182,7 +196,7 @@ class Stream(Generic[T_co]):
         """
         return Stream(TimeoutNode(self._node, first, between, total))
 
-    def buffer(self, capacity: int, overflow: Overflow = "wait") -> Stream[T_co]:
+    def buffer(self, capacity: int, *, overflow: Overflow = "wait") -> Stream[T_co]:
         """Read ahead into a bounded buffer, in a task, from the moment the stream is opened
         (Go's ``BufferedStream``).
 
@@ -200,7 +214,7 @@ class Stream(Generic[T_co]):
         """All items, in a list (Go's ``Collect``). Opens, drains and closes the stream."""
         items: list[T_co] = []
         async with self.open() as it:
-            await it.drain(items.extend)
+            await it._drain(items.extend)
         return items
 
     async def collect_result(self) -> CollectResult[T_co]:
@@ -213,7 +227,7 @@ class Stream(Generic[T_co]):
         items: list[T_co] = []
         try:
             async with self.open() as it:
-                await it.drain(items.extend)
+                await it._drain(items.extend)
         except Exception as error:  # noqa: BLE001 - handed back to the caller as itself
             return CollectResult(items, error)
         return CollectResult(items, None)
@@ -230,7 +244,7 @@ class Stream(Generic[T_co]):
         """The last item (Go's "Invoke from Stream"). `EmptyStreamError` if none."""
         last: deque[T_co] = deque(maxlen=1)
         async with self.open() as it:
-            await it.drain(last.extend)
+            await it._drain(last.extend)
         if not last:
             raise EmptyStreamError(f"last() of an empty stream: {self!r}")
         return last[0]
@@ -241,23 +255,20 @@ class Stream(Generic[T_co]):
     async def reduce(self, fn: Callable[[A, T_co], A], initial: A) -> A: ...
     async def reduce(self, fn: Callable[[A, T_co], Any], initial: A) -> A:
         """Fold the items with ``fn(accumulator, item)`` (sync or ``async def``)."""
+        _check_function("reduce", fn)
         acc = initial
         async with self.open() as it:
             if is_async_callable(fn):
                 async for item in it:
-                    acc = await fn(acc, item)
+                    acc = await _call_async(fn, "reduce", acc, item)
                 return acc
-            checked = False
 
-            def fold(items: Iterator[T_co]) -> None:
-                nonlocal acc, checked
+            def fold(items: Sequence[T_co]) -> None:
+                nonlocal acc
                 for item in items:
-                    acc = fn(acc, item)
-                    if not checked:
-                        check_not_awaitable(acc, fn, "reduce")
-                        checked = True
+                    acc = _call_sync(fn, "reduce", acc, item)
 
-            await it.drain(fold)
+            await it._drain(fold)
         return acc
 
     @overload
@@ -266,22 +277,52 @@ class Stream(Generic[T_co]):
     async def for_each(self, fn: Callable[[T_co], object]) -> None: ...
     async def for_each(self, fn: Callable[[T_co], Any]) -> None:
         """Call ``fn`` (sync or ``async def``) on each item, in order."""
+        _check_function("for_each", fn)
         async with self.open() as it:
             if is_async_callable(fn):
                 async for item in it:
-                    await fn(item)
+                    await _call_async(fn, "for_each", item)
                 return
-            checked = False
 
-            def each(items: Iterator[T_co]) -> None:
-                nonlocal checked
+            def each(items: Sequence[T_co]) -> None:
                 for item in items:
-                    result = fn(item)
-                    if not checked:
-                        check_not_awaitable(result, fn, "for_each")
-                        checked = True
+                    _call_sync(fn, "for_each", item)
 
-            await it.drain(each)
+            await it._drain(each)
+
+
+def _check_function(role: str, fn: object) -> None:
+    if not callable(fn):
+        raise TypeError(f"{role}() needs a function for fn, got {fn!r}")
+    if inspect.isasyncgenfunction(fn):
+        raise TypeError(
+            f"{role}() needs a function for fn, got the async generator function "
+            f"{describe(fn)}; pass an `async def` function that returns a value"
+        )
+
+
+def _call_sync(fn: Callable[..., Any], role: str, *args: Any) -> Any:
+    try:
+        result = fn(*args)
+    except (StopIteration, StopAsyncIteration) as exc:
+        raise stop_iteration_error(exc, f"the {role} function {describe(fn)}") from exc
+    check_not_awaitable(result, fn, role)
+    return result
+
+
+async def _call_async(fn: Callable[..., Awaitable[Any]], role: str, *args: Any) -> Any:
+    try:
+        return await fn(*args)
+    except StopAsyncIteration as exc:
+        raise stop_iteration_error(exc, f"the {role} function {describe(fn)}") from exc
+
+
+def _check_stream(role: str, source: object) -> None:
+    if not isinstance(source, Stream):
+        raise TypeError(
+            f"{role}() needs a beluga_trio Stream for source, got {type(source).__name__} "
+            f"{source!r}; build one with bt.from_iterable(...) or a @bt.stream function"
+        )
 
 
 class CollectResult(NamedTuple, Generic[T]):
@@ -307,16 +348,19 @@ def pipe(source: Stream[T], fn: Callable[[T], Awaitable[U]]) -> Stream[U]: ...
 def pipe(source: Stream[T], fn: Callable[[T], U]) -> Stream[U]: ...
 def pipe(source: Stream[T], fn: Callable[[T], Any]) -> Stream[Any]:
     """``pipe(s, fn)`` is ``s.map(fn)``: Go's ``Pipe``."""
+    _check_stream("pipe", source)
     return source.map(fn)
 
 
 async def collect(source: Stream[T]) -> list[T]:
     """``await collect(s)`` is ``await s.collect()``."""
+    _check_stream("collect", source)
     return await source.collect()
 
 
 async def collect_result(source: Stream[T]) -> CollectResult[T]:
     """``await collect_result(s)`` is ``await s.collect_result()``."""
+    _check_stream("collect_result", source)
     return await source.collect_result()
 
 
@@ -339,4 +383,5 @@ def merge(*streams: Stream[T], capacity: int = 64) -> Stream[T]:
 
 async def invoke(source: Stream[T]) -> T:
     """The last item of the stream: Go's "Invoke from Stream". ``await s.last()``."""
+    _check_stream("invoke", source)
     return await source.last()

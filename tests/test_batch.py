@@ -34,10 +34,18 @@ import beluga_trio as bt
 )
 async def test_lists_of_up_to_size(source: Any, within: float | None) -> None:
     with no_task_leak():
-        assert await source().batch(3, within).collect() == [[0, 1, 2], [3, 4, 5], [6, 7, 8], [9]]
-        assert await source().batch(5, within).collect() == [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9]]
-        assert await source().batch(1, within).collect() == [[i] for i in range(10)]
-        assert await source().batch(100, within).collect() == [list(range(10))]
+        assert await source().batch(3, within=within).collect() == [
+            [0, 1, 2],
+            [3, 4, 5],
+            [6, 7, 8],
+            [9],
+        ]
+        assert await source().batch(5, within=within).collect() == [
+            [0, 1, 2, 3, 4],
+            [5, 6, 7, 8, 9],
+        ]
+        assert await source().batch(1, within=within).collect() == [[i] for i in range(10)]
+        assert await source().batch(100, within=within).collect() == [list(range(10))]
 
 
 async def test_an_empty_stream_has_no_batches() -> None:
@@ -64,7 +72,7 @@ def test_concatenated_batches_are_the_stream(
                 yield x
 
         source = produce() if async_source else bt.from_iterable(xs)
-        batches = await source.batch(size, within).collect()
+        batches = await source.batch(size, within=within).collect()
         assert [x for b in batches for x in b] == xs
         assert all(1 <= len(b) <= size for b in batches)
         if within is None or not async_source:
@@ -83,13 +91,13 @@ def test_size_must_be_at_least_one(size: int) -> None:
 @pytest.mark.parametrize("within", [0, -1.0, float("inf"), float("nan")])
 def test_within_must_be_a_positive_finite_number(within: float) -> None:
     with pytest.raises(ValueError, match="within"):
-        bt.from_iterable([1]).batch(3, within)
+        bt.from_iterable([1]).batch(3, within=within)
 
 
 @pytest.mark.parametrize(("size", "within"), [(1.5, None), ("3", None), (3, "1")])
 def test_size_and_within_types_are_checked(size: Any, within: Any) -> None:
     with pytest.raises(TypeError):
-        bt.from_iterable([1]).batch(size, within)
+        bt.from_iterable([1]).batch(size, within=within)
 
 
 # --------------------------------------------------------------------------------------------
@@ -166,7 +174,7 @@ async def test_the_partial_batch_comes_before_an_upstream_error_which_arrives_as
     got: list[list[int]] = []
 
     async def consume() -> None:
-        async with failing(probe, 5, err).batch(3, within).open() as it:
+        async with failing(probe, 5, err).batch(3, within=within).open() as it:
             async for b in it:
                 got.append(b)  # noqa: PERF401 - keeps what arrived before the error
 
@@ -211,7 +219,7 @@ async def test_keyboard_interrupt_after_a_partial_batch_arrives_as_itself(
     got: list[list[int]] = []
 
     async def consume() -> None:
-        async with source.batch(3, within).open() as it:
+        async with source.batch(3, within=within).open() as it:
             async for b in it:
                 got.append(b)  # noqa: PERF401 - keeps what arrived before the error
 
@@ -281,7 +289,7 @@ def test_timeouts_on_anext_lose_no_item(
     async def main() -> None:
         probe = Probe()
         with no_task_leak():
-            async with timed(probe, delays).batch(size, within).open() as it:
+            async with timed(probe, delays).batch(size, within=within).open() as it:
                 batches, _ = await drain_with_timeouts(it, patience)
         assert [x for b in batches for x in b] == [str(i) for i in range(len(delays))]
         assert all(1 <= len(b) <= size for b in batches)
@@ -303,7 +311,7 @@ async def test_breaking_out_stops_the_producer_before_the_block_ends(
     state = ExitState()
     before = tasks_living()
     try:
-        async with counting(probe, delay=0.2).batch(4, within).open() as it:
+        async with counting(probe, delay=0.2).batch(4, within=within).open() as it:
             async for b in it:
                 if b[-1] >= 6:
                     break
@@ -321,7 +329,7 @@ async def test_external_cancellation_is_never_a_clean_end(
     probe = Probe()
 
     def make() -> bt.Stream[list[int]]:
-        return counting(probe, 40, delay=1).batch(2, within)
+        return counting(probe, 40, delay=1).batch(2, within=within)
 
     with no_task_leak():
         if by == "cancel":

@@ -1,4 +1,4 @@
-"""Tests of ``s.buffer(capacity, overflow)`` and ``bt.BufferedStream`` (CONTRACT.md, "Buffering
+"""Tests of ``s.buffer(capacity, *, overflow)`` and ``bt.BufferedStream`` (CONTRACT.md, "Buffering
 and fan-out"; issue 3): items and order, read-ahead bounds, overflow policies and statistics,
 errors as themselves after the buffered items, leaving and cancellation, and the Go
 ``BufferedStream`` failure modes (FACTS.md) shown not to happen.
@@ -32,7 +32,7 @@ async def test_a_buffer_that_keeps_up_delivers_every_item_in_order(
 ) -> None:
     probe = Probe()
     with no_task_leak():
-        got = await counting(probe, 50).buffer(capacity, overflow).collect()
+        got = await counting(probe, 50).buffer(capacity, overflow=overflow).collect()
     # A lock-step producer behind a consumer that reads at once never fills a buffer of 1+
     # when the policy is "wait"; with drop policies only what overflowed is lost.
     if overflow == "wait":
@@ -297,7 +297,7 @@ async def test_capacity_must_be_an_int(capacity: Any) -> None:
 @pytest.mark.parametrize("overflow", ["drop_all", "block", None])
 async def test_overflow_is_validated(overflow: Any) -> None:
     with pytest.raises(ValueError, match="overflow"):
-        await bt.from_iterable([1]).buffer(3, overflow).collect()
+        await bt.from_iterable([1]).buffer(3, overflow=overflow).collect()
     with pytest.raises(ValueError, match="overflow"):
         async with bt.BufferedStream(bt.from_iterable([1]), 3, overflow=overflow):
             pass  # pragma: no cover
@@ -326,7 +326,10 @@ async def test_buffered_items_come_before_the_producers_error_which_arrives_as_i
 
     with no_task_leak():
         assert await raised_by(consume) is err
-    assert got == [0, 1, 2, 3, 4]
+    # KeyboardInterrupt and SystemExit are interrupts, not stream content: like a child task's
+    # in a trio nursery, one cancels the consumer's block at once instead of waiting in line.
+    fatal = isinstance(err, KeyboardInterrupt | SystemExit)
+    assert got == ([] if fatal else [0, 1, 2, 3, 4])
 
 
 @pytest.mark.parametrize("overflow", OVERFLOWS)
@@ -336,9 +339,9 @@ async def test_stream_buffer_raises_the_producers_error_as_itself(
 ) -> None:
     err = ERRORS[kind]()
     with no_task_leak():
-        exc = await raised_by(failing(Probe(), 3, err).buffer(2, overflow).collect)
+        exc = await raised_by(failing(Probe(), 3, err).buffer(2, overflow=overflow).collect)
     assert exc is err
-    res = await failing(Probe(), 3, ValueError("x")).buffer(8, overflow).collect_result()
+    res = await failing(Probe(), 3, ValueError("x")).buffer(8, overflow=overflow).collect_result()
     assert res.items == [0, 1, 2]
 
 
@@ -435,7 +438,7 @@ async def test_external_cancellation_is_never_a_clean_end(
     probe = Probe()
     with no_task_leak():
         got, after_loop, caught = await cancelled_while_consuming(
-            lambda: counting(probe, 100, delay=1).buffer(4, overflow), cancel_after=3
+            lambda: counting(probe, 100, delay=1).buffer(4, overflow=overflow), cancel_after=3
         )
     assert got == [0, 1, 2]
     assert not after_loop
@@ -445,7 +448,7 @@ async def test_external_cancellation_is_never_a_clean_end(
     probe = Probe()
     with no_task_leak():
         got, after_loop, caught = await cancelled_while_consuming(
-            lambda: counting(probe, 100, delay=1).buffer(4, overflow), deadline=5.5
+            lambda: counting(probe, 100, delay=1).buffer(4, overflow=overflow), deadline=5.5
         )
     assert got == [0, 1, 2, 3, 4]
     assert not after_loop
@@ -518,7 +521,7 @@ async def test_a_shielded_consumer_does_not_see_a_clean_end_when_the_producer_is
     got: list[int] = []
     after_loop = False
     with trio.CancelScope() as outer:
-        async with counting(probe, 10, delay=1).buffer(3, overflow).open() as it:
+        async with counting(probe, 10, delay=1).buffer(3, overflow=overflow).open() as it:
             with trio.CancelScope(shield=True):
                 try:
                     async for x in it:

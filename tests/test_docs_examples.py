@@ -36,6 +36,10 @@ EXPECTED: dict[str, tuple[bool, str]] = {
         "['C0', 'C1', 'C2', 'C3', 'C4', 'C5'] in 0.2 s\n"
         "[['b0', 'b1', 'b2'], ['b3', 'b4', 'b5']]\n",
     ),
+    "exactly_once.py": (
+        True,
+        "['reply 0', 'reply 1', 'reply 2']\ncalls: [0, 1, 2] polls: 10\n",
+    ),
     "lock_step.py": (
         True,
         "0 1\nstarted while the consumer was busy: [0, 1]\n"

@@ -1,4 +1,4 @@
-"""Tests of ``await bt.fan_out(stream, *consumers, buffer=1024)`` (CONTRACT.md, "Buffering and
+"""Tests of ``await bt.fan_out(stream, *consumers, capacity=1024)`` (CONTRACT.md, "Buffering and
 fan-out"; issue 3): every consumer sees every item in order, results in consumer order, the
 source is read once, the slowest sets the pace with bounded buffers, early returns detach,
 errors cancel everything and arrive as themselves, and the Go ``FanOut`` failure modes
@@ -97,7 +97,7 @@ async def test_a_sync_source_is_read_once() -> None:
             yield i
 
     with no_task_leak():
-        results = await bt.fan_out(bt.from_iterable(gen()), collect, collect, collect, buffer=7)
+        results = await bt.fan_out(bt.from_iterable(gen()), collect, collect, collect, capacity=7)
     assert results == [list(range(3000))] * 3
     assert reads == list(range(3000))
 
@@ -126,7 +126,7 @@ def test_every_view_equals_the_source(
         source = checkpointing(probe, xs) if async_source else bt.from_iterable(xs)
         consumers = [collect if pace is None else sleepy(pace) for pace in paces]
         with no_task_leak():
-            results = await bt.fan_out(source, *consumers, buffer=buffer)
+            results = await bt.fan_out(source, *consumers, capacity=buffer)
         assert results == [xs] * len(paces)
         assert probe.started == (len(xs) if async_source else 0)
         assert probe.finalized == probe.entered
@@ -167,7 +167,7 @@ async def test_the_slowest_consumer_sets_the_pace(
         return seen
 
     with no_task_leak():
-        assert await bt.fan_out(counting(probe, 200), fast, slow, buffer=buffer) == [200, 200]
+        assert await bt.fan_out(counting(probe, 200), fast, slow, capacity=buffer) == [200, 200]
     # items taken from the source but not yet seen by the slowest consumer: its buffer, plus
     # one in the distributor's hand
     assert worst_lag <= buffer + 2
@@ -197,7 +197,7 @@ async def test_a_consumer_that_does_not_read_holds_back_the_source() -> None:
         return n
 
     with no_task_leak():
-        assert await bt.fan_out(counting(probe, 100), stuck, watcher, buffer=5) == [100, 100]
+        assert await bt.fan_out(counting(probe, 100), stuck, watcher, capacity=5) == [100, 100]
     assert 5 <= started_while_blocked <= 5 + 1
 
 
@@ -259,7 +259,7 @@ async def test_a_consumer_that_returns_early_is_detached_and_the_others_go_on(
     early, expected = EARLY[name]
     with no_task_leak(), trio.fail_after(1000):  # a consumer not detached blocks the rest
         results = await bt.fan_out(
-            counting(probe, 50, delay=0.25), collect, early, sleepy(0.5), buffer=buffer
+            counting(probe, 50, delay=0.25), collect, early, sleepy(0.5), capacity=buffer
         )
     assert results == [list(range(50)), expected, list(range(50))]
     assert probe.started == 50
@@ -276,7 +276,7 @@ async def test_when_every_consumer_has_returned_an_endless_source_is_stopped(
     try:
         with trio.fail_after(10):  # consumers not detached would block the endless source
             results = await bt.fan_out(
-                counting(probe), _takes_3, _breaks_at_3, _never_opens, _first, buffer=buffer
+                counting(probe), _takes_3, _breaks_at_3, _never_opens, _first, capacity=buffer
             )
     finally:
         state.record([probe])
@@ -329,14 +329,14 @@ async def test_a_view_that_outlives_fan_out_does_not_pretend_to_be_empty() -> No
 
 @pytest.mark.parametrize("buffer", [0, -1])
 async def test_buffer_must_be_positive(buffer: int) -> None:
-    with pytest.raises(ValueError, match="buffer"):
-        await bt.fan_out(counting(Probe(), 3), collect, buffer=buffer)
+    with pytest.raises(ValueError, match="capacity"):
+        await bt.fan_out(counting(Probe(), 3), collect, capacity=buffer)
 
 
 @pytest.mark.parametrize("buffer", [1.0, "4", None])
 async def test_buffer_must_be_an_int(buffer: Any) -> None:
     with pytest.raises(TypeError):
-        await bt.fan_out(counting(Probe(), 3), collect, buffer=buffer)
+        await bt.fan_out(counting(Probe(), 3), collect, capacity=buffer)
 
 
 # --------------------------------------------------------------------------------------------
@@ -495,7 +495,7 @@ async def test_consumers_that_each_drain_fully_cannot_deadlock(
     consumers = PACES[name]
     probe = Probe()
     with no_task_leak(), trio.fail_after(10_000):
-        results = await bt.fan_out(counting(probe, n, delay=0.01), *consumers, buffer=1)
+        results = await bt.fan_out(counting(probe, n, delay=0.01), *consumers, capacity=1)
     assert results == [list(range(n))] * len(consumers)
     assert probe.started == n
 
@@ -523,7 +523,7 @@ async def test_one_task_draining_two_views_one_after_another_raises_instead_of_h
 
     async def run() -> list[Any]:
         with trio.fail_after(100):
-            return await bt.fan_out(counting(Probe(), 16), lender, drainer, buffer=1)
+            return await bt.fan_out(counting(Probe(), 16), lender, drainer, capacity=1)
 
     exc = await raised_by(run)
     assert not isinstance(exc, trio.TooSlowError), "hung like the Go FanOut"
@@ -595,7 +595,7 @@ async def test_cancelling_a_fan_out_blocked_on_a_full_buffer_stops_it() -> None:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(cancel_soon)
             try:
-                await bt.fan_out(counting(probe), stuck, collect, buffer=3)
+                await bt.fan_out(counting(probe), stuck, collect, capacity=3)
             finally:
                 state.record([probe])
     assert cs.cancelled_caught
@@ -667,7 +667,7 @@ async def test_a_timed_out_anext_on_a_view_loses_no_item(
         return await view.collect()
 
     with no_task_leak():
-        results = await bt.fan_out(timed(Probe(), delays), impatient, plain, buffer=buffer)
+        results = await bt.fan_out(timed(Probe(), delays), impatient, plain, capacity=buffer)
     expected = [str(i) for i in range(len(delays))]
     assert results == [expected, expected]
     assert cancelled >= 3

@@ -262,7 +262,7 @@ def test_every_fan_out_view_equals_the_source(
     async def main() -> None:
         fakes: list[ScriptedProducer[int]] = []
         views = await bt.fan_out(
-            source(kind, xs, fakes), *(consumer(stop) for stop in stops), buffer=buffer
+            source(kind, xs, fakes), *(consumer(stop) for stop in stops), capacity=buffer
         )
         for stop, seen in zip(stops, views, strict=True):
             assert seen == (xs if stop is None else xs[:stop])

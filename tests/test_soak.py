@@ -211,7 +211,7 @@ async def dropping(r: Round, leave: Leave, after: int) -> None:
     rng = r.rng
     n = rng.randint(0, r.size)
     overflow: bt.Overflow = rng.choice(["drop_oldest", "drop_newest"])
-    stream = r.source(n).buffer(rng.randint(1, 32), overflow).map(same).map(same)
+    stream = r.source(n).buffer(rng.randint(1, 32), overflow=overflow).map(same).map(same)
     got = await consume(stream, leave, after)
     assert got == sorted(set(got)), "not an ordered subsequence"
     assert set(got) <= set(range(n))
@@ -232,7 +232,7 @@ async def fanned(r: Round, leave: Leave, after: int) -> None:
         return await view.reduce(lambda acc, x: acc + x, 0)
 
     source = r.source(n).buffer(rng.randint(1, 16))
-    views = await bt.fan_out(source, everything, early, total, buffer=rng.randint(1, 64))
+    views = await bt.fan_out(source, everything, early, total, capacity=rng.randint(1, 64))
     seen, head, added = views
     assert isinstance(seen, list)
     check_delivered(seen, range(n), leave)

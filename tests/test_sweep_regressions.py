@@ -13,9 +13,14 @@ cancelled task without any cleanup being involved:
    the consumer's scope was cancelled, before any checkpoint, made the cancelled block raise
    ``BaseExceptionGroup([Cancelled, error])``.
 
-The fix (``_stage.replaced_cancellation``): an exception is a cleanup error only when a
-`trio.Cancelled` is in its ``__context__`` chain, which is exactly what a ``finally`` or an
-``except Cancelled`` block that raises during a cancellation produces.
+The first fix walked the exception's ``__context__`` for a `trio.Cancelled`, which took a
+producer's own timeout (``trio.TooSlowError``) for a cleanup error. Outcomes are now decided
+from state (``beluga_trio/_outcome.py``): a stage task's error is always the stream's content
+(its upstream already classified it), and a producer's error is a cleanup error exactly when
+this opening asked it to stop or a scope around it (the consumer's) is cancelled. So case 2 is
+now reported rather than dropped: the consumer's scope was cancelled when the body raised, and
+an error raised while the consumer is being cancelled replaces the cancellation, as an error
+raised in a ``finally`` would; it is never silently lost.
 """
 
 from __future__ import annotations
@@ -66,17 +71,22 @@ async def test_an_unread_error_in_flight_is_dropped_when_the_consumer_leaves(
         assert await consume() == [0]
 
 
-async def test_a_cancelled_block_raises_its_cancellation_not_the_unread_error() -> None:
-    with trio.CancelScope() as scope:
+async def test_an_error_raised_while_the_consumer_is_cancelled_replaces_the_cancellation() -> None:
+    scope = trio.CancelScope()
 
-        @bt.stream
-        async def cancel_then_fail() -> AsyncGenerator[int, None]:
-            await trio.lowlevel.checkpoint()
-            yield 0
-            scope.cancel()  # the consumer's scope is cancelled (as a deadline would)...
-            raise ValueError("boom")  # ...and, before any checkpoint, the stream fails
+    @bt.stream
+    async def cancel_then_fail() -> AsyncGenerator[int, None]:
+        await trio.lowlevel.checkpoint()
+        yield 0
+        scope.cancel()  # the consumer's scope is cancelled (as a deadline would)...
+        raise ValueError("boom")  # ...and, before any checkpoint, the stream fails
 
-        async with cancel_then_fail().open() as items:
-            async for _ in items:
-                pass
-    assert scope.cancelled_caught
+    async def consume() -> None:
+        with scope:
+            async with cancel_then_fail().open() as items:
+                async for _ in items:
+                    pass
+
+    with pytest.raises(ValueError, match="boom"):
+        await consume()
+    assert not scope.cancelled_caught

@@ -224,7 +224,7 @@ async def async_generator_source(h: Harness) -> None:
 
 def buffer_body(overflow: bt.Overflow) -> Body:
     async def body(h: Harness) -> None:
-        await h.consume(src(h, 5).buffer(2, overflow))
+        await h.consume(src(h, 5).buffer(2, overflow=overflow))
 
     return body
 
@@ -256,7 +256,7 @@ async def fan_out(h: Harness) -> None:
                 count += 1
         return count
 
-    counts = await bt.fan_out(src(h, 3), partial(consumer, 0), partial(consumer, 100), buffer=1)
+    counts = await bt.fan_out(src(h, 3), partial(consumer, 0), partial(consumer, 100), capacity=1)
     assert counts == [3, 3]
 
 
@@ -271,7 +271,7 @@ async def fan_out_early_return(h: Harness) -> None:
         h.delivered.extend(items)
         return items
 
-    results = await bt.fan_out(src(h, 3), first_only, everything, buffer=1)
+    results = await bt.fan_out(src(h, 3), first_only, everything, capacity=1)
     assert results == [0, [0, 1, 2]]
 
 

@@ -50,13 +50,8 @@ def paced(timeline: Timeline, gaps: Sequence[float]) -> bt.Stream[int]:
 
 async def drain(s: bt.Stream[int]) -> tuple[list[int], BaseException | None, float]:
     """The items received, the exception that ended the stream, and when it ended."""
-    items: list[int] = []
-    try:
-        async with s.open() as it:
-            await it.drain(items.extend)
-    except Exception as exc:  # noqa: BLE001 - returned to the test
-        return items, exc, trio.current_time()
-    return items, None, trio.current_time()
+    items, error = await s.collect_result()
+    return items, error, trio.current_time()
 
 
 # --------------------------------------------------------------------------------- expiry

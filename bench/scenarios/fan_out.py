@@ -178,7 +178,7 @@ SCENARIO = Scenario(
         Contender(
             "hand-written 3 channels(1024), naive", load_naive, note="await send / async for"
         ),
-        Contender("beluga fan_out(s, c, c, c)", load_beluga, goal=1.5, note="buffer=1024"),
+        Contender("beluga fan_out(s, c, c, c)", load_beluga, goal=1.5, note="capacity=1024"),
         Contender("asyncstdlib tee(n=3, lock)", load_asyncstdlib, note="peer, a task per consumer"),
         _slurry.contender("slurry tap() x3", "fan_out3", note="peer, a task per item per tap"),
     ),

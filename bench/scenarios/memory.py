@@ -182,7 +182,7 @@ SCENARIO = MemoryScenario(
     sizes=(100_000, 1_000_000),
     smoke_sizes=(2_000, 20_000),
     contenders=(
-        Contender("beluga fan_out(s, fast, slow)", load_beluga, goal=1.10, note="buffer=1024"),
+        Contender("beluga fan_out(s, fast, slow)", load_beluga, goal=1.10, note="capacity=1024"),
         Contender("hand-written 2 channels(1024), nowait", load_hand_written, note="bounded"),
         Contender("asyncstdlib tee(n=2)", load_asyncstdlib, note="peer, unbounded"),
     ),

@@ -33,7 +33,7 @@ async def logger(chunks: bt.Stream[StreamChunk]) -> list[str]:
 async def main() -> None:
     # Both run at once, in tasks owned by this call; the slower one sets the pace, and at most
     # `buffer` chunks wait for either, however long the reply.
-    shown, log = await bt.fan_out(model.stream("Explain fan-out"), ui, logger, buffer=64)
+    shown, log = await bt.fan_out(model.stream("Explain fan-out"), ui, logger, capacity=64)
     print(f"ui showed {len(shown)} characters; the model was called {len(model.calls)} time")
     for entry in log:
         print(entry.rstrip())
