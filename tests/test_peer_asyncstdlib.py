@@ -388,7 +388,7 @@ async def test_fan_out_consumers_agree_on_one_order(size: int) -> None:
 async def test_fan_out_is_bounded_by_the_slowest_consumer() -> None:
     """test_tee's buffer, pinned difference: asyncstdlib's tee buffers without bound for a
     peer that lags behind; ``fan_out``'s slowest consumer sets the pace, so the source runs
-    at most about ``buffer`` items ahead of it, and memory does not grow with the stream."""
+    at most about ``capacity`` items ahead of it, and memory does not grow with the stream."""
     started: list[int] = []
 
     @bt.stream
@@ -409,7 +409,7 @@ async def test_fan_out_is_bounded_by_the_slowest_consumer() -> None:
         return seen
 
     with no_leaks():
-        results = await bt.fan_out(many(), _collect, laggard, buffer=4)
+        results = await bt.fan_out(many(), _collect, laggard, capacity=4)
     assert results == [list(range(1000))] * 2
     assert ahead_of_laggard
     assert ahead_of_laggard[0] <= 4 + 2, ahead_of_laggard
