@@ -29,6 +29,7 @@ from typing import TypeVar
 import pytest
 import trio
 import trio.testing
+from _peers import RaiseTogether, assert_interrupt_comes_first
 
 import beluga_trio as bt
 from beluga_trio.testing import no_leaks
@@ -351,6 +352,50 @@ async def test_merge_source_own_timeout_is_its_error_not_an_end(
     assert type(caught.value) is trio.TooSlowError
     assert got == [10]
     assert after_loop == []
+
+
+@pytest.mark.parametrize("error_first", [True, False], ids=["error first", "interrupt first"])
+async def test_merge_keyboard_interrupt_with_a_concurrent_error_is_not_grouped(
+    error_first: bool,
+) -> None:
+    """test_merge, fifth case, with two sources failing at the same moment, one with
+    ``KeyboardInterrupt`` (issue 10, case 4): it arrives as itself, never in a group, never
+    dropped, and the other error is not lost: it hangs off it."""
+
+    async def scenario(
+        together: RaiseTogether, error: BaseException, interrupt: BaseException
+    ) -> None:
+        @bt.stream
+        async def fails(exc: BaseException) -> AsyncIterator[int]:
+            yield 0
+            await together.raise_(exc)
+            yield 1  # pragma: no cover
+
+        await bt.merge(fails(error), fails(interrupt)).collect()
+
+    await assert_interrupt_comes_first(scenario, error_first=error_first)
+
+
+@pytest.mark.parametrize("error_first", [True, False], ids=["error first", "interrupt first"])
+async def test_map_concurrent_keyboard_interrupt_with_a_concurrent_error_is_not_grouped(
+    error_first: bool,
+) -> None:
+    """test_map, "Asynchronous/simple/concurrent", with two calls failing at the same moment,
+    one with ``KeyboardInterrupt`` (issue 10, case 4): it arrives as itself, never grouped,
+    never dropped, and the other error hangs off it."""
+
+    async def scenario(
+        together: RaiseTogether, error: BaseException, interrupt: BaseException
+    ) -> None:
+        failures = [error, interrupt]
+
+        async def call(i: int) -> int:
+            await together.raise_(failures[i])
+            return i  # pragma: no cover
+
+        await bt.from_iterable([0, 1]).map(call, concurrency=2).collect()
+
+    await assert_interrupt_comes_first(scenario, error_first=error_first)
 
 
 async def test_merge_source_that_swallows_its_cancellation(

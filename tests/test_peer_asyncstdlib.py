@@ -24,7 +24,7 @@ from typing import Any, cast
 import pytest
 import trio
 import trio.testing
-from _peers import async_stream
+from _peers import RaiseTogether, assert_interrupt_comes_first, async_stream
 
 import beluga_trio as bt
 from beluga_trio.testing import no_leaks
@@ -413,3 +413,28 @@ async def test_fan_out_is_bounded_by_the_slowest_consumer() -> None:
     assert results == [list(range(1000))] * 2
     assert ahead_of_laggard
     assert ahead_of_laggard[0] <= 4 + 2, ahead_of_laggard
+
+
+@pytest.mark.parametrize("error_first", [True, False], ids=["error first", "interrupt first"])
+async def test_fan_out_keyboard_interrupt_with_a_concurrent_error_is_not_grouped(
+    error_first: bool,
+) -> None:
+    """test_tee, with two consumers failing at the same moment, one with
+    ``KeyboardInterrupt`` (issue 10, case 4): ``fan_out`` raises it as itself, never in a
+    group, never dropped, and the other error hangs off it."""
+
+    async def scenario(
+        together: RaiseTogether, error: BaseException, interrupt: BaseException
+    ) -> None:
+        def failing(exc: BaseException) -> Callable[[bt.Stream[int]], Awaitable[list[int]]]:
+            async def consume(view: bt.Stream[int]) -> list[int]:
+                async with view.open() as items:
+                    await anext(items)
+                    await together.raise_(exc)
+                return []  # pragma: no cover
+
+            return consume
+
+        await bt.fan_out(bt.from_iterable(ITEMS), failing(error), failing(interrupt))
+
+    await assert_interrupt_comes_first(scenario, error_first=error_first)

@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator
 import pytest
 import trio
 import trio.testing
-from _peers import holds, leaves
+from _peers import chained, holds, leaves
 
 import beluga_trio as bt
 from beluga_trio.testing import no_leaks
@@ -296,6 +296,29 @@ async def test_consumer_error_and_cleanup_error_both_arrive() -> None:
                 assert x == 1
                 raise body_error
     assert events == ["GeneratorExit", "finally"]
+
+
+async def test_keyboard_interrupt_in_cleanup_with_a_consumer_error_is_not_grouped() -> None:
+    """as_safe_channel_genexit_finally, with ``KeyboardInterrupt`` from the producer's
+    ``finally``. Pinned difference: ``as_safe_channel`` groups it with the consumer's error;
+    beluga_trio raises it as itself, never grouped (guarantee 10), and the consumer's error
+    is not lost: it hangs off it."""
+    interrupt = KeyboardInterrupt()
+    body_error = TypeError("iterator")
+
+    @bt.stream
+    async def producer() -> AsyncIterator[int]:  # noqa: ASYNC124 - a @bt.stream body is an async generator
+        try:
+            yield 1
+        finally:
+            raise interrupt  # noqa: B012 - the interrupt is the scenario
+
+    with no_leaks(), pytest.raises(KeyboardInterrupt) as caught:  # noqa: PT012
+        async with producer().open() as items:
+            async for _ in items:
+                raise body_error
+    assert caught.value is interrupt
+    assert any(e is body_error for e in chained(caught.value))
 
 
 async def test_cleanup_that_awaits_runs_to_the_end_before_the_block_exits(
