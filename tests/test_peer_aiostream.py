@@ -160,6 +160,40 @@ async def test_map_ordered_waits_for_earlier_items(
     assert got == [(2, 2), (4, 4), (1, 4), (3, 4), (5, 5)]
 
 
+@pytest.mark.parametrize("ordered", [True, False])
+async def test_map_error_is_a_position(
+    autojump_clock: trio.testing.MockClock, ordered: bool
+) -> None:
+    """test_map, "As completed", with the call that finishes first (item 1, at 1 s) failing
+    (issue 10, case 7; guarantee 8). In input order the error's position is after 2 and 4,
+    which are still in flight when it happens: they are delivered first (at 2 and 4 s), then
+    the error, as itself. In completion order it is the first thing that completes: it
+    comes at once, before any item."""
+    error = ValueError("item 1 failed")
+
+    async def call(x: int) -> int:
+        await trio.sleep(x)
+        if x == 1:
+            raise error
+        return x
+
+    got: list[tuple[int, float]] = []
+    start = trio.current_time()
+    with no_leaks(), pytest.raises(ValueError, match="item 1 failed") as caught:  # noqa: PT012
+        async with (
+            bt.from_iterable([2, 4, 1, 3, 5]).map(call, concurrency=5, ordered=ordered).open()
+        ) as items:
+            async for item in items:
+                got.append((item, trio.current_time() - start))  # noqa: PERF401
+    assert caught.value is error
+    if ordered:
+        assert got == [(2, 2), (4, 4)]
+        assert trio.current_time() - start == 4
+    else:
+        assert got == []
+        assert trio.current_time() - start == 1
+
+
 @pytest.mark.parametrize("concurrency", [0, -1])
 def test_map_concurrency_below_one_is_refused(concurrency: int) -> None:
     """test_map, "Invalid arguments" (``task_limit=0``): a `ValueError` naming the value, at

@@ -72,6 +72,38 @@ async def test_map(
         assert await source(xs).map(fn).collect() == [x * 2 for x in xs]
 
 
+@pytest.mark.parametrize("concurrency", [None, 2], ids=["sequential", "concurrency=2"])
+async def test_map_polled_with_short_timeouts_calls_each_item_once(
+    autojump_clock: trio.testing.MockClock, concurrency: int | None
+) -> None:
+    """test_map_as, consumed by a consumer that polls with timeouts shorter than a call
+    (issue 10, case 6; guarantee 7): every call is made exactly once per item, a timed-out
+    request leaves the call running for the next one, and every result arrives in order."""
+    calls: list[int] = []
+
+    async def slow_double(x: int) -> int:
+        calls.append(x)
+        await trio.sleep(1)
+        return x * 2
+
+    got: list[int] = []
+    polls = 0
+    with no_leaks():
+        async with (
+            bt.from_iterable(range(5)).map(slow_double, concurrency=concurrency).open()
+        ) as items:
+            while True:
+                polls += 1
+                with trio.move_on_after(0.3):
+                    try:
+                        got.append(await anext(items))
+                    except StopAsyncIteration:
+                        break
+    assert got == [0, 2, 4, 6, 8]
+    assert sorted(calls) == [0, 1, 2, 3, 4]
+    assert polls > len(got) + 1  # some polls did time out
+
+
 def _hide_coroutine(
     fn: Callable[[int], Coroutine[Any, Any, int]],
 ) -> Callable[[int], Awaitable[int]]:
