@@ -11,9 +11,19 @@ from ._exceptions import EmptyStreamError, StreamConsumedError
 from ._fanout import fan_out
 from ._opening import StreamIterator, StreamOpening
 from ._sources import from_channel, from_iterable, stream
-from ._stream import CollectResult, Stream, collect, collect_result, invoke, merge, pipe
+from ._stream import (
+    MAX_DEPTH,
+    CollectResult,
+    Stream,
+    collect,
+    collect_result,
+    invoke,
+    merge,
+    pipe,
+)
 
 __all__ = [
+    "MAX_DEPTH",
     "BufferStatistics",
     "BufferedStream",
     "CollectResult",

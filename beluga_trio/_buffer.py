@@ -13,6 +13,7 @@ import attrs
 from ._channel import Feed, Overflow, Tasks
 from ._opening import StreamIterator, StreamOpening
 from ._stage import Node, Pull, Scope
+from ._validate import check_choice, check_count
 
 if TYPE_CHECKING:
     from ._stream import Stream
@@ -58,15 +59,9 @@ class BufferNode(Node[T]):
         overflow: Overflow,
         on_open: Callable[[Feed[T]], object] | None = None,
     ) -> None:
-        if not isinstance(capacity, int) or isinstance(capacity, bool):  # pyright: ignore[reportUnnecessaryIsInstance]
-            raise TypeError(f"buffer() needs an int capacity, got {capacity!r}")
-        if capacity < 1:
-            raise ValueError(f"buffer() needs a capacity >= 1, got {capacity}")
-        if overflow not in _OVERFLOWS:
-            raise ValueError(f"buffer() overflow must be one of {_OVERFLOWS}, got {overflow!r}")
         self._upstream = upstream
-        self._capacity = capacity
-        self._overflow: Overflow = overflow
+        self._capacity = check_count("buffer", "capacity", capacity, minimum=1)
+        self._overflow: Overflow = check_choice("buffer", "overflow", overflow, _OVERFLOWS)
         self._on_open = on_open
 
     def describe(self) -> str:
@@ -112,7 +107,10 @@ class BufferedStream(Generic[T]):
     def __init__(self, stream: Stream[T], capacity: int, *, overflow: Overflow = "wait") -> None:
         node: Node[T] | None = getattr(stream, "_node", None)
         if not isinstance(node, Node):
-            raise TypeError(f"BufferedStream() needs a Stream, got {stream!r}")
+            raise TypeError(
+                f"BufferedStream() needs stream to be a beluga_trio Stream, got "
+                f"{type(stream).__name__} {stream!r}"
+            )
         self._capacity = capacity
         self._opening = StreamOpening(BufferNode(node, capacity, overflow, self._opened))
         self._feed: Feed[T] | None = None

@@ -12,8 +12,9 @@ from ._exceptions import StreamConsumedError
 from ._opening import StreamOpening
 from ._outcome import Kind, classify
 from ._stage import AsyncPull, Node, Pull, Scope, SyncResource
-from ._stream import Stream
-from ._util import check_count, describe, is_async_callable
+from ._stream import Stream, check_stream
+from ._util import describe, is_async_callable
+from ._validate import check_count
 
 __all__ = ["fan_out"]
 
@@ -207,13 +208,12 @@ async def fan_out(
     source or from any consumer cancels everything else and is raised, as itself; several at
     once arrive together in one `BaseExceptionGroup`; `KeyboardInterrupt` as itself.
     """
-    if not isinstance(stream, Stream):  # pyright: ignore[reportUnnecessaryIsInstance]
-        raise TypeError(f"fan_out() needs a Stream, got {stream!r}")
+    check_stream("fan_out", "stream", stream)
     for consumer in consumers:
         if not callable(consumer) or not is_async_callable(consumer):
             raise TypeError(
-                f"fan_out() consumers must be `async def` functions taking the view, got "
-                f"{describe(consumer)}"
+                f"fan_out() needs each consumer to be an `async def` function taking its view, "
+                f"got {type(consumer).__name__} {describe(consumer)}"
             )
     check_count("fan_out", "capacity", capacity, minimum=1)
     opening = StreamOpening(stream._node)

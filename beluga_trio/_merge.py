@@ -7,6 +7,7 @@ from typing import TypeVar, final
 
 from ._channel import Feed, Tasks
 from ._stage import Node, Pull, Scope
+from ._validate import check_count
 
 __all__ = ["MergeNode"]
 
@@ -18,12 +19,8 @@ class MergeNode(Node[T]):
     __slots__ = ("_capacity", "_sources")
 
     def __init__(self, sources: tuple[Node[T], ...], capacity: int) -> None:
-        if not isinstance(capacity, int) or isinstance(capacity, bool):  # pyright: ignore[reportUnnecessaryIsInstance]
-            raise TypeError(f"merge() needs an int capacity, got {capacity!r}")
-        if capacity < 1:
-            raise ValueError(f"merge() needs a capacity >= 1, got {capacity}")
         self._sources = sources
-        self._capacity = capacity
+        self._capacity = check_count("merge", "capacity", capacity, minimum=1)
 
     def describe(self) -> str:
         return "merge(" + ", ".join(s.describe() for s in self._sources) + ")"

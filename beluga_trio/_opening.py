@@ -5,11 +5,24 @@ from __future__ import annotations
 import enum
 from collections.abc import AsyncIterator, Callable, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Generic, TypeVar, final
+from typing import TYPE_CHECKING, Final, Generic, TypeVar, final
 
 import trio
 
-from ._stage import NOT_READY, Node, Pull, Scope, leave, stop_and_wait
+from ._stage import (
+    NOT_READY,
+    SCHEDULE_EVERY,
+    End,
+    Node,
+    Pull,
+    Scope,
+    SyncPull,
+    Yield,
+    leave,
+    stop_and_wait,
+    stop_iteration_error,
+)
+from ._util import PLAIN_TYPES, check_not_awaitable
 
 __all__ = ["StreamIterator", "StreamOpening", "require_trio"]
 
@@ -84,7 +97,7 @@ class StreamOpening(Generic[T_co]):
     ) -> None:
         assert self._scope is not None, "__aexit__ without __aenter__"
         assert self._iterator is not None
-        self._iterator._state = _State.CLOSED
+        self._iterator._state = _CLOSED
         # ASYNC102: this is the stream's cleanup; see Scope.aclose for how it stays
         # cancellable without leaving a task behind.
         await leave(exc, await self._scope.aclose())  # noqa: ASYNC102
@@ -94,6 +107,12 @@ class _State(enum.Enum):
     OPEN = "open"
     FINISHED = "finished"  # ended, raised an error, or closed by aclose()
     CLOSED = "closed"  # its opening has exited
+
+
+# Module constants: looking up an enum member on its class costs several times a global.
+_OPEN: Final = _State.OPEN
+_FINISHED: Final = _State.FINISHED
+_CLOSED: Final = _State.CLOSED
 
 
 @final
@@ -106,13 +125,17 @@ class StreamIterator(AsyncIterator[T_co]):
     changes nothing: no item is lost, no user function is called again, the stream goes on.
     """
 
-    __slots__ = ("_busy", "_pull", "_scope", "_state")
+    __slots__ = ("_budget", "_busy", "_pull", "_scope", "_state", "_sync")
 
     def __init__(self, pull: Pull[T_co], scope: Scope) -> None:
         self._pull = pull
         self._scope = scope
-        self._state = _State.OPEN
+        self._state = _OPEN
         self._busy = False
+        # A sync chain is driven inline here, item by item (a call less per item than
+        # SyncPull.poll); its end, its Yield signal and a held error go through SyncPull.
+        self._sync: SyncPull[T_co] | None = pull if isinstance(pull, SyncPull) else None
+        self._budget = SCHEDULE_EVERY
 
     @property
     def source(self) -> Pull[T_co]:
@@ -120,31 +143,47 @@ class StreamIterator(AsyncIterator[T_co]):
         return self._pull
 
     def _refuse(self) -> None:
-        if self._state is _State.CLOSED:
+        if self._state is _CLOSED:
             raise trio.ClosedResourceError("this stream's open() block has exited")
         if self._busy:
             raise trio.BusyResourceError("another task is already waiting on this stream")
 
     async def __anext__(self) -> T_co:
-        if self._state is not _State.OPEN or self._busy:
-            if self._state is _State.FINISHED and not self._busy:
+        if self._state is not _OPEN or self._busy:
+            if self._state is _FINISHED and not self._busy:
                 await trio.lowlevel.checkpoint()
                 raise StopAsyncIteration
             self._refuse()
         await trio.lowlevel.checkpoint_if_cancelled()
         self._busy = True
         try:
-            pull = self._pull
-            item = pull.poll()  # a ready item without a coroutine, if the stage has one
-            if item is NOT_READY:
-                item = await pull.pull()
+            sync = self._sync
+            if sync is not None and sync.held is None:
+                self._budget -= 1
+                if self._budget <= 0:
+                    self._budget = SCHEDULE_EVERY
+                    await trio.lowlevel.checkpoint()
+                try:
+                    item = next(sync.it)
+                except (End, Yield):
+                    item = await sync.pull()  # the end (End repeats), or a schedule point
+                except StopIteration as exc:
+                    raise stop_iteration_error(exc) from exc
+                else:
+                    check = sync.check
+                    if check is not None and item.__class__ not in PLAIN_TYPES:
+                        check_not_awaitable(item, check, "map")
+            else:
+                pull = self._pull
+                ready = pull.poll()  # a ready item without a coroutine, if the stage has one
+                item = await pull.pull() if ready is NOT_READY else ready
         except StopAsyncIteration:
-            self._state = _State.FINISHED
+            self._state = _FINISHED
             raise
         except trio.Cancelled:
             raise  # every stage is cancel-safe: the stream goes on
         except BaseException:
-            self._state = _State.FINISHED
+            self._state = _FINISHED
             raise
         else:
             return item
@@ -156,9 +195,9 @@ class StreamIterator(AsyncIterator[T_co]):
         stopped; later ``anext`` calls raise `StopAsyncIteration`. Errors raised while the
         stages clean up are raised when the block exits. Cancellable: the block's exit
         finishes the job."""
-        if self._state is _State.CLOSED:
+        if self._state is _CLOSED:
             return
-        self._state = _State.FINISHED
+        self._state = _FINISHED
         await stop_and_wait(self._scope.resources[::-1])
 
     async def _drain(self, sink: Callable[[Sequence[T_co]], object]) -> None:
@@ -169,7 +208,7 @@ class StreamIterator(AsyncIterator[T_co]):
         lost and the iterator goes on.
         """
         self._refuse()
-        if self._state is not _State.OPEN:
+        if self._state is not _OPEN:
             return
         self._busy = True
         try:
@@ -179,9 +218,9 @@ class StreamIterator(AsyncIterator[T_co]):
         except trio.Cancelled:
             raise
         except BaseException:
-            self._state = _State.FINISHED
+            self._state = _FINISHED
             raise
         else:
-            self._state = _State.FINISHED
+            self._state = _FINISHED
         finally:
             self._busy = False

@@ -34,6 +34,7 @@ from ._stage import (
     stop_iteration_error,
 )
 from ._util import check_not_awaitable, describe, is_async_callable
+from ._validate import check_count, check_function, check_seconds
 
 __all__ = ["BatchNode", "FilterNode", "MapNode", "SkipNode", "TakeNode", "TimeoutNode"]
 
@@ -67,9 +68,7 @@ class _FunctionStage(_Stage[U]):
 
     def __init__(self, upstream: Node[Any], fn: Callable[[Any], Any]) -> None:
         super().__init__(upstream)
-        if not callable(fn):
-            raise TypeError(f"{self._name}() needs a callable, got {fn!r}")
-        self._fn = fn
+        self._fn = check_function(self._name, "fn", fn)
         self._is_async = is_async_callable(fn)
 
     def _describe_self(self) -> str:
@@ -221,14 +220,6 @@ async def _filter_calls(
 # --------------------------------------------------------------------------------- take
 
 
-def _check_count(name: str, n: int) -> int:
-    if not isinstance(n, int) or isinstance(n, bool):  # pyright: ignore[reportUnnecessaryIsInstance]
-        raise TypeError(f"{name}() needs an int count, got {n!r}")
-    if n < 0:
-        raise ValueError(f"{name}() needs a count >= 0, got {n}")
-    return n
-
-
 class _CountStage(_Stage[T]):
     """A stage with an item count (``take(n)``, ``skip(n)``), checked here."""
 
@@ -237,7 +228,7 @@ class _CountStage(_Stage[T]):
 
     def __init__(self, upstream: Node[T], n: int) -> None:
         super().__init__(upstream)
-        self._n = _check_count(self._name, n)
+        self._n = check_count(self._name, "n", n)
 
     def _describe_self(self) -> str:
         return f"{self._name}({self._n})"
@@ -374,10 +365,8 @@ class BatchNode(_Stage[list[T]]):
 
     def __init__(self, upstream: Node[T], size: int, within: float | None) -> None:
         super().__init__(upstream)
-        if _check_count("batch", size) < 1:
-            raise ValueError(f"batch() needs a size >= 1, got {size}")
-        self._size = size
-        self._within = _check_seconds("within", within, "batch")
+        self._size = check_count("batch", "size", size, minimum=1)
+        self._within = check_seconds("batch", "within", within)
 
     def _describe_self(self) -> str:
         return f"batch({self._size}, within={self._within})"
@@ -471,18 +460,6 @@ class _Batch(AsyncPull[list[T]]):
 # ------------------------------------------------------------------------------ timeout
 
 
-def _check_seconds(name: str, value: float | None, operator: str = "timeout") -> float | None:
-    if value is None:
-        return None
-    if not isinstance(value, int | float) or isinstance(value, bool):  # pyright: ignore[reportUnnecessaryIsInstance]
-        raise TypeError(f"{operator}({name}=...) needs a number of seconds, got {value!r}")
-    if not value > 0 or value == math.inf:
-        raise ValueError(
-            f"{operator}({name}=...) needs a finite number of seconds > 0, got {value}"
-        )
-    return float(value)
-
-
 @final
 class TimeoutNode(_Stage[T]):
     __slots__ = ("_between", "_first", "_total")
@@ -491,9 +468,9 @@ class TimeoutNode(_Stage[T]):
         self, upstream: Node[T], first: float | None, between: float | None, total: float | None
     ) -> None:
         super().__init__(upstream)
-        self._first = _check_seconds("first", first)
-        self._between = _check_seconds("between", between)
-        self._total = _check_seconds("total", total)
+        self._first = check_seconds("timeout", "first", first)
+        self._between = check_seconds("timeout", "between", between)
+        self._total = check_seconds("timeout", "total", total)
 
     def _describe_self(self) -> str:
         limits = {"first": self._first, "between": self._between, "total": self._total}

@@ -37,7 +37,7 @@ from __future__ import annotations
 import enum
 import types
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
-from typing import Any, NoReturn, TypeVar, cast, final
+from typing import Any, Final, NoReturn, TypeVar, cast, final
 
 import trio
 from trio.lowlevel import Abort, RaiseCancelT, Task, current_task, reschedule
@@ -58,6 +58,14 @@ class _Slot(enum.Enum):
     END = "end"  # the iterator is exhausted
     ERROR = "error"  # the iterator raised; given to the next request, then END
     CANCELLED = "cancelled"  # the producer was cancelled by a scope outside this opening
+
+
+# Module constants: looking up an enum member on its class costs several times a global.
+_EMPTY: Final = _Slot.EMPTY
+_ITEM: Final = _Slot.ITEM
+_END: Final = _Slot.END
+_ERROR: Final = _Slot.ERROR
+_CANCELLED: Final = _Slot.CANCELLED
 
 
 @final
@@ -97,7 +105,7 @@ class Producer(AsyncPull[T], Resource):
         self._requested = False  # a request is outstanding
         self._stopping = False  # this opening asked the producer to stop
         self._held_cancel: BaseException | None = None  # seen at `yield`; delivered there
-        self._kind = _Slot.EMPTY
+        self._kind = _EMPTY
         # An item (a T) or an exception, depending on _kind; Any spares a cast per item.
         self._value: Any = None
         self._cleanup_errors: list[BaseException] = []
@@ -105,9 +113,9 @@ class Producer(AsyncPull[T], Resource):
     # ------------------------------------------------------------------ consumer side
 
     async def pull(self) -> T:
-        if self._kind is _Slot.EMPTY:
+        if self._kind is _EMPTY:
             if self._finished:
-                self._kind = _Slot.CANCELLED
+                self._kind = _CANCELLED
                 return await self._final_outcome()
             if not self._requested:
                 self._requested = True
@@ -117,9 +125,9 @@ class Producer(AsyncPull[T], Resource):
                     reschedule(producer)
             self._waiter = current_task()
             await trio.lowlevel.wait_task_rescheduled(self._abort_wait)
-        if self._kind is _Slot.ITEM:
+        if self._kind is _ITEM:
             value: T = self._value
-            self._kind, self._value = _Slot.EMPTY, None
+            self._kind, self._value = _EMPTY, None
             return value
         return await self._final_outcome()
 
@@ -130,13 +138,13 @@ class Producer(AsyncPull[T], Resource):
 
     async def _final_outcome(self) -> NoReturn:
         kind, error = self._kind, self._value
-        if kind is _Slot.ERROR:
-            self._kind, self._value = _Slot.END, None
+        if kind is _ERROR:
+            self._kind, self._value = _END, None
             try:
                 raise error
             finally:
                 del error  # no reference cycle through this frame
-        if kind is _Slot.CANCELLED:
+        if kind is _CANCELLED:
             # The producer was cancelled by a scope that may not cover the consumer (a
             # consumer shielded while it waits). A cancelled consumer raises its own
             # Cancelled; otherwise the stream cannot go on and must not look finished.
@@ -197,8 +205,8 @@ class Producer(AsyncPull[T], Resource):
                 self._cleanup_errors.append(exc)  # raised by our own cleanup code
         finally:
             self._finished = True
-            if self._kind is _Slot.EMPTY:
-                self._hand_over(_Slot.CANCELLED, None)  # a consumer waiting is not stranded
+            if self._kind is _EMPTY:
+                self._hand_over(_CANCELLED, None)  # a consumer waiting is not stranded
             self._done.set()
 
     async def _wait_for_request(self) -> None:
@@ -236,22 +244,22 @@ class Producer(AsyncPull[T], Resource):
                 else:
                     item = await iterator.__anext__()
             except StopAsyncIteration:
-                self._hand_over(_Slot.END, None)
+                self._hand_over(_END, None)
                 return
             except BaseException as exc:  # noqa: ASYNC103 - classified: see the module docstring
                 kind = classify(exc, stopping=self._stopping)
                 if kind is Kind.CANCELLED or kind is Kind.FATAL:
                     raise  # ours is caught by our scope; any other is handed over by run()
                 if kind is Kind.ERROR:
-                    self._hand_over(_Slot.ERROR, exc)  # the consumer raises this very object
+                    self._hand_over(_ERROR, exc)  # the consumer raises this very object
                 else:
                     # Raised while this opening or the consumer's scope was stopping it.
                     self._cleanup_errors.append(exc)
-                    self._hand_over(_Slot.CANCELLED, None)
+                    self._hand_over(_CANCELLED, None)
                 return  # noqa: ASYNC104 - handed over or kept: see above
             finally:
                 self._busy = False
-            self._hand_over(_Slot.ITEM, item)
+            self._hand_over(_ITEM, item)
 
     def _abort_park(self, _: RaiseCancelT) -> Abort:
         self._parked = None

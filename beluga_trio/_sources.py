@@ -187,13 +187,13 @@ class _ChannelSource(Node[T]):
             # Memory channels have nowait fast paths; closing one is synchronous.
             scope.add(SyncResource(channel.close))
             return ChannelPull(channel)
-        pull = _ChannelPull(channel)
+        pull = _ReceiveChannelPull(channel)
         scope.add(pull)
         return pull
 
 
 @final
-class _ChannelPull(AsyncPull[T], Resource):
+class _ReceiveChannelPull(AsyncPull[T], Resource):
     """Any other `ReceiveChannel`: received in the consumer's task (trio guarantees that a
     cancelled receive loses nothing; every receive is a checkpoint)."""
 
@@ -207,6 +207,11 @@ class _ChannelPull(AsyncPull[T], Resource):
             return await self._channel.receive()
         except trio.EndOfChannel:
             raise StopAsyncIteration from None
+        except trio.ClosedResourceError as exc:
+            raise trio.ClosedResourceError(
+                "the channel given to from_channel() was closed by someone else while the "
+                "stream was reading it; the stream closes it itself when it is closed"
+            ) from exc
 
     def stop(self) -> None:
         pass  # closing a generic channel takes an await: wait_stopped does it
@@ -226,5 +231,16 @@ def from_channel(channel: trio.abc.ReceiveChannel[T]) -> Stream[T]:
     opening raises `StreamConsumedError`.
     """
     if not isinstance(channel, trio.abc.ReceiveChannel):  # pyright: ignore[reportUnnecessaryIsInstance]
-        raise TypeError(f"from_channel() needs a trio ReceiveChannel, got {channel!r}")
+        raise TypeError(
+            f"from_channel() needs channel to be a trio ReceiveChannel, got "
+            f"{type(channel).__name__} {channel!r}"
+        )
+    if (
+        isinstance(channel, trio.MemoryReceiveChannel)
+        and channel.statistics().open_receive_channels == 0
+    ):
+        raise trio.ClosedResourceError(
+            "from_channel() was given a receive channel that is already closed; pass an open "
+            "one (the stream closes it when it is closed)"
+        )
     return Stream(_ChannelSource(channel))

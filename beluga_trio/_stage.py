@@ -47,7 +47,7 @@ from typing import Any, Final, Generic, TypeVar, final
 import trio
 
 from ._outcome import exit_error
-from ._util import check_not_awaitable
+from ._util import PLAIN_TYPES, check_not_awaitable, close_awaitable
 
 __all__ = [
     "NOT_READY",
@@ -347,7 +347,7 @@ class SyncPull(AsyncPull[T_co]):
     a stray awaitable as it leaves the chain.
     """
 
-    __slots__ = ("_budget", "_error", "check", "it", "resources")
+    __slots__ = ("_budget", "check", "held", "it", "resources")
 
     def __init__(
         self,
@@ -359,10 +359,11 @@ class SyncPull(AsyncPull[T_co]):
         self.resources = resources
         self.check = check
         self._budget = SCHEDULE_EVERY
-        self._error: BaseException | None = None
+        self.held: BaseException | None = None
 
     def _raise_held(self) -> None:
-        error, self._error = self._error, None
+        """Raise the error held back by `take` (``held``): its items went first."""
+        error, self.held = self.held, None
         if error is not None:
             try:
                 raise error
@@ -379,14 +380,8 @@ class SyncPull(AsyncPull[T_co]):
         it = self.it
         check = self.check
         try:
-            if check is None:
-                for _ in range(n):
-                    append(next(it))
-            else:
-                for _ in range(n):
-                    item = next(it)
-                    check_not_awaitable(item, check, "map")
-                    append(item)
+            for _ in range(n):
+                append(next(it))
         except End:
             pass
         except Yield:
@@ -394,16 +389,29 @@ class SyncPull(AsyncPull[T_co]):
         except StopIteration as exc:
             error = stop_iteration_error(exc)
             error.__cause__ = exc
-            self._error = error
+            self.held = error
         except Exception as exc:  # noqa: BLE001 - raised by the next call, after these items
-            self._error = exc
+            self.held = exc
+        if check is not None and not PLAIN_TYPES.issuperset(map(type, items)):
+            # Some result is of a type not known to be plain: check each (C speed otherwise).
+            for i, item in enumerate(items):
+                try:
+                    check_not_awaitable(item, check, "map")
+                except TypeError as exc:
+                    # An error at its position: the items before it go first; the later
+                    # results (awaitables too, probably) are dropped, and closed.
+                    for later in items[i + 1 :]:
+                        close_awaitable(later)
+                    del items[i:]
+                    self.held = exc
+                    break
         if not items:
             self._raise_held()
         return items
 
     def poll(self) -> T_co | NotReady:
         self._budget -= 1
-        if self._budget > 0 and self._error is None:
+        if self._budget > 0 and self.held is None:
             try:
                 item = next(self.it)
             except (End, Yield):
@@ -411,9 +419,9 @@ class SyncPull(AsyncPull[T_co]):
             except StopIteration as exc:
                 error = stop_iteration_error(exc)
                 error.__cause__ = exc
-                self._error = error  # raised by pull()
+                self.held = error  # raised by pull()
             else:
-                if self.check is not None:
+                if self.check is not None and item.__class__ not in PLAIN_TYPES:
                     check_not_awaitable(item, self.check, "map")
                 return item
         self._budget += 1  # not taken: pull() counts it
@@ -435,7 +443,7 @@ class SyncPull(AsyncPull[T_co]):
                 continue
             except StopIteration as exc:
                 raise stop_iteration_error(exc) from exc
-            if self.check is not None:
+            if self.check is not None and item.__class__ not in PLAIN_TYPES:
                 check_not_awaitable(item, self.check, "map")
             return item
 

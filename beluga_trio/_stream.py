@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import inspect
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import (
     TYPE_CHECKING,
     Any,
+    Final,
     Generic,
     NamedTuple,
     TypeGuard,
     TypeVar,
+    cast,
     final,
     overload,
 )
@@ -26,8 +27,24 @@ from ._opening import StreamOpening
 from ._operators import BatchNode, FilterNode, MapNode, SkipNode, TakeNode, TimeoutNode
 from ._stage import Node, stop_iteration_error
 from ._util import check_not_awaitable, describe, is_async_callable
+from ._validate import check_bool, check_function
 
-__all__ = ["CollectResult", "Stream", "collect", "collect_result", "invoke", "merge", "pipe"]
+#: The deepest stream that can be built. Opening a stage opens its upstream first and pulling
+#: an item may pass through every stage, so each stage costs a level or two of Python
+#: recursion; 400 keeps the deepest pipeline well inside the default limit of 1000 frames,
+#: with room for the caller's own frames.
+MAX_DEPTH: Final = 400
+
+__all__ = [
+    "MAX_DEPTH",
+    "CollectResult",
+    "Stream",
+    "collect",
+    "collect_result",
+    "invoke",
+    "merge",
+    "pipe",
+]
 
 T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
@@ -47,10 +64,27 @@ class Stream(Generic[T_co]):
     Build streams with `stream`, `from_iterable` or `from_channel`.
     """
 
-    __slots__ = ("_node",)
+    __slots__ = ("_depth", "_node")
 
-    def __init__(self, node: Node[T_co]) -> None:
+    def __init__(self, node: Node[T_co], _depth: int = 1) -> None:
+        if not isinstance(cast(object, node), Node):
+            raise TypeError(
+                f"a Stream is not built from {type(node).__name__} {node!r}: build one with "
+                "bt.from_iterable(...), bt.from_channel(...) or a @bt.stream function"
+            )
+        if _depth > MAX_DEPTH:
+            raise ValueError(
+                f"this stream would be {_depth} stages deep, more than the {MAX_DEPTH} "
+                "beluga_trio supports: opening a stage opens its upstream first, so every stage "
+                "adds a level of Python recursion (limited to 1000 frames); build the pipeline "
+                "from fewer stages (a single map with a composed function, say)"
+            )
         self._node = node
+        self._depth = _depth
+
+    def _then(self, node: Node[U]) -> Stream[U]:
+        """The stream of one more stage, ``node``, over this one."""
+        return Stream(node, self._depth + 1)
 
     def __repr__(self) -> str:
         return f"<Stream {self._node.describe()}>"
@@ -68,6 +102,11 @@ class Stream(Generic[T_co]):
             )
 
         def __aenter__(self) -> None:
+            raise TypeError(
+                "a Stream is not a context manager: use `async with stream.open() as items:`"
+            )
+
+        def __aexit__(self, *exc_info: object) -> None:
             raise TypeError(
                 "a Stream is not a context manager: use `async with stream.open() as items:`"
             )
@@ -147,10 +186,17 @@ class Stream(Generic[T_co]):
         delivered.
         """
         if concurrency is not None:
-            return Stream(
+            return self._then(
                 ConcurrentMapNode(self._node, fn, concurrency, ordered=ordered, window=window)
             )
-        return Stream(MapNode(self._node, fn))
+        check_bool("map", "ordered", ordered)
+        if window is not None:
+            raise TypeError(
+                f"map() takes window={window!r} only with concurrency=n: it bounds the calls in "
+                "flight and the results waiting, and a map without concurrency makes one call "
+                "at a time"
+            )
+        return self._then(MapNode(self._node, fn))
 
     @overload
     def filter(self, pred: Callable[[T_co], Awaitable[object]]) -> Stream[T_co]: ...
@@ -161,23 +207,23 @@ class Stream(Generic[T_co]):
     def filter(self, pred: Callable[[T_co], Any] | None) -> Stream[Any]:
         """Keep the items for which ``pred`` (sync or ``async def``) is true; with ``None``,
         the items that are true themselves, as the builtin ``filter(None, ...)`` does."""
-        return Stream(FilterNode(self._node, bool if pred is None else pred))
+        return self._then(FilterNode(self._node, bool if pred is None else pred))
 
     def batch(self, size: int, *, within: float | None = None) -> Stream[list[T_co]]:
         """Lists of up to ``size`` items. With ``within`` seconds, a partial batch is
         delivered when that time has passed since its first item. A partial batch is kept
         across a cancelled request, and one cut short by an upstream error is delivered
         before the error is raised."""
-        return Stream(BatchNode(self._node, size, within))
+        return self._then(BatchNode(self._node, size, within))
 
     def take(self, n: int) -> Stream[T_co]:
         """The first ``n`` items. The upstream is stopped as soon as the n-th item is in
         hand, before it is delivered; with ``n == 0`` the producer never starts an item."""
-        return Stream(TakeNode(self._node, n))
+        return self._then(TakeNode(self._node, n))
 
     def skip(self, n: int) -> Stream[T_co]:
         """All items but the first ``n``."""
-        return Stream(SkipNode(self._node, n))
+        return self._then(SkipNode(self._node, n))
 
     def timeout(
         self,
@@ -194,7 +240,7 @@ class Stream(Generic[T_co]):
         stopped at once (a producer in the middle of an item is cancelled) and the stream ends
         with `trio.TooSlowError`. Any other cancellation passes through as usual.
         """
-        return Stream(TimeoutNode(self._node, first, between, total))
+        return self._then(TimeoutNode(self._node, first, between, total))
 
     def buffer(self, capacity: int, *, overflow: Overflow = "wait") -> Stream[T_co]:
         """Read ahead into a bounded buffer, in a task, from the moment the stream is opened
@@ -206,7 +252,7 @@ class Stream(Generic[T_co]):
         item, or the new one, is dropped). Items already buffered are delivered before the
         producer's error is raised. See `BufferedStream` for the length and statistics.
         """
-        return Stream(BufferNode(self._node, capacity, overflow))
+        return self._then(BufferNode(self._node, capacity, overflow))
 
     # ---------------------------------------------------------------- terminal operations
 
@@ -255,7 +301,7 @@ class Stream(Generic[T_co]):
     async def reduce(self, fn: Callable[[A, T_co], A], initial: A) -> A: ...
     async def reduce(self, fn: Callable[[A, T_co], Any], initial: A) -> A:
         """Fold the items with ``fn(accumulator, item)`` (sync or ``async def``)."""
-        _check_function("reduce", fn)
+        check_function("reduce", "fn", fn)
         acc = initial
         async with self.open() as it:
             if is_async_callable(fn):
@@ -277,7 +323,7 @@ class Stream(Generic[T_co]):
     async def for_each(self, fn: Callable[[T_co], object]) -> None: ...
     async def for_each(self, fn: Callable[[T_co], Any]) -> None:
         """Call ``fn`` (sync or ``async def``) on each item, in order."""
-        _check_function("for_each", fn)
+        check_function("for_each", "fn", fn)
         async with self.open() as it:
             if is_async_callable(fn):
                 async for item in it:
@@ -289,16 +335,6 @@ class Stream(Generic[T_co]):
                     _call_sync(fn, "for_each", item)
 
             await it._drain(each)
-
-
-def _check_function(role: str, fn: object) -> None:
-    if not callable(fn):
-        raise TypeError(f"{role}() needs a function for fn, got {fn!r}")
-    if inspect.isasyncgenfunction(fn):
-        raise TypeError(
-            f"{role}() needs a function for fn, got the async generator function "
-            f"{describe(fn)}; pass an `async def` function that returns a value"
-        )
 
 
 def _call_sync(fn: Callable[..., Any], role: str, *args: Any) -> Any:
@@ -317,10 +353,11 @@ async def _call_async(fn: Callable[..., Awaitable[Any]], role: str, *args: Any) 
         raise stop_iteration_error(exc, f"the {role} function {describe(fn)}") from exc
 
 
-def _check_stream(role: str, source: object) -> None:
+def check_stream(where: str, name: str, source: object) -> None:
+    """A `Stream` (a clear error at the call, not an AttributeError when it runs)."""
     if not isinstance(source, Stream):
         raise TypeError(
-            f"{role}() needs a beluga_trio Stream for source, got {type(source).__name__} "
+            f"{where}() needs {name} to be a beluga_trio Stream, got {type(source).__name__} "
             f"{source!r}; build one with bt.from_iterable(...) or a @bt.stream function"
         )
 
@@ -348,19 +385,19 @@ def pipe(source: Stream[T], fn: Callable[[T], Awaitable[U]]) -> Stream[U]: ...
 def pipe(source: Stream[T], fn: Callable[[T], U]) -> Stream[U]: ...
 def pipe(source: Stream[T], fn: Callable[[T], Any]) -> Stream[Any]:
     """``pipe(s, fn)`` is ``s.map(fn)``: Go's ``Pipe``."""
-    _check_stream("pipe", source)
+    check_stream("pipe", "source", source)
     return source.map(fn)
 
 
 async def collect(source: Stream[T]) -> list[T]:
     """``await collect(s)`` is ``await s.collect()``."""
-    _check_stream("collect", source)
+    check_stream("collect", "source", source)
     return await source.collect()
 
 
 async def collect_result(source: Stream[T]) -> CollectResult[T]:
     """``await collect_result(s)`` is ``await s.collect_result()``."""
-    _check_stream("collect_result", source)
+    check_stream("collect_result", "source", source)
     return await source.collect_result()
 
 
@@ -373,15 +410,14 @@ def merge(*streams: Stream[T], capacity: int = 64) -> Stream[T]:
     itself, after the items that arrived before it; errors raised at the same moment by
     several sources arrive together in one `BaseExceptionGroup`.
     """
-    nodes: list[Node[T]] = []
-    for s in streams:
-        if not isinstance(s, Stream):  # pyright: ignore[reportUnnecessaryIsInstance]
-            raise TypeError(f"merge() takes Streams, got {s!r}")
-        nodes.append(s._node)
-    return Stream(MergeNode(tuple(nodes), capacity))
+    for i, s in enumerate(streams):
+        check_stream("merge", f"streams[{i}]", s)
+    # Opening a merge takes two levels of recursion per source (see Stream).
+    depth = max((s._depth for s in streams), default=0) + 2
+    return Stream(MergeNode(tuple(s._node for s in streams), capacity), depth)
 
 
 async def invoke(source: Stream[T]) -> T:
     """The last item of the stream: Go's "Invoke from Stream". ``await s.last()``."""
-    _check_stream("invoke", source)
+    check_stream("invoke", "source", source)
     return await source.last()

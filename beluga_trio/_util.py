@@ -8,7 +8,13 @@ import types
 from collections.abc import Callable
 from typing import Any, Final
 
-__all__ = ["check_count", "check_not_awaitable", "describe", "is_async_callable"]
+__all__ = [
+    "PLAIN_TYPES",
+    "check_not_awaitable",
+    "close_awaitable",
+    "describe",
+    "is_async_callable",
+]
 
 
 def is_async_callable(fn: Callable[..., Any]) -> bool:
@@ -38,7 +44,7 @@ _PLAIN_CALLABLES: Final = (
 
 
 #: Types whose instances are known not to be awaitable (a result's type is looked up once).
-_PLAIN_TYPES: set[type] = {int, float, str, bytes, bool, type(None), list, tuple, dict, set}
+PLAIN_TYPES: set[type] = {int, float, str, bytes, bool, type(None), list, tuple, dict, set}
 
 
 def check_not_awaitable(result: object, fn: object, role: str) -> None:
@@ -50,32 +56,30 @@ def check_not_awaitable(result: object, fn: object, role: str) -> None:
     result's type is inspected once, then remembered as plain.
     """
     cls = result.__class__
-    if cls in _PLAIN_TYPES:
+    if cls in PLAIN_TYPES:
         return
     if inspect.isawaitable(result):
-        close = getattr(result, "close", None)
-        if close is not None:
-            close()
+        close_awaitable(result)
         raise TypeError(
             f"the {role} function {describe(fn)} is not declared `async def` but returned an "
             f"awaitable ({type(result).__name__}); declare it with `async def` so that "
             "beluga_trio awaits it"
         )
-    if cls is not types.GeneratorType and len(_PLAIN_TYPES) < 4096:
+    if cls is not types.GeneratorType and len(PLAIN_TYPES) < 4096:
         # A generator is awaitable or not by its code's flags, not by its type.
-        _PLAIN_TYPES.add(cls)
+        PLAIN_TYPES.add(cls)
+
+
+def close_awaitable(value: object) -> None:
+    """Close ``value`` if it is an awaitable that will never be awaited (a coroutine), so that
+    no "never awaited" warning follows."""
+    if inspect.isawaitable(value):
+        close = getattr(value, "close", None)
+        if close is not None:
+            close()
 
 
 def describe(fn: object) -> str:
     """A short human name for a user function, for error messages and reprs."""
     name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
     return name if isinstance(name, str) else repr(fn)
-
-
-def check_count(role: str, name: str, value: object, *, minimum: int = 0) -> int:
-    """A strict int (bools refused) of at least ``minimum``; else a clear error at build time."""
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(f"{role}() needs an int for {name}, got {type(value).__name__} {value!r}")
-    if value < minimum:
-        raise ValueError(f"{role}() needs {name} >= {minimum}, got {value}")
-    return value

@@ -752,7 +752,7 @@ async def test_sync_map_fn_returning_an_awaitable_is_a_type_error() -> None:
         _close_all(made)
     assert isinstance(exc, TypeError), repr(exc)
     assert "async def" in str(exc)
-    assert len(made) == 1  # detected at the first item, no coroutine object was yielded
+    assert 1 <= len(made) <= 3  # the first of them fails the stream; none is delivered
 
 
 async def test_sync_map_fn_returning_an_awaitable_is_closed_by_the_library() -> None:

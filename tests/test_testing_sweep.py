@@ -97,7 +97,7 @@ async def test_a_scenario_too_long_for_max_steps_is_refused_before_the_sweep() -
 
 @pytest.mark.parametrize(("max_steps", "stride"), [(0, 1), (10, 0)])
 async def test_arguments_are_validated(max_steps: int, stride: int) -> None:
-    with pytest.raises(ValueError, match=r"needs (max_steps|stride) >= 1"):
+    with pytest.raises(ValueError, match=r"needs (max_steps|stride) to be an int >= 1"):
         await cancel_sweep(trio.lowlevel.checkpoint, max_steps=max_steps, stride=stride)
 
 

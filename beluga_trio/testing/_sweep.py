@@ -29,6 +29,7 @@ rescheduled before its step ends; its await chain, public through
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import Awaitable, Callable
 from typing import Final, Literal
 
@@ -36,6 +37,7 @@ import attrs
 import trio
 from trio.lowlevel import Task
 
+from .._validate import check_count
 from ._tracking import Tracker, effectively_cancelled, is_cancellation
 
 __all__ = ["SweepReport", "SweepRun", "cancel_sweep"]
@@ -174,6 +176,11 @@ class _RunResult:
     raised: BaseException | None = None
 
 
+_IN_SWEEP: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "beluga_trio_in_cancel_sweep", default=False
+)
+
+
 async def _run_once(
     scenario: Callable[[], Awaitable[object]], index: int, cancel_at: int | None
 ) -> _RunResult:
@@ -181,6 +188,7 @@ async def _run_once(
     result = _RunResult(index, cancel_at, instrument)
 
     async def root() -> None:
+        _IN_SWEEP.set(True)  # this task's context, inherited by every task it starts
         with instrument.scope:
             try:
                 await scenario()
@@ -289,11 +297,15 @@ async def cancel_sweep(
     scheduler steps. Returns a `SweepReport`.
     """
     if not callable(scenario):
-        raise TypeError(f"cancel_sweep() needs an async callable, got {scenario!r}")
-    if max_steps < 1:
-        raise ValueError(f"cancel_sweep() needs max_steps >= 1, got {max_steps!r}")
-    if stride < 1:
-        raise ValueError(f"cancel_sweep() needs stride >= 1, got {stride!r}")
+        raise TypeError(f"cancel_sweep() needs scenario to be an async callable, got {scenario!r}")
+    check_count("cancel_sweep", "max_steps", max_steps, minimum=1)
+    check_count("cancel_sweep", "stride", stride, minimum=1)
+    if _IN_SWEEP.get():
+        raise RuntimeError(
+            "cancel_sweep() was called inside a cancel_sweep() scenario: sweeps do not nest "
+            "(the outer sweep already cancels every step of the inner one); sweep the inner "
+            "scenario on its own"
+        )
 
     total_steps = 0
     cancelled = late = cancellation_points = 0
