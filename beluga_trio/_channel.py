@@ -17,7 +17,7 @@ from typing import Any, Final, Generic, Literal, Protocol, TypeVar, final
 
 import trio
 
-from ._outcome import Kind, classify
+from ._outcome import Kind, classify, raise_fatal
 from ._stage import (
     NOT_READY,
     SCHEDULE_EVERY,
@@ -103,13 +103,13 @@ class Tasks(Resource):
         try:
             with scope:
                 await fn()
-        except BaseException as exc:  # noqa: ASYNC103 - classified, see ._outcome
+        except BaseException as exc:  # noqa: BLE001, ASYNC103 - classified, see ._outcome
             # A stage task moves items of pulls (whose own stages have already classified what
             # they raise) or calls sync functions (which cannot see a cancellation): what it
             # raises is the stream's content, delivered at its position.
             kind = classify(exc, stopping=False)
             if kind is Kind.FATAL:
-                raise  # into the opening's nursery: it ends the opening at once
+                raise_fatal(exc)  # into the opening's nursery: it ends the opening at once
             if kind is Kind.CANCELLED:
                 # Not ours (ours is caught by `scope`): the consumer is cancelled too and
                 # raises its own Cancelled, or, if it is shielded, ChannelPull raises for it.
@@ -139,6 +139,9 @@ class Tasks(Resource):
     async def wait_stopped(self) -> None:
         if self._running:
             await self._all_done.wait()
+
+    def unread_errors(self) -> list[BaseException]:
+        return list(self.errors)
 
     def take_errors(self) -> list[BaseException]:
         # What the tasks raised is the stream's content, raised by the consumer's pull after
@@ -188,7 +191,9 @@ class ChannelPull(AsyncPull[T]):
         tasks, self._tasks = self._tasks, None
         if tasks is None:
             return
-        raise_errors(tasks.errors)
+        errors = list(tasks.errors)
+        tasks.errors.clear()  # reached: no longer unread
+        raise_errors(errors)
         if tasks.cancelled_from_outside:
             await trio.lowlevel.checkpoint_if_cancelled()
             raise trio.BrokenResourceError(

@@ -10,7 +10,7 @@ import trio
 from ._channel import ChannelPull
 from ._exceptions import StreamConsumedError
 from ._opening import StreamOpening
-from ._outcome import Kind, classify
+from ._outcome import Kind, classify, raise_fatal
 from ._stage import AsyncPull, Node, Pull, Scope, SyncResource
 from ._stream import Stream, check_stream
 from ._util import describe, is_async_callable
@@ -138,7 +138,7 @@ class _Distribution(Generic[T, R]):
         whole run; a cancellation marks the views as cut short."""
         kind = classify(exc, stopping=False)
         if kind is Kind.FATAL:
-            raise exc
+            raise_fatal(exc)
         if kind is Kind.CANCELLED:
             self.view_end.cancelled_from_outside = True
             raise exc

@@ -84,7 +84,7 @@ class StreamOpening(Generic[T_co]):
         except BaseException as exc:
             # Opening failed half-way: stop what was opened, then raise (ASYNC102: leaving
             # the nursery is shielded by trio itself; the tasks stay cancellable).
-            await leave(exc, await scope.aclose())  # noqa: ASYNC102
+            await leave(exc, scope)  # noqa: ASYNC102
             raise
         self._iterator = StreamIterator(pull, scope)
         return self._iterator
@@ -100,7 +100,7 @@ class StreamOpening(Generic[T_co]):
         self._iterator._state = _CLOSED
         # ASYNC102: this is the stream's cleanup; see Scope.aclose for how it stays
         # cancellable without leaving a task behind.
-        await leave(exc, await self._scope.aclose())  # noqa: ASYNC102
+        await leave(exc, self._scope)  # noqa: ASYNC102
 
 
 class _State(enum.Enum):
@@ -167,7 +167,7 @@ class StreamIterator(AsyncIterator[T_co]):
                     item = next(sync.it)
                 except (End, Yield):
                     item = await sync.pull()  # the end (End repeats), or a schedule point
-                except StopIteration as exc:
+                except (StopIteration, StopAsyncIteration) as exc:
                     raise stop_iteration_error(exc) from exc
                 else:
                     check = sync.check

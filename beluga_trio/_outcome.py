@@ -20,11 +20,20 @@ from __future__ import annotations
 import enum
 import math
 from collections.abc import Sequence
-from typing import cast
+from typing import NoReturn, cast
 
 import trio
 
-__all__ = ["Kind", "classify", "exit_error", "find_fatal", "is_cancellation", "without"]
+__all__ = [
+    "Kind",
+    "classify",
+    "exit_error",
+    "fatal_of",
+    "find_fatal",
+    "is_cancellation",
+    "raise_fatal",
+    "without",
+]
 
 
 class Kind(enum.Enum):
@@ -44,10 +53,24 @@ def _leaves(exc: BaseException) -> list[BaseException]:
 
 
 def find_fatal(exc: BaseException) -> BaseException | None:
-    """The first `KeyboardInterrupt` or `SystemExit` in ``exc`` (itself, or inside a group)."""
-    for leaf in _leaves(exc):
+    """The first `KeyboardInterrupt` or `SystemExit` in ``exc``: itself, inside a group, or,
+    for a cancellation, in its context. A cleanup that awaits while its task is cancelled (a
+    ``finally`` with a checkpoint) replaces an interrupt passing through it with a `Cancelled`,
+    which its cancel scope then catches: the interrupt survives only as the cancellation's
+    ``__context__``, and must not be dropped there."""
+    leaves = _leaves(exc)
+    for leaf in leaves:
         if isinstance(leaf, KeyboardInterrupt | SystemExit):
             return leaf
+    for leaf in leaves:
+        if not isinstance(leaf, trio.Cancelled):
+            continue
+        context, depth = leaf.__context__, 0
+        while context is not None and depth < 32:
+            for inner in _leaves(context):
+                if isinstance(inner, KeyboardInterrupt | SystemExit):
+                    return inner
+            context, depth = context.__context__, depth + 1
     return None
 
 
@@ -65,6 +88,21 @@ def without(exc: BaseException, leaf: BaseException) -> BaseException | None:
         group = cast("BaseExceptionGroup[BaseException]", exc)
         return group.split(lambda e: e is leaf)[1]
     return exc
+
+
+def fatal_of(exc: BaseException) -> BaseException:
+    """The `KeyboardInterrupt`/`SystemExit` to raise for ``exc``, which `classify` found
+    `Kind.FATAL`: ``exc`` itself when it holds one, else the interrupt a cleanup replaced."""
+    if not is_cancellation(exc):
+        return exc  # itself, or a group holding it: raised as it is, unwrapped by exit_error
+    fatal = find_fatal(exc)
+    assert fatal is not None, "fatal_of() of an exception that holds no interrupt"
+    return fatal
+
+
+def raise_fatal(exc: BaseException) -> NoReturn:
+    """Raise `fatal_of` ``exc`` (into the opening's nursery, which ends the opening at once)."""
+    raise fatal_of(exc)
 
 
 def classify(exc: BaseException, *, stopping: bool) -> Kind:
@@ -96,6 +134,12 @@ def exit_error(body: BaseException | None, errors: Sequence[BaseException]) -> B
       while the stream was being cancelled, as an error raised in a ``finally`` replaces it.
     * Otherwise several: one `BaseExceptionGroup` of all of them, the consumer's first.
     """
+    # An interrupt that a cleanup replaced with a Cancelled is the interrupt.
+    errors = [fatal_of(e) if find_fatal(e) is not None else e for e in errors]
+    if body is not None and find_fatal(body) is not None:
+        body_fatal = fatal_of(body)
+        if body_fatal is not body:
+            errors.insert(0, body_fatal)
     real = [e for e in errors if not is_cancellation(e)]
     everything: list[BaseException] = list(real)
     if body is not None and not (real and is_cancellation(body)):

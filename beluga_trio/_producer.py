@@ -42,7 +42,7 @@ from typing import Any, Final, NoReturn, TypeVar, cast, final
 import trio
 from trio.lowlevel import Abort, RaiseCancelT, Task, current_task, reschedule
 
-from ._outcome import Kind, classify, without
+from ._outcome import Kind, classify, raise_fatal, without
 from ._stage import AsyncPull, Resource, Scope
 
 __all__ = ["Producer", "start_producer"]
@@ -176,6 +176,9 @@ class Producer(AsyncPull[T], Resource):
         if not self._done.is_set():  # a set Event's wait() still takes a schedule point
             await self._done.wait()
 
+    def unread_errors(self) -> list[BaseException]:
+        return [self._value] if self._kind is _ERROR else []
+
     def take_errors(self) -> list[BaseException]:
         # Only cleanup errors. An error the generator raised for a request that was then
         # cancelled and never renewed is part of the stream the consumer did not read, like
@@ -197,10 +200,10 @@ class Producer(AsyncPull[T], Resource):
                     # Runs cancelled only when the consumer is cancelled, or left while an
                     # item was in progress; a producer parked at `yield` is closed cleanly.
                     await self._close_iterator()  # noqa: ASYNC102 - see above
-        except BaseException as exc:  # noqa: ASYNC103 - handed over, see docstring
+        except BaseException as exc:  # noqa: BLE001, ASYNC103 - handed over, see docstring
             kind = classify(exc, stopping=self._stopping)
             if kind is Kind.FATAL:
-                raise
+                raise_fatal(exc)  # into the opening's nursery: it ends the opening at once
             if kind is not Kind.CANCELLED:
                 self._cleanup_errors.append(exc)  # raised by our own cleanup code
         finally:
@@ -248,7 +251,9 @@ class Producer(AsyncPull[T], Resource):
                 return
             except BaseException as exc:  # noqa: ASYNC103 - classified: see the module docstring
                 kind = classify(exc, stopping=self._stopping)
-                if kind is Kind.CANCELLED or kind is Kind.FATAL:
+                if kind is Kind.FATAL:
+                    raise_fatal(exc)  # see run()
+                if kind is Kind.CANCELLED:
                     raise  # ours is caught by our scope; any other is handed over by run()
                 if kind is Kind.ERROR:
                     self._hand_over(_ERROR, exc)  # the consumer raises this very object
@@ -314,10 +319,13 @@ class Producer(AsyncPull[T], Resource):
             if rest is None:
                 return  # closed cleanly
             exc = rest
-        if classify(exc, stopping=True) is Kind.CLEANUP:
+        kind = classify(exc, stopping=True)
+        if kind is Kind.CLEANUP:
             self._cleanup_errors.append(exc)
+        elif kind is Kind.FATAL:
+            raise_fatal(exc)
         else:
-            raise exc  # a cancellation (ours is caught by our scope) or a fatal error
+            raise exc  # a cancellation: ours is caught by our scope
 
 
 async def start_producer(

@@ -46,7 +46,7 @@ from typing import Any, Final, Generic, TypeVar, final
 
 import trio
 
-from ._outcome import exit_error
+from ._outcome import exit_error, find_fatal
 from ._util import PLAIN_TYPES, check_not_awaitable, close_awaitable
 
 __all__ = [
@@ -142,6 +142,12 @@ class Resource(abc.ABC):
     def take_errors(self) -> list[BaseException]:
         """Return, once, the errors raised while the resource cleaned up."""
 
+    def unread_errors(self) -> list[BaseException]:
+        """The stream's errors this stage holds that the consumer has not reached. They are
+        dropped with the unread items, unless an interrupt cut the stream short: then they are
+        chained to it, never lost."""
+        return []
+
 
 @final
 class SyncResource(Resource):
@@ -213,6 +219,9 @@ class Scope:
         if self._nursery is not None:
             self._nursery.cancel_scope.cancel()
 
+    def unread_errors(self) -> list[BaseException]:
+        return [e for resource in self._resources for e in resource.unread_errors()]
+
     async def aclose(self) -> list[BaseException]:
         """Stop every resource, wait for every task, and return the errors raised.
 
@@ -222,7 +231,7 @@ class Scope:
         subject to the consumer's cancel scopes, so a cancelled consumer still leaves
         promptly and no task outlives this call.
         """
-        errors: list[BaseException] = list(self._failures)
+        errors: list[BaseException] = []
         resources = self._resources[::-1]
         for resource in resources:
             try:
@@ -246,13 +255,19 @@ class Scope:
                 errors.append(exc)
         for resource in reversed(resources):
             errors.extend(resource.take_errors())
-        return errors
+        # Read last: tasks may still fail while the nursery is left.
+        return [*self._failures, *errors]
 
 
-async def leave(body: BaseException | None, errors: list[BaseException]) -> None:
-    """Raise what leaving an opening raises (see `._outcome.exit_error`). Without an error,
-    leaving is a cancellation point, as trio's own async calls are: a cancelled consumer does not
-    walk out of the block as if nothing happened."""
+async def leave(body: BaseException | None, scope: Scope) -> None:
+    """Close ``scope`` and raise what leaving the opening raises (see `._outcome.exit_error`).
+    Without an error, leaving is a cancellation point, as trio's own async calls are: a
+    cancelled consumer does not walk out of the block as if nothing happened."""
+    errors = await scope.aclose()
+    if (body is not None and find_fatal(body) is not None) or any(
+        find_fatal(e) is not None for e in errors
+    ):
+        errors.extend(scope.unread_errors())
     error = exit_error(body, errors)
     if error is not None:
         try:
@@ -386,7 +401,7 @@ class SyncPull(AsyncPull[T_co]):
             pass
         except Yield:
             self._budget = 0
-        except StopIteration as exc:
+        except (StopIteration, StopAsyncIteration) as exc:
             error = stop_iteration_error(exc)
             error.__cause__ = exc
             self.held = error
@@ -416,7 +431,7 @@ class SyncPull(AsyncPull[T_co]):
                 item = next(self.it)
             except (End, Yield):
                 pass  # pull() ends the stream, or takes the schedule point
-            except StopIteration as exc:
+            except (StopIteration, StopAsyncIteration) as exc:
                 error = stop_iteration_error(exc)
                 error.__cause__ = exc
                 self.held = error  # raised by pull()
@@ -441,7 +456,7 @@ class SyncPull(AsyncPull[T_co]):
             except Yield:
                 self._budget = 0
                 continue
-            except StopIteration as exc:
+            except (StopIteration, StopAsyncIteration) as exc:
                 raise stop_iteration_error(exc) from exc
             if self.check is not None and item.__class__ not in PLAIN_TYPES:
                 check_not_awaitable(item, self.check, "map")
