@@ -96,7 +96,8 @@ async def assert_interrupt_comes_first(
     """Run ``scenario(together, error, interrupt)`` `REPEAT` times, with a fresh
     `ZeroDivisionError` and `KeyboardInterrupt` raised together (``error_first`` says which
     first): each time the interrupt must come out as itself (never grouped, never dropped)
-    with the error hanging off it (not lost)."""
+    with the error hanging off it as its ``__cause__``, itself too (one error is never put in
+    a group of one)."""
     for _ in range(REPEAT):
         error, interrupt = ZeroDivisionError(), KeyboardInterrupt()
         together = RaiseTogether(*((error, interrupt) if error_first else (interrupt, error)))
@@ -105,3 +106,4 @@ async def assert_interrupt_comes_first(
         assert len(together.raised) == 2
         assert caught.value is interrupt
         assert any(e is error for e in chained(caught.value)), "the other error was lost"
+        assert caught.value.__cause__ is error, f"the cause is {caught.value.__cause__!r}"

@@ -302,7 +302,7 @@ async def test_keyboard_interrupt_in_cleanup_with_a_consumer_error_is_not_groupe
     """as_safe_channel_genexit_finally, with ``KeyboardInterrupt`` from the producer's
     ``finally``. Pinned difference: ``as_safe_channel`` groups it with the consumer's error;
     beluga_trio raises it as itself, never grouped (guarantee 10), and the consumer's error
-    is not lost: it hangs off it."""
+    is not lost: it is its ``__cause__``."""
     interrupt = KeyboardInterrupt()
     body_error = TypeError("iterator")
 
@@ -318,7 +318,8 @@ async def test_keyboard_interrupt_in_cleanup_with_a_consumer_error_is_not_groupe
             async for _ in items:
                 raise body_error
     assert caught.value is interrupt
-    assert any(e is body_error for e in chained(caught.value))
+    assert any(e is body_error for e in chained(caught.value)), "the consumer's error was lost"
+    assert caught.value.__cause__ is body_error
 
 
 async def test_cleanup_that_awaits_runs_to_the_end_before_the_block_exits(
