@@ -10,9 +10,10 @@ from typing import TYPE_CHECKING, Any, Final, Generic, Self, TypeVar, final, get
 
 import attrs
 
-from ._channel import Feed, Overflow, Tasks
+from ._feed import Feed, Overflow
 from ._opening import StreamIterator, StreamOpening
 from ._stage import Node, Pull, Scope
+from ._tasks import Tasks
 from ._validate import check_choice, check_count
 
 if TYPE_CHECKING:

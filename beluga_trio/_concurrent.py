@@ -8,8 +8,9 @@ from typing import Any, TypeVar, final
 
 import trio
 
-from ._channel import ChannelPull, Tasks
+from ._feed import ChannelPull
 from ._stage import AsyncPull, Node, Pull, Resource, Scope, as_async
+from ._tasks import Tasks
 from ._util import check_not_awaitable, describe, is_async_callable
 
 __all__ = ["ConcurrentMapNode"]

@@ -7,8 +7,8 @@ from typing import Any, Final, Generic, TypeVar, final
 
 import trio
 
-from ._channel import ChannelPull
 from ._exceptions import StreamConsumedError
+from ._feed import ChannelPull
 from ._opening import StreamOpening
 from ._outcome import Kind, classify, raise_fatal
 from ._stage import AsyncPull, Node, Pull, Scope, SyncResource

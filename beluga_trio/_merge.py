@@ -5,8 +5,9 @@ from __future__ import annotations
 import functools
 from typing import TypeVar, final
 
-from ._channel import Feed, Tasks
+from ._feed import Feed
 from ._stage import Node, Pull, Scope
+from ._tasks import Tasks
 from ._validate import check_count
 
 __all__ = ["MergeNode"]

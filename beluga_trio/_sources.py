@@ -9,8 +9,8 @@ from typing import Any, ParamSpec, TypeVar, final
 
 import trio
 
-from ._channel import ChannelPull
 from ._exceptions import StreamConsumedError
+from ._feed import ChannelPull
 from ._producer import start_producer
 from ._stage import AsyncPull, Node, Pull, Resource, Scope, SyncPull, SyncResource, ended
 from ._stream import Stream

@@ -19,13 +19,16 @@ from typing import (
 
 import trio
 
+from ._batch import BatchNode
 from ._buffer import BufferNode, Overflow
 from ._concurrent import ConcurrentMapNode
 from ._exceptions import EmptyStreamError
+from ._map import FilterNode, MapNode
 from ._merge import MergeNode
 from ._opening import StreamOpening
-from ._operators import BatchNode, FilterNode, MapNode, SkipNode, TakeNode, TimeoutNode
 from ._stage import Node, stop_iteration_error
+from ._take import SkipNode, TakeNode
+from ._timeout import TimeoutNode
 from ._util import check_not_awaitable, describe, is_async_callable
 from ._validate import check_bool, check_function
 
