@@ -4,8 +4,9 @@ an early stop, a deadline and a time-to-first-token limit, each showing that the
 cleanup ran.
 
 ``--cancel-after SECONDS`` cancels the live reply mid-stream. ``--base-url URL --model NAME``
-streams the live reply from an OpenAI-compatible server (API key from ``OPENAI_API_KEY``;
-needs ``pip install beluga_trio[http]``).
+(always both) streams the live reply from an OpenAI-compatible server (API key from
+``OPENAI_API_KEY``; needs ``pip install beluga_trio[http]``); if that reply fails, the demo
+says why on stderr and exits with status 1. Output is wrapped at the terminal's width.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from __future__ import annotations
 import argparse
 import functools
 import math
+import re
+import shutil
 import sys
 from collections.abc import Sequence
 from typing import Any, Protocol, TypeVar
@@ -33,9 +36,62 @@ PROMPT = "In two sentences: why should leaving a stream stop its producer?"
 R_co = TypeVar("R_co", covariant=True)
 
 
+class Terminal:
+    """Writes text as it streams in, wrapped on word boundaries at the terminal's width.
+
+    A word is held back until the text after it shows that it has ended (a space, a newline,
+    the end of a line written with `say`), so a word that arrives in pieces is never split
+    across two lines. A continued line keeps the indentation of the line it continues.
+    """
+
+    _PIECES = re.compile(r"\n|[ ]+|[^ \n]+")
+
+    def __init__(self, width: int | None = None) -> None:
+        self.reset(width)
+
+    def reset(self, width: int | None = None) -> None:
+        """Start afresh at the start of a line; ``width`` None: the terminal's width now."""
+        self.width = width if width is not None else shutil.get_terminal_size().columns
+        self.column = 0  # characters on the current line
+        self.indent = ""  # the leading spaces of the current line
+        self.spaces = ""  # spaces seen after the last word, not written yet
+        self.word = ""  # the word being received, not written yet
+
+    def write(self, text: str) -> None:
+        for piece in self._PIECES.findall(text):
+            if piece == "\n":
+                self._end_word()
+                sys.stdout.write("\n")
+                self.column, self.indent, self.spaces = 0, "", ""
+            elif piece.startswith(" "):
+                self._end_word()
+                if self.column == 0:
+                    self.indent += piece  # written with the line's first word
+                else:
+                    self.spaces += piece
+            else:
+                self.word += piece
+        sys.stdout.flush()
+
+    def _end_word(self) -> None:
+        if not self.word:
+            return
+        word, self.word = self.word, ""
+        if self.column and self.column + len(self.spaces) + len(word) > self.width:
+            sys.stdout.write("\n")
+            self.column = 0
+        text = self.indent + word if self.column == 0 else self.spaces + word
+        sys.stdout.write(text)
+        self.column += len(text)
+        self.spaces = ""
+
+
+TERMINAL = Terminal(80)  # main() sets the width of each run
+
+
 def say(text: str = "", end: str = "\n") -> None:
-    sys.stdout.write(text + end)
-    sys.stdout.flush()
+    """Write ``text`` and ``end`` to the terminal, wrapped on word boundaries."""
+    TERMINAL.write(text + end)
 
 
 # --------------------------------------------------------------------- the three consumers
@@ -138,8 +194,9 @@ def scripted(delay: float, **kwargs: Any) -> ScriptedModel:
 
 async def live(
     model: ChatModel, cancel_after: float | None, scripted_model: ScriptedModel | None
-) -> int:
-    """Section 1: the reply fanned out to three consumers; the characters printed."""
+) -> tuple[int, BaseException | None]:
+    """Section 1: the reply fanned out to three consumers; the characters printed, and the
+    error that ended the reply (None if it ended normally or was cancelled)."""
     say(f"[1] live: {model!r} -> to_events -> fan_out(printer, metrics, transcript)")
     printer, metrics, transcript = Printer(), Metrics(), Transcript()
     events = to_events(model.stream(PROMPT), errors="event")
@@ -158,27 +215,39 @@ async def live(
         say(f"    [cancelled after {cancel_after} s mid-stream: {state}]")
     say(f"    {metrics.result()}")
     say(f"    {transcript.result()}\n")
-    return printer.result()
+    errors = [e.error for e in transcript.events if e.type is EventType.ERROR]
+    return printer.result(), errors[0] if errors else None
 
 
 async def main(
     delay: float = 0.03,
     cancel_after: float | None = None,
     model: ChatModel | None = None,
-) -> None:
-    """The demo. ``model`` streams the live reply (section 1); by default a `ScriptedModel`.
+    *,
+    width: int | None = None,
+) -> int:
+    """The demo; its exit status. ``model`` streams the live reply (section 1); by default a
+    `ScriptedModel`. If that reply fails, the demo says so on stderr and stops: status 1.
 
-    ``cancel_after`` cancels the live reply after that many seconds.
+    ``cancel_after`` cancels the live reply after that many seconds. Output is wrapped at
+    ``width`` columns (default: the terminal's width).
     """
+    TERMINAL.reset(width)
     tasks_before = trio.lowlevel.current_statistics().tasks_living
     say("beluga_trio demo: a model's reply, streamed through beluga_trio.\n")
     scripted_models: list[ScriptedModel] = []
     if model is None:
         model1 = scripted(delay)
         scripted_models.append(model1)
-        printed = await live(model1, cancel_after, model1)
+        printed, _ = await live(model1, cancel_after, model1)
     else:
-        printed = await live(model, cancel_after, None)
+        printed, failed = await live(model, cancel_after, None)
+        if failed is not None:
+            sys.stderr.write(
+                f"python -m beluga_trio: the live reply from {model!r} failed with "
+                f"{type(failed).__name__}: {failed}\n"
+            )
+            return 1
 
     say("[2] early stop: the consumer breaks out after 6 tokens")
     model2 = scripted(delay)
@@ -230,6 +299,7 @@ async def main(
         f"summary: {printed} characters streamed live, {opened} scripted streams opened, "
         f"{closed} cleaned up, {leftover} tasks left behind"
     )
+    return 0
 
 
 def _seconds(text: str) -> float:
@@ -252,33 +322,56 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="stream the live reply from this OpenAI-compatible API root, e.g. "
         "http://localhost:8000/v1 (API key from OPENAI_API_KEY)",
     )
-    parser.add_argument("--model", metavar="NAME", help="the model to ask (with --base-url)")
+    parser.add_argument(
+        "--model", metavar="NAME", help="the model to ask (needs --base-url, and the reverse)"
+    )
     parser.add_argument(
         "--delay", type=_seconds, default=0.03, metavar="SECONDS", help="the scripted model's pace"
     )
     args = parser.parse_args(argv)
     if args.base_url is not None and args.model is None:
         parser.error("--base-url needs --model")
+    if args.model is not None and args.base_url is None:
+        parser.error(
+            "--model needs --base-url, the OpenAI-compatible API root to ask "
+            "(https://api.openai.com/v1 for OpenAI itself)"
+        )
     return args
 
 
 def cli(argv: Sequence[str] | None = None) -> int:
-    """Run the demo; the exit status."""
-    args = parse_args(argv)
-    model: ChatModel | None = None
-    if args.model is not None:
+    """Run the demo (``serve``: the web demo, see `beluga_trio.web`); the exit status."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["serve"]:
         try:
-            from beluga_trio.llm.openai import DEFAULT_BASE_URL, OpenAIChatModel  # noqa: PLC0415
+            from beluga_trio.web._serve import cli as serve  # noqa: PLC0415 - the web extra
         except ImportError as exc:
             sys.stderr.write(f"{exc}\n")
             return 2
-        model = OpenAIChatModel(args.model, base_url=args.base_url or DEFAULT_BASE_URL)
+        return serve(argv[1:])
+    args = parse_args(argv)
+    if args.model is not None:
+        try:
+            from beluga_trio.llm.openai import OpenAIChatModel  # noqa: PLC0415
+        except ImportError as exc:
+            sys.stderr.write(f"{exc}\n")
+            return 2
+        http_model = OpenAIChatModel(args.model, base_url=args.base_url)
+
+        async def run() -> int:
+            async with http_model:  # it owns an HTTP client: closed with the demo
+                return await main(args.delay, args.cancel_after, http_model)
+
+    else:
+
+        async def run() -> int:
+            return await main(args.delay, args.cancel_after, None)
+
     try:
-        trio.run(main, args.delay, args.cancel_after, model)
+        return trio.run(run)
     except ModelError as exc:  # pragma: no cover - errors are shown as events by main()
         sys.stderr.write(f"model error: {exc}\n")
         return 1
-    return 0
 
 
 if __name__ == "__main__":

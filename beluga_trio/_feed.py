@@ -8,6 +8,7 @@ ready with ``receive_nowait`` costs about as much as the chain itself: see docs/
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Sequence
 from typing import Any, Final, Generic, Literal, Protocol, TypeVar, final
 
@@ -16,7 +17,7 @@ import trio
 from ._stage import NOT_READY, SCHEDULE_EVERY, AsyncPull, NotReady, Pull, SyncPull
 from ._tasks import Tasks, raise_errors
 
-__all__ = ["ChannelPull", "Feed", "Feeders", "Overflow"]
+__all__ = ["ChannelPull", "Feed", "FeedPull", "Feeders", "Overflow"]
 
 T = TypeVar("T")
 
@@ -49,30 +50,19 @@ class ChannelPull(AsyncPull[T]):
     is not a clean end either. ``received`` counts the items taken, for statistics.
     """
 
-    __slots__ = ("_budget", "_receive", "_receive_nowait", "_rx", "_tasks", "received")
+    __slots__ = ("_budget", "_ended", "_receive", "_receive_nowait", "_rx", "received")
 
     def __init__(self, rx: trio.MemoryReceiveChannel[T], tasks: Feeders | None = None) -> None:
         self._rx = rx
         self._receive = rx.receive
         self._receive_nowait = rx.receive_nowait
-        self._tasks = tasks
+        self._ended = _End(tasks)
         self._budget = SCHEDULE_EVERY
         self.received = 0
 
     async def _end(self) -> None:
         """The channel ended: raise what ended it, if anything did; once."""
-        tasks, self._tasks = self._tasks, None
-        if tasks is None:
-            return
-        errors = list(tasks.errors)
-        tasks.errors.clear()  # reached: no longer unread
-        raise_errors(errors)
-        if tasks.cancelled_from_outside:
-            await trio.lowlevel.checkpoint_if_cancelled()
-            raise trio.BrokenResourceError(
-                "a stage feeding this stream was cancelled by a cancel scope that does not "
-                "cover this consumer, so the stream cannot continue"
-            )
+        await self._ended.raise_if_any()
 
     def poll(self) -> T | NotReady:
         self._budget -= 1
@@ -143,130 +133,240 @@ Overflow = Literal["wait", "drop_oldest", "drop_newest"]
 
 @final
 class Feed(Generic[T]):
-    """The sending side of a stage's output channel, shared by the tasks that fill it.
+    """A stage's bounded output queue, shared by the tasks that fill it (pumps) and read by the
+    consumer through `output`.
 
-    `pump` moves every item of an upstream pull into the channel. While the channel is full,
-    ``overflow`` decides: ``"wait"`` holds the one item in hand until there is room
-    (backpressure), ``"drop_newest"`` drops it, ``"drop_oldest"`` drops the oldest waiting
-    item to make room. With ``"wait"``, at most ``capacity`` items wait plus one in the hand
-    of each pump.
+    The stage owns both ends, so it needs no channel: items wait in a plain deque, and each side
+    wakes the other only when it must. A pump waits for room *before* it takes an item from its
+    upstream, so it never waits holding one; the consumer wakes waiting pumps once the queue has
+    fallen to half its capacity, as many as there is room for, so a full queue costs one wake-up
+    per pump per half-queue rather than one per item. A sync upstream is read in chunks as large
+    as the room (a schedule point every `SCHEDULE_EVERY` items); an async one an item at a time.
 
-    A sync upstream is read in chunks no larger than the room left in the channel (one item
-    when it is full), at C speed, with a schedule point every `SCHEDULE_EVERY` items; an
-    async upstream (whose pulls schedule by themselves) one item at a time. The fill, its
-    peak and the drops are counted for statistics: the fill only grows when an item is sent,
-    so sampling it after each burst of sends finds the exact peak.
+    While the queue is full, ``overflow`` decides: ``"wait"`` (backpressure: the pumps wait),
+    ``"drop_newest"`` (the new item is dropped), ``"drop_oldest"`` (the oldest waiting item is
+    dropped to make room). With ``"wait"``, at most ``capacity`` items wait, plus, while they
+    are being taken from their upstreams, one in the hand of each other pump. The fill, its peak
+    and the drops are counted for statistics.
     """
 
     __slots__ = (
-        "_evictor",
-        "_send_nowait",
-        "_tx",
+        "_consumer",
+        "_ended",
+        "_items",
+        "_low",
+        "_pumps",
+        "_sync_pumps",
         "capacity",
         "discarded",
         "evicted",
         "output",
         "overflow",
         "peak",
-        "placed",
     )
 
     def __init__(self, capacity: int, overflow: Overflow, tasks: Tasks | None) -> None:
-        tx, rx = trio.open_memory_channel[T](capacity)
-        self._tx = tx
-        self._send_nowait = tx.send_nowait
+        self._items: deque[T] = deque()
         self.capacity = capacity
         self.overflow: Overflow = overflow
-        # drop_oldest takes the oldest item out through a receiver of its own.
-        self._evictor = rx.clone() if overflow == "drop_oldest" else None
-        self.output = ChannelPull(rx, tasks)
-        self.placed = 0  # items sent into the channel
-        self.evicted = 0  # items taken out again by drop_oldest
-        self.discarded = 0  # items never sent, by drop_newest
+        self._low = capacity // 2  # the consumer wakes waiting pumps at or below this fill
+        # Pumps waiting for room: over async upstreams, and over sync chains.
+        self._pumps: deque[trio.lowlevel.Task] = deque()
+        self._sync_pumps: deque[trio.lowlevel.Task] = deque()
+        self._consumer: trio.lowlevel.Task | None = None  # waiting for an item
+        self._ended = False
+        self.output = FeedPull(self, tasks)
+        self.evicted = 0  # items dropped by drop_oldest
+        self.discarded = 0  # items never queued, by drop_newest
         self.peak = 0
+
+    def fill(self) -> int:
+        """Items waiting now."""
+        return len(self._items)
 
     def close(self) -> None:
         """No more items: the consumer sees the end after the last one."""
-        self._tx.close()
-        if self._evictor is not None:
-            self._evictor.close()
+        self._ended = True
+        self._wake_consumer()
 
-    def fill(self) -> int:
-        """Items waiting in the channel. A pump blocked in ``send`` has counted its item in
-        hand already, and only ever while the channel is full: hence the cap."""
-        return min(self.placed - self.evicted - self.output.received, self.capacity)
+    def _wake_consumer(self) -> None:
+        consumer = self._consumer
+        if consumer is not None:
+            self._consumer = None
+            trio.lowlevel.reschedule(consumer)
+
+    def wake_pumps(self) -> None:
+        """The consumer took items: once the queue is down to half, wake as many waiting pumps
+        as there is room for (a pump that wakes to a full queue waits again)."""
+        if (self._pumps or self._sync_pumps) and len(self._items) <= self._low:
+            self._wake_for_room()
+
+    def _wake_for_room(self) -> None:
+        # A pump over an async upstream takes one item per pull, and may wait for it: wake one
+        # per free place, so that a slow source never keeps the others out. A pump over a sync
+        # chain fills all the room at once, at C speed: one of those is enough.
+        room = self.capacity - len(self._items)
+        pumps = self._pumps
+        while room > 0 and pumps:
+            trio.lowlevel.reschedule(pumps.popleft())
+            room -= 1
+        if room > 0 and self._sync_pumps:
+            trio.lowlevel.reschedule(self._sync_pumps.popleft())
+
+    # ------------------------------------------------------------------------ pump side
 
     async def pump(self, upstream: Pull[T]) -> None:
-        """Move every item of ``upstream`` into the channel; return at its end, or when the
-        consumer has closed the channel. Errors propagate to the `Tasks` running this, after
-        the items before them were sent."""
+        """Move every item of ``upstream`` into the queue; return at its end. Errors propagate
+        to the `Tasks` running this, after the items before them were queued."""
         try:
-            if isinstance(upstream, SyncPull):
-                await self._pump_sync(upstream)
-            else:
-                await self._pump_async(upstream)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            return  # the consumer has gone
+            await self._pump(upstream)
+        finally:
+            # A pump woken for room it will not use passes the room on.
+            self._wake_for_room()
 
-    async def _pump_sync(self, upstream: SyncPull[T]) -> None:
-        send_nowait = self._send_nowait
+    async def _pump(self, upstream: Pull[T]) -> None:
+        sync = upstream if isinstance(upstream, SyncPull) else None
+        waits = self.overflow == "wait"
         while True:
-            size = SCHEDULE_EVERY
-            if self.overflow == "wait":
-                # No more than there is room for (one when full: it waits in hand).
-                size = max(1, min(self.capacity - self.fill(), SCHEDULE_EVERY))
-            chunk = await upstream.pull_some_of(size)
-            if not chunk:
-                return
-            sent = 0  # counted locally; added to `placed` before anything can observe it
-            for item in chunk:
+            room = self.capacity - len(self._items)
+            if waits and room <= 0:
+                await self._wait_for_room(self._pumps if sync is None else self._sync_pumps)
+                continue
+            if sync is not None:
+                chunk = await sync.pull_some_of(max(room, 1) if waits else SCHEDULE_EVERY)
+                if not chunk:
+                    return
+                self._put(chunk)
+            else:
                 try:
-                    send_nowait(item)
-                except trio.WouldBlock:
-                    self.placed += sent
-                    sent = 0
-                    await self._full(item)
-                else:
-                    sent += 1
-            self.placed += sent
-            self.peak = max(self.peak, self.fill())
+                    item = await upstream.pull()
+                except StopAsyncIteration:
+                    return
+                self._put((item,))
 
-    async def _pump_async(self, upstream: AsyncPull[T]) -> None:
-        send_nowait = self._send_nowait
-        upstream_pull = upstream.pull
+    async def _wait_for_room(self, waiting: deque[trio.lowlevel.Task]) -> None:
+        task = trio.lowlevel.current_task()
+        waiting.append(task)
+
+        def abort(_: trio.lowlevel.RaiseCancelT) -> trio.lowlevel.Abort:
+            waiting.remove(task)
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        await trio.lowlevel.wait_task_rescheduled(abort)
+
+    def _put(self, chunk: Sequence[T]) -> None:
+        items = self._items
+        if self.overflow == "wait" or len(items) + len(chunk) <= self.capacity:
+            items.extend(chunk)
+        elif self.overflow == "drop_newest":
+            room = max(self.capacity - len(items), 0)
+            items.extend(chunk[:room])
+            self.discarded += len(chunk) - room
+        else:  # drop_oldest
+            before = len(items) + len(chunk)
+            items.extend(chunk)
+            while len(items) > self.capacity:
+                items.popleft()
+            self.evicted += before - len(items)
+        self.peak = max(self.peak, len(items))
+        self._wake_consumer()
+
+
+@final
+class FeedPull(AsyncPull[T]):
+    """The consumer's side of a `Feed`. Cancel-safe (an item is taken only when it is handed
+    over); takes ready items without a coroutine, and passes a schedule point at least every
+    `SCHEDULE_EVERY` items. When the queue has ended, the errors of the feeding ``tasks`` are
+    raised, after every item queued before them; a queue that ended because its tasks were
+    cancelled from outside is not a clean end either."""
+
+    __slots__ = ("_budget", "_end", "_feed", "_items", "_low")
+
+    def __init__(self, feed: Feed[T], tasks: Tasks | None) -> None:
+        self._feed = feed
+        self._items = feed._items
+        self._low = feed._low
+        self._end = _End(tasks)
+        self._budget = SCHEDULE_EVERY
+
+    def poll(self) -> T | NotReady:
+        self._budget -= 1
+        items = self._items
+        if self._budget > 0 and items:
+            item = items.popleft()
+            if len(items) <= self._low:
+                self._feed.wake_pumps()
+            return item
+        self._budget += 1  # not taken: pull() counts it
+        return NOT_READY
+
+    async def pull(self) -> T:
         while True:
-            try:
-                item = await upstream_pull()
-            except StopAsyncIteration:
-                return
-            try:
-                send_nowait(item)
-            except trio.WouldBlock:
-                await self._full(item)
-            else:
-                self.placed += 1
-                self.peak = max(self.peak, self.fill())
+            item = self.poll()
+            if item is not NOT_READY:
+                return item
+            if self._budget <= 1:
+                self._budget = SCHEDULE_EVERY
+                await trio.lowlevel.checkpoint()
+                continue
+            await self._wait()
 
-    async def _full(self, item: T) -> bool:
-        """The channel is full: apply the overflow policy to ``item``. Returns whether it
-        waited (a schedule point)."""
-        self.peak = self.capacity
-        if self.overflow == "wait":
-            # Counted before the wait: the consumer may take this item (trio moves it into
-            # the buffer as it takes another) before this task resumes.
-            self.placed += 1
+    async def pull_some(self) -> Sequence[T]:
+        while True:
+            if self._budget <= 0:
+                self._budget = SCHEDULE_EVERY
+                await trio.lowlevel.checkpoint()  # before taking anything: loses nothing
+            items = self._items
+            if items:
+                n = min(len(items), self._budget)
+                if n == len(items):
+                    taken = list(items)
+                    items.clear()
+                else:
+                    taken = [items.popleft() for _ in range(n)]
+                self._budget -= n
+                self._feed.wake_pumps()
+                return taken
             try:
-                await self._tx.send(item)  # backpressure: the one item in hand
-            except BaseException:
-                self.placed -= 1
-                raise
-            return True
-        if self.overflow == "drop_newest":
-            self.discarded += 1
-            return False
-        assert self._evictor is not None
-        self._evictor.receive_nowait()
-        self.evicted += 1
-        self._send_nowait(item)
-        self.placed += 1
-        return False
+                await self._wait()
+            except StopAsyncIteration:
+                return ()
+
+    async def _wait(self) -> None:
+        """Nothing is queued: end the stream if the queue has ended, else wait for an item."""
+        feed = self._feed
+        if feed._ended:
+            await self._end.raise_if_any()
+            raise StopAsyncIteration
+        feed._consumer = trio.lowlevel.current_task()
+
+        def abort(_: trio.lowlevel.RaiseCancelT) -> trio.lowlevel.Abort:
+            feed._consumer = None
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        await trio.lowlevel.wait_task_rescheduled(abort)
+        self._budget = SCHEDULE_EVERY  # that wait was a schedule point
+
+
+@final
+class _End:
+    """What ended a queue or channel fed by tasks, raised once by its consumer's side."""
+
+    __slots__ = ("_tasks",)
+
+    def __init__(self, tasks: Feeders | None) -> None:
+        self._tasks = tasks
+
+    async def raise_if_any(self) -> None:
+        tasks, self._tasks = self._tasks, None
+        if tasks is None:
+            return
+        errors = list(tasks.errors)
+        tasks.errors.clear()  # reached: no longer unread
+        raise_errors(errors)
+        if tasks.cancelled_from_outside:
+            await trio.lowlevel.checkpoint_if_cancelled()
+            raise trio.BrokenResourceError(
+                "a stage feeding this stream was cancelled by a cancel scope that does not "
+                "cover this consumer, so the stream cannot continue"
+            )

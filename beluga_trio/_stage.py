@@ -64,6 +64,7 @@ __all__ = [
     "Yield",
     "as_async",
     "leave",
+    "raise_on_leaving",
     "stop_and_wait",
     "stop_iteration_error",
 ]
@@ -268,6 +269,12 @@ async def leave(body: BaseException | None, scope: Scope) -> None:
         find_fatal(e) is not None for e in errors
     ):
         errors.extend(scope.unread_errors())
+    await raise_on_leaving(body, errors)
+
+
+async def raise_on_leaving(body: BaseException | None, errors: list[BaseException]) -> None:
+    """Raise what leaving a block raises, given its body's exception and the errors of its
+    cleanup (see `._outcome.exit_error`); without an error, leaving is a cancellation point."""
     error = exit_error(body, errors)
     if error is not None:
         try:

@@ -75,13 +75,22 @@ def _total(usage: Usage) -> int:
 
 @attrs.frozen
 class Usage:
-    """Token counts of one model call. ``total_tokens`` defaults to the sum of the others."""
+    """Token counts of one model call. ``total_tokens`` defaults to the sum of the prompt and
+    completion tokens.
+
+    ``cached_tokens`` is the part of ``prompt_tokens`` the provider read from its prompt
+    cache (OpenAI's ``prompt_tokens_details.cached_tokens``; billed cheaper), and
+    ``reasoning_tokens`` the part of ``completion_tokens`` the model spent thinking
+    (``completion_tokens_details.reasoning_tokens``); both 0 when the provider does not say.
+    """
 
     prompt_tokens: int = attrs.field(default=0, validator=_non_negative)
     completion_tokens: int = attrs.field(default=0, validator=_non_negative)
     total_tokens: int = attrs.field(
         default=attrs.Factory(_total, takes_self=True), validator=_non_negative
     )
+    cached_tokens: int = attrs.field(default=0, validator=_non_negative)
+    reasoning_tokens: int = attrs.field(default=0, validator=_non_negative)
 
     def __add__(self, other: Usage) -> Usage:
         """The usage of two calls together."""
@@ -91,10 +100,14 @@ class Usage:
             self.prompt_tokens + other.prompt_tokens,
             self.completion_tokens + other.completion_tokens,
             self.total_tokens + other.total_tokens,
+            self.cached_tokens + other.cached_tokens,
+            self.reasoning_tokens + other.reasoning_tokens,
         )
 
 
 def _tool_calls(value: Iterable[ToolCall]) -> tuple[ToolCall, ...]:
+    if value == ():
+        return ()  # the common case, taken without a loop (a chunk of text has no calls)
     calls = tuple(value)
     for call in calls:
         if not isinstance(call, ToolCall):  # pyright: ignore[reportUnnecessaryIsInstance]
@@ -112,7 +125,9 @@ class StreamChunk:
       on the last chunk that has one;
     - ``usage``: the token counts, usually on the last chunk;
     - ``reasoning_delta``: more of the model's reasoning text, for models that expose it;
-    - ``model_id``: the model that produced it, when the server says.
+    - ``model_id``: the model that produced it, when the server says;
+    - ``refusal``: more of the model's refusal to answer (OpenAI's ``delta.refusal``), which
+      comes instead of text: a reply may be a refusal and have no text at all.
     """
 
     delta: str = ""
@@ -121,6 +136,7 @@ class StreamChunk:
     usage: Usage | None = None
     reasoning_delta: str = ""
     model_id: str = ""
+    refusal: str = ""
 
 
 @attrs.frozen
@@ -129,7 +145,9 @@ class Message:
 
     ``role`` is a `Role` (a plain string such as ``"user"`` is converted). A reply assembled
     from chunks (``beluga_trio.llm.aggregate``) has ``role=Role.ASSISTANT`` and carries the
-    ``tool_calls``, ``reasoning``, ``finish_reason``, ``usage`` and ``model_id`` of the stream.
+    ``tool_calls``, ``reasoning``, ``finish_reason``, ``usage``, ``model_id`` and ``refusal``
+    of the stream; a non-empty ``refusal`` means the model declined to answer (``content`` is
+    then usually empty).
     A tool's answer has ``role=Role.TOOL`` and the ``tool_call_id`` it answers.
 
     Build them with `Message.system`, `Message.user`, `Message.assistant`, `Message.tool`, or
@@ -145,6 +163,7 @@ class Message:
     model_id: str = ""
     tool_call_id: str | None = None
     name: str | None = None
+    refusal: str = ""
 
     @classmethod
     def system(cls, content: str) -> Message:

@@ -21,13 +21,13 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench import _slurry, docs
+from bench import _report, _slurry, docs
 from bench._calibrate import machine_costs
 from bench._harness import Scenario, ScenarioResult, run_scenario, select
 from bench._memory import MemoryResult, MemoryScenario, run_memory_scenario
 from bench._plot import write_plot
 from bench._report import format_memory_table, format_table, to_json, write_json
-from bench.scenarios import SCENARIOS
+from bench.scenarios import SCENARIOS, redis
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 DEFAULT_PLOT = docs.PLOT
@@ -163,6 +163,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             "--write-docs needs a complete run: no --smoke, --only or --items, and at least"
             f" {MIN_CLAIM_ROUNDS} rounds"
         )
+    uncommitted = _report.uncommitted_changes() if args.write_docs else []
+    if uncommitted:
+        parser.error(
+            "--write-docs measures a commit, so that the page names a revision anyone can check"
+            " out: commit or stash these changes first: " + ", ".join(uncommitted)
+        )
     plot_path: Path | None
     if args.no_plot:
         plot_path = None
@@ -200,6 +206,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         )
         progress(f"  done in {time.perf_counter() - started:.1f} s")
+    latency: list[str] = []
+    if any(s is redis.SCENARIO for s in scenarios):
+        progress("redis latency per event (bench.scenarios.redis.latency_report)")
+        latency = redis.latency_report(50 if smoke else 2_000)
     for scenario in scenarios:
         if not isinstance(scenario, MemoryScenario):
             continue
@@ -233,6 +243,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             f" a lone task's checkpoint() {costs['scheduler_pass_ns']:,.0f} ns,"
             f" nursery + task {costs['nursery_and_task_ns']:,.0f} ns"
         )
+    for line in latency:
+        print(line)
     if memory:
         kind = "smoke sizes, NOT a claim" if smoke else "one traced run per size, untimed"
         print(f"peak traced memory (tracemalloc; kB = 10^3 bytes, MB = 10^6; {kind})")

@@ -41,28 +41,36 @@ def _package_version(name: str) -> str | None:
         return None
 
 
-def _git_revision() -> str | None:
+# What a benchmark run writes itself: a change to these does not make the measured code differ
+# from the revision.
+OUTPUTS = ("bench/results", "docs/performance.md", "docs/images/benchmarks.png")
+
+
+def _git(*args: str) -> str:
     root = Path(__file__).resolve().parent.parent
+    return subprocess.run(
+        ["git", *args], cwd=root, capture_output=True, text=True, check=True, timeout=5
+    ).stdout
+
+
+def _git_revision() -> str | None:
+    """The checked-out commit, short; None outside a git checkout."""
     try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=5,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", ".", ":(exclude)bench/results"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=5,
-        ).stdout.strip()
+        return _git("rev-parse", "--short", "HEAD").strip()
     except (OSError, subprocess.SubprocessError):
         return None
-    return f"{head}{'-dirty' if dirty else ''}"
+
+
+def uncommitted_changes() -> list[str]:
+    """The files that differ from the checked-out commit (the benchmark's own outputs aside):
+    a run with any is not a run of that revision."""
+    try:
+        status = _git(
+            "status", "--porcelain", "--", ".", *(f":(exclude){path}" for path in OUTPUTS)
+        )
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [line[3:] for line in status.splitlines() if line.strip()]
 
 
 def _load_average() -> list[float] | None:
@@ -91,6 +99,7 @@ def machine_info() -> dict[str, object]:
         "load_average": _load_average(),
         "packages": {name: _package_version(name) for name in PACKAGES},
         "git_revision": _git_revision(),
+        "git_uncommitted": uncommitted_changes(),
     }
 
 

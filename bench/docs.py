@@ -97,19 +97,34 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|")
 
 
+def _short_note(note: str) -> str:
+    # "separate env, trio 0.21.0 (slurry ...)" is said once, in the Versions line: the table
+    # stays narrow enough for a 1280-pixel screen.
+    parts = [part.strip() for part in note.split(";")]
+    return "; ".join("separate env" if p.startswith("separate env") else p for p in parts if p)
+
+
+def _goal_cell(goal: float | None, met: bool | None) -> str:
+    if goal is None:
+        return ""
+    return f"≤ {goal:.2f}x " + ("" if met is None else ("met" if met else "**missed**"))
+
+
 def _timed_table(results: Sequence[ScenarioResult]) -> str:
-    lines = [
-        "| scenario | contender | median | min-max | unit | vs ref | vs peer | goal | met"
-        " | notes |",
-        "|---|---|--:|--:|---|--:|--:|--:|---|---|",
-    ]
+    """One table per scenario, its size and unit in the heading."""
+    out: list[str] = []
     for s in results:
         count = "runs" if s.unit == "us/run" else "N"
-        for i, c in enumerate(s.contenders):
+        out += [
+            f"#### {s.name} ({count}={s.items:,}), {s.unit}",
+            "",
+            "| contender | median | min-max | vs ref | vs peer | goal | notes |",
+            "|---|--:|--:|--:|--:|---|---|",
+        ]
+        for c in s.contenders:
             ratio = s.ratio(c.label)
             to_peer = s.ratio_to_best_peer(c.label)
-            met = s.goal_met(c.label)
-            notes = [c.note] if c.note else []
+            notes = [_short_note(c.note)] if c.note else []
             if c.label == s.reference:
                 notes.insert(0, "reference")
             to_ideal = s.ratio_to_ideal(c.label)
@@ -119,19 +134,17 @@ def _timed_table(results: Sequence[ScenarioResult]) -> str:
                 notes.append(f"**{c.status}**: {c.reason}")
             label = f"**{c.label}**" if c.kind == "beluga" else c.label
             cells = [
-                f"{s.name} ({count}={s.items:,})" if i == 0 else "",
                 label,
                 _figure(s.in_unit(c.median)),
                 _spread(s, c).removesuffix(f" {s.unit}") if c.status == "ok" else "-",
-                s.unit,
                 "-" if ratio is None else f"{ratio:.2f}x",
                 "" if to_peer is None else f"{to_peer:.2f}x",
-                "" if c.goal is None else f"≤ {c.goal:.2f}x",
-                "" if met is None else ("met" if met else "**missed**"),
+                _goal_cell(c.goal, s.goal_met(c.label)),
                 "; ".join(notes),
             ]
-            lines.append("| " + " | ".join(_cell(x) for x in cells) + " |")
-    return "\n".join(lines)
+            out.append("| " + " | ".join(_cell(x) for x in cells) + " |")
+        out.append("")
+    return "\n".join(out).rstrip()
 
 
 def _bytes(value: int | None) -> str:
@@ -141,31 +154,33 @@ def _bytes(value: int | None) -> str:
 
 
 def _memory_table(results: Sequence[MemoryResult]) -> str:
-    lines = [
-        "| scenario | contender | small | large | large/small | goal | met | notes |",
-        "|---|---|--:|--:|--:|--:|---|---|",
-    ]
+    """One table per scenario, its two sizes in the heading."""
+    out: list[str] = []
     for m in results:
         small, large = m.sizes
-        for i, c in enumerate(m.contenders):
+        out += [
+            f"#### {m.name} (N={small:,} and {large:,})",
+            "",
+            "| contender | small | large | large/small | goal | notes |",
+            "|---|--:|--:|--:|---|---|",
+        ]
+        for c in m.contenders:
             growth = m.growth(c.label)
-            met = m.goal_met(c.label)
-            notes = [c.note] if c.note else []
+            notes = [_short_note(c.note)] if c.note else []
             if c.status != "ok":
                 notes.append(f"**{c.status}**: {c.reason}")
             label = f"**{c.label}**" if c.label.startswith("beluga") else c.label
             cells = [
-                f"{m.name} (N={small:,} and {large:,})" if i == 0 else "",
                 label,
                 _bytes(c.peak_bytes.get(small)),
                 _bytes(c.peak_bytes.get(large)),
                 "-" if growth is None else f"{growth:.2f}x",
-                "" if c.goal is None else f"≤ {c.goal:.2f}x",
-                "" if met is None else ("met" if met else "**missed**"),
+                _goal_cell(c.goal, m.goal_met(c.label)),
                 "; ".join(notes),
             ]
-            lines.append("| " + " | ".join(_cell(x) for x in cells) + " |")
-    return "\n".join(lines)
+            out.append("| " + " | ".join(_cell(x) for x in cells) + " |")
+        out.append("")
+    return "\n".join(out).rstrip()
 
 
 # Why a goal is missed, or a peer is faster ---------------------------------------------------
@@ -263,7 +278,26 @@ def _concurrent_map_peer(s: ScenarioResult, c: Costs) -> str:
     )
 
 
+def _sse_stream(s: ScenarioResult, c: Costs) -> str:
+    sync = s.result("beluga sse_response (sync)").median
+    mine = s.result("beluga sse_response").median
+    ref = s.result(s.reference).median
+    turn = c.get("scheduler_pass_ns")
+    if sync is None or mine is None or ref is None:
+        return "not measured in this run."
+    checkpoint = "" if turn is None else f"; a lone task's checkpoint costs {_ns(turn)} here"
+    return (
+        f"the serving layer alone (the sync row) costs {_figure(s.in_unit(sync))} {s.unit}"
+        f" against the reference's {_figure(s.in_unit(ref))}; the `@bt.stream` source adds"
+        f" {_figure(s.in_unit(mine - sync))} {s.unit} per event: its producer runs in a task"
+        f" of its own and hands each item over lock-step (two task switches{checkpoint}),"
+        " which the reference's plain async generator, iterated in the response's own task,"
+        " does not pay."
+    )
+
+
 EXPLANATIONS: dict[tuple[str, str], Explain] = {
+    ("SSE server", "beluga sse_response"): _sse_stream,
     ("inline chain", "beluga open() + async for"): _inline_open,
     ("buffer(64)", "beluga .buffer(64) open() + async for"): _buffer_open,
     ("producer hand-off", "beluga @stream .collect()"): _producer_peer,
@@ -405,12 +439,30 @@ SCENARIO_TEXT: dict[str, str] = {
         " contender's time over it. The reference: a nursery with a task per call and a"
         " `trio.Semaphore(50)`. Peer: aiostream `map(..., task_limit=50)` on asyncio."
     ),
+    "SSE server": (
+        "N server-sent events streamed to one client over loopback under hypercorn's trio"
+        " worker; the figure is the server process's CPU time per event (the client is not"
+        " counted). The reference: Starlette's `StreamingResponse` over a plain async"
+        " generator of the same bytes. beluga: `beluga_trio.web.sse_response` with its"
+        " defaults (disconnect watcher, heartbeat task, JSON encoding) over a `@bt.stream`"
+        " generator, and over a sync source (the serving layer alone)."
+    ),
     "time to first item, 5 stages": (
         "Build a producer and five synchronous `map` stages, take the first item, stop"
         " everything; many runs in one event loop, microseconds per run. The reference: a"
         " chain of plain async generators closed with `aclose` (no task). beluga's `@stream`"
         " runs its producer in a task; `from_iterable` does not; `trio.as_safe_channel` under"
         " the same chain shows what a task costs elsewhere."
+    ),
+    "LLM stream": (
+        "One streamed chat reply of N OpenAI-format chunks from a loopback server in a process"
+        " of its own, which writes each event as its own HTTP chunk, the way ASGI servers"
+        " stream. Every contender sends the request, decodes every chunk's JSON and joins the"
+        " text. The reference is a hand-written loop: an httpx2 client, httpx-sse's decoder and"
+        " `json.loads` per event. beluga: `OpenAIChatModel(...).stream(...)` with `.collect()`"
+        " and with `open()` + `async for` (its producer hands over, in one task switch, every"
+        " chunk the HTTP layer has already received). Peer: the official `openai` SDK"
+        " (`AsyncOpenAI`, on trio). All share one SSL context, built once per process."
     ),
     "peak memory, slow consumer": (
         "A fan-out of `range(N)` to two summing consumers, one of which passes a schedule point"
@@ -512,6 +564,21 @@ def _reflow(markdown: str) -> str:
     return "\n".join(out) + "\n"
 
 
+def _revision_text(machine: Mapping[str, object]) -> str:
+    """Which code was measured: a commit, or (a run made before `make bench` refused to write
+    the page from uncommitted code) a commit and changes no one else can check out."""
+    revision = str(machine.get("git_revision") or "?")
+    uncommitted = machine.get("git_uncommitted")
+    dirty = revision.endswith("-dirty") or bool(uncommitted)
+    revision = revision.removesuffix("-dirty")
+    if not dirty:
+        return f"at git revision `{revision}`"
+    return (
+        f"on git revision `{revision}` with uncommitted changes, so not exactly that revision's"
+        " code: `make bench` on a clean checkout replaces this run with one tied to a commit"
+    )
+
+
 def render(document: Mapping[str, object], *, plot: bool = True) -> str:
     """The page for a results document."""
     results, memory = results_from_json(document)
@@ -547,7 +614,7 @@ the median of the rounds. Lower is better everywhere.
 
 ## The latest run
 
-- **When:** {_date(document)}, at git revision `{m.get("git_revision", "?")}`.
+- **When:** {_date(document)}, {_revision_text(m)}.
 - **Machine:** {_machine_line(document)}.{_load_line(document)}
 - **Method:** median of {rounds} interleaved rounds after {warmup} discarded warm-up round;
   each measurement in a fresh `trio.run` (or `asyncio.run`), only the job timed, the garbage
@@ -572,10 +639,11 @@ the median of the rounds. Lower is better everywhere.
 
 {_timed_table(results)}
 
-`median`: per item (per run for "us/run"), in the unit shown; `min-max`: the fastest and the
-slowest round. `vs ref`: median / the
-reference's median. `vs peer`: a beluga row's median / the fastest peer's in the scenario
-(below 1.00x: faster than every peer). `goal`: the largest `vs ref` the row may show.
+`median`: per item (per run for "us/run"), in the unit of the heading; `min-max`: the fastest
+and the slowest round. `vs ref`: median / the reference's median. `vs peer`: a beluga row's
+median / the fastest peer's in the scenario (below 1.00x: faster than every peer). `goal`: the
+largest `vs ref` the row may show, and whether this run met it. "separate env": run in an
+interpreter of its own (see Versions above).
 
 ### Peak memory
 

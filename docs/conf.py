@@ -30,8 +30,9 @@ default_role = "py:obj"
 autodoc_member_order = "bysource"
 autodoc_typehints = "signature"
 autodoc_default_options = {"members": True, "undoc-members": True, "show-inheritance": True}
-# beluga_trio.llm.openai needs the optional `http` extra; the docs build does not install it.
-autodoc_mock_imports = ["httpx2"]
+# beluga_trio.llm.openai needs the optional `http` extra and beluga_trio.redis the `redis`
+# extra; the docs build installs neither.
+autodoc_mock_imports = ["httpx2", "coredis"]
 
 myst_heading_anchors = 3
 
@@ -44,8 +45,8 @@ html_title = "beluga_trio"
 # signatures. Everything of beluga_trio's own must resolve.
 nitpicky = True
 nitpick_ignore_regex = [
-    (r"py:.*", r"(trio|attrs|httpx2)(\..*)?"),
-    (r"py:.*", r"(collections\.abc|typing|enum|json|types)\..*"),
+    (r"py:.*", r"(trio|attrs|httpx2|starlette|hypercorn|coredis)(\..*)?"),
+    (r"py:.*", r"(collections\.abc|contextlib|typing|enum|json|types)\..*"),
     (r"py:.*", r"(beluga_trio(\.\w+)*\.)?(T|T_co|U|A|R|P)"),  # type variables
     (r"py:.*", r"beluga_trio(\.\w+)*\._\w+(\.\w+)*"),  # private helpers in signatures
 ]
@@ -79,7 +80,14 @@ def _resolve_short_name(
     return None
 
 
-_PUBLIC_MODULES = ["beluga_trio", "beluga_trio.llm", "beluga_trio.schema", "beluga_trio.testing"]
+_PUBLIC_MODULES = [
+    "beluga_trio",
+    "beluga_trio.llm",
+    "beluga_trio.redis",
+    "beluga_trio.schema",
+    "beluga_trio.testing",
+    "beluga_trio.web",
+]
 
 
 def setup(app: Sphinx) -> None:

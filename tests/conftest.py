@@ -14,4 +14,7 @@ from hypothesis import settings
 
 # No per-example deadline: CI machines are shared and noisy.
 settings.register_profile("default", deadline=None, print_blob=True)
+# `make check`, the edit loop: every property still runs, on fewer examples (`make test` and
+# CI run the full number).
+settings.register_profile("quick", parent=settings.get_profile("default"), max_examples=10)
 settings.load_profile("default")

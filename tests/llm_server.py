@@ -49,6 +49,20 @@ SCENARIOS = (
     "no_done",  # tokens, then a clean end without a finish reason or [DONE]
     "error_event",  # an {"error": ...} object in the middle of the stream
     "json_response",  # 200 but a JSON body instead of an event stream
+    # Reply shapes of real providers; each function below names its source.
+    "refusal",  # refusal deltas instead of content
+    "content_parts",  # Mistral's reasoning models: content as a list of typed parts
+    "usage_details",  # usage with cached and reasoning token counts
+    "vllm_error",  # vLLM's flat error object in the stream, then [DONE]
+    "done_without_finish",  # text, then [DONE], and no chunk ever gives a finish reason
+    "status_429_quota",  # 429 insufficient_quota: do not retry
+    "status_429_ms",  # 429 rate_limit_exceeded with retry-after-ms
+    "status_503_date",  # 503 with an HTTP-date Retry-After
+    "flaky",  # 503 (retry-after-ms: 1) for the first two requests of a test, then "text"
+    "flaky_midstream",  # two chunks then a dropped connection, every time
+    "endless_event",  # data lines forever, never the blank line that ends the event
+    "echo_N",  # 400 whose message is N "a"s followed by the API key (any N: "echo_290")
+    "echo_headers",  # 401 quoting every request header value back
 )
 
 USAGE = {"prompt_tokens": 9, "completion_tokens": 3, "total_tokens": 12}
@@ -66,6 +80,7 @@ class Record:
     disconnected_at: float | None = None  # time.monotonic() when the client went away
     chunks_sent: int = 0
     finished: bool = False  # the response body was sent to its end
+    attempt: int = 1  # how many requests of this scenario and test, this one included
 
 
 @dataclass
@@ -75,6 +90,9 @@ class StubState:
 
     def add(self, record: Record) -> None:
         with self.lock:
+            record.attempt = 1 + sum(
+                r.test_id == record.test_id and r.scenario == record.scenario for r in self.records
+            )
             self.records.append(record)
 
 
@@ -147,6 +165,81 @@ def reasoning_events() -> list[bytes]:
         event(usage_chunk()),
         DONE,
     ]
+
+
+def refusal_events() -> list[bytes]:
+    # OpenAI, structured outputs guide, "Refusals": a refusal streams as `delta.refusal`
+    # deltas, with `content` null (https://platform.openai.com/docs/guides/structured-outputs).
+    return [
+        event(chunk({"role": "assistant", "content": None, "refusal": ""})),
+        event(chunk({"refusal": "I'm sorry, "})),
+        event(chunk({"refusal": "I can't help with that."})),
+        event(chunk({}, "stop")),
+        event(usage_chunk()),
+        DONE,
+    ]
+
+
+def content_parts_events() -> list[bytes]:
+    # Mistral's magistral models stream `delta.content` as a list of typed parts, thinking
+    # first (BerriAI/litellm#16272, vercel/ai#8072, simonw/llm-mistral#39).
+    def thinking(text: str) -> dict[str, Any]:
+        return {"type": "thinking", "thinking": [{"type": "text", "text": text}]}
+
+    return [
+        event(chunk({"role": "assistant", "content": ""})),
+        event(chunk({"content": [thinking("The user says ")]})),
+        event(chunk({"content": [thinking("hello.")]})),
+        event(chunk({"content": [{"type": "text", "text": "Hello"}]})),
+        event(chunk({"content": "!"})),  # and plain strings again
+        event(chunk({}, "stop")),
+        DONE,
+    ]
+
+
+USAGE_DETAILS = {
+    "prompt_tokens": 2006,
+    "completion_tokens": 300,
+    "total_tokens": 2306,
+    "prompt_tokens_details": {"cached_tokens": 1920, "audio_tokens": 0},
+    "completion_tokens_details": {
+        "reasoning_tokens": 256,
+        "audio_tokens": 0,
+        "accepted_prediction_tokens": 0,
+        "rejected_prediction_tokens": 0,
+    },
+}
+
+
+def usage_details_events() -> list[bytes]:
+    # OpenAI, prompt caching guide and the chat completion object's `usage`: the cached
+    # part of the prompt and the reasoning part of the completion
+    # (https://platform.openai.com/docs/guides/prompt-caching).
+    usage = {**usage_chunk(), "usage": USAGE_DETAILS}
+    return [
+        event(chunk({"role": "assistant", "content": "Hi"})),
+        event(chunk({}, "stop")),
+        event(usage),
+        DONE,
+    ]
+
+
+def vllm_error_events() -> list[bytes]:
+    # vLLM's OpenAI server sends its ErrorResponse as a flat object in the stream, then
+    # [DONE] (vllm/entrypoints/openai/serving_chat.py, `create_streaming_error_response`).
+    error = {
+        "object": "error",
+        "message": "CUDA out of memory. Tried to allocate 20.00 MiB",
+        "type": "InternalServerError",
+        "param": None,
+        "code": 500,
+    }
+    return [*text_events()[:2], event(error), DONE]
+
+
+def done_without_finish_events() -> list[bytes]:
+    # A proxy that cuts the upstream reply short and still ends the stream cleanly.
+    return [*text_events()[:4], DONE]
 
 
 def odd_pieces(data: bytes) -> Iterator[bytes]:
@@ -224,6 +317,15 @@ async def stream_events(record: Record, send: Send, events: list[bytes], gap: fl
     await end(record, send)
 
 
+SHAPES: dict[str, Callable[[], list[bytes]]] = {
+    "refusal": refusal_events,
+    "content_parts": content_parts_events,
+    "usage_details": usage_details_events,
+    "vllm_error": vllm_error_events,
+    "done_without_finish": done_without_finish_events,
+}
+
+
 async def respond(record: Record, send: Send) -> None:
     scenario = record.scenario
     if scenario == "text":
@@ -247,7 +349,7 @@ async def respond(record: Record, send: Send) -> None:
         tokens = [event(chunk({"content": f"t{i} "})) for i in range(1000)]
         await stream_events(record, send, tokens, gap=0.02)
     elif scenario.startswith("status_"):
-        await error_status(record, send, int(scenario.removeprefix("status_")))
+        await error_status(record, send, int(scenario.removeprefix("status_")[:3]))
     elif scenario == "disconnect":
         await start(send)
         for data in text_events()[:3]:
@@ -263,6 +365,33 @@ async def respond(record: Record, send: Send) -> None:
     elif scenario == "error_event":
         error = {"error": {"message": "the model is overloaded", "type": "server_error"}}
         await stream_events(record, send, [*text_events()[:2], event(error), DONE])
+    elif scenario in SHAPES:
+        await stream_events(record, send, SHAPES[scenario]())
+    elif scenario == "flaky":
+        if record.attempt <= 2:
+            await error_status(record, send, 503)
+        else:
+            await stream_events(record, send, text_events())
+    elif scenario == "flaky_midstream":
+        await start(send)
+        for data in text_events()[:3]:
+            await body(send, data)
+            record.chunks_sent += 1
+        raise ConnectionAbortedError("the stub drops the connection mid-body on purpose")
+    elif scenario == "endless_event":
+        await start(send)
+        line = b"data: " + b"x" * 65536 + b"\n"
+        while True:  # until the client leaves (the watcher cancels this)
+            await body(send, line)
+            record.chunks_sent += 1
+    elif scenario.startswith("echo_") and scenario != "echo_headers":
+        key = record.headers.get("authorization", "").removeprefix("Bearer ")
+        message = "a" * int(scenario.removeprefix("echo_")) + key + " was wrong"
+        echoed = {"message": message, "type": "invalid_request_error", "code": "bad_key"}
+        await json_response(record, send, 400, {"error": echoed})
+    elif scenario == "echo_headers":
+        quoted = "; ".join(f"{k}={v}" for k, v in sorted(record.headers.items()))
+        await json_response(record, send, 401, {"error": {"message": f"denied: {quoted}"}})
     elif scenario == "json_response":
         await start(send, 200, b"application/json")
         await end(record, send, json.dumps({"choices": [{"message": {"content": "hi"}}]}).encode())
@@ -270,8 +399,58 @@ async def respond(record: Record, send: Send) -> None:
         await error_status(record, send, 404)
 
 
+async def json_response(
+    record: Record,
+    send: Send,
+    status: int,
+    payload: object,
+    headers: tuple[tuple[bytes, bytes], ...] = (),
+) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), *headers],
+        }
+    )
+    await end(record, send, json.dumps(payload).encode())
+
+
 async def error_status(record: Record, send: Send, status: int) -> None:
-    if status == 401:
+    if record.scenario == "status_429_quota":
+        # OpenAI, error codes: 429 "You exceeded your current quota" is insufficient_quota,
+        # which waiting does not fix (https://platform.openai.com/docs/guides/error-codes).
+        error = {
+            "message": "You exceeded your current quota, please check your plan and billing.",
+            "type": "insufficient_quota",
+            "param": None,
+            "code": "insufficient_quota",
+        }
+        await json_response(record, send, 429, {"error": error})
+    elif record.scenario == "status_429_ms":
+        # OpenAI and Azure OpenAI send retry-after-ms with 429s; the openai SDK reads it first
+        # (openai-python, _base_client.py, `_parse_retry_after_header`).
+        error = {
+            "message": "Rate limit reached for gpt-4o in organization org-x on tokens per min",
+            "type": "tokens",
+            "param": None,
+            "code": "rate_limit_exceeded",
+        }
+        await json_response(
+            record,
+            send,
+            429,
+            {"error": error},
+            ((b"retry-after-ms", b"1500"), (b"retry-after", b"2")),
+        )
+    elif record.scenario == "status_503_date":
+        # RFC 9110, section 10.2.3: Retry-After may be an HTTP date.
+        date = ((b"retry-after", b"Wed, 21 Oct 2065 07:28:00 GMT"),)
+        await json_response(record, send, 503, {"error": {"message": "overloaded"}}, date)
+    elif record.scenario == "flaky":
+        soon = ((b"retry-after-ms", b"1"),)
+        await json_response(record, send, 503, {"error": {"message": "try again"}}, soon)
+    elif status == 401:
         key = record.headers.get("authorization", "").removeprefix("Bearer ")
         error = {"message": f"Incorrect API key provided: {key}.", "code": "invalid_api_key"}
         await send(

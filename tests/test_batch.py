@@ -1,5 +1,5 @@
-"""Tests of ``s.batch(size, within=None)`` (CONTRACT.md, "Operators"; issue 3): lists of up to
-``size``, a partial batch flushed ``within`` seconds after its first item, the partial batch
+"""Tests of ``s.batch(size, within=None)`` (docs/design.md, "What is fixed"; issue 3): lists of
+up to ``size``, a partial batch flushed ``within`` seconds after its first item, the partial batch
 delivered before an upstream error (which arrives as itself), a cancelled request keeps the
 partial batch, leaving and cancellation.
 """

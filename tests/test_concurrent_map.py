@@ -1,6 +1,6 @@
-"""Tests of ``s.map(fn, concurrency=n, ordered=True, window=None)`` (CONTRACT.md, "Operators";
-issue 3): at most n calls in flight, input or completion order, a slow item does not idle the
-other slots (aiostream #89, FACTS.md), errors cancel the calls in flight and arrive as
+"""Tests of ``s.map(fn, concurrency=n, ordered=True, window=None)`` (docs/design.md, "What is
+fixed"; issue 3): at most n calls in flight, input or completion order, a slow item does not idle
+the other slots (aiostream #89, docs/design.md), errors cancel the calls in flight and arrive as
 themselves, a shared ``trio.CapacityLimiter`` bounds the sum, leaving and cancellation.
 """
 

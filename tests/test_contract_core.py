@@ -1,6 +1,6 @@
 """Contract tests (black-box): the core type, sources, the opened iterator, operators, terminals.
 
-Only the public API of ``beluga_trio`` (CONTRACT.md) is used.
+Only the public API of ``beluga_trio`` (docs/design.md, "What is fixed") is used.
 """
 
 import inspect

@@ -1,4 +1,4 @@
-"""Contract tests (black-box): "Errors and cancellation — the guarantees" of CONTRACT.md.
+"""Contract tests (black-box): "The guarantees" of docs/design.md.
 
 1. one error arrives as itself; 2. leaving is stopping; 3. cancellation is never a clean end;
 4. nothing lost, nothing duplicated; 5. always cancellable, never starving.

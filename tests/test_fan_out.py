@@ -1,8 +1,8 @@
-"""Tests of ``await bt.fan_out(stream, *consumers, capacity=1024)`` (CONTRACT.md, "Buffering and
-fan-out"; issue 3): every consumer sees every item in order, results in consumer order, the
+"""Tests of ``await bt.fan_out(stream, *consumers, capacity=1024)`` (docs/design.md, "The
+guarantees"; issue 3): every consumer sees every item in order, results in consumer order, the
 source is read once, the slowest sets the pace with bounded buffers, early returns detach,
 errors cancel everything and arrive as themselves, and the Go ``FanOut`` failure modes
-(FACTS.md: leaked goroutines, deadlock when drained one after another, cancellation that looks
+(docs/design.md: leaked goroutines, deadlock when drained one after another, cancellation that looks
 like the end) and asyncstdlib ``tee``'s unbounded buffering shown not to happen.
 """
 
@@ -475,7 +475,7 @@ async def test_simultaneous_consumer_errors_are_none_lost() -> None:
 
 # --------------------------------------------------------------------------------------------
 # Go FanOut: deadlock when drained one after another; leaked goroutines; cancellation that
-# looks like the end (FACTS.md, "Known bugs to not repeat")
+# looks like the end (docs/design.md, "Bugs of the prior art")
 # --------------------------------------------------------------------------------------------
 
 

@@ -5,10 +5,8 @@ leaked task."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import httpx2
 import pytest
@@ -18,7 +16,6 @@ from llm_server import USAGE, StubServer, running_stub
 
 from beluga_trio._events import EventType
 from beluga_trio.llm import (
-    ChatModel,
     MalformedEventError,
     ModelConnectionError,
     ModelError,
@@ -37,19 +34,28 @@ def server() -> Iterator[StubServer]:
         yield stub
 
 
+_MADE: list[OpenAIChatModel] = []
+
+
 @pytest.fixture
-def test_id(request: pytest.FixtureRequest) -> str:
-    return str(request.node.name)
+async def test_id(request: pytest.FixtureRequest) -> AsyncIterator[str]:
+    """The test's name, sent along with each request; at the end of the test, every model
+    it made with `model_for` is closed (each owns an HTTP client)."""
+    yield str(request.node.name)
+    while _MADE:
+        await _MADE.pop().aclose()
 
 
 def model_for(server: StubServer, scenario: str, test_id: str, **kwargs: object) -> OpenAIChatModel:
-    return OpenAIChatModel(
+    model = OpenAIChatModel(
         scenario,
         base_url=server.url,
         api_key=KEY,
         headers={"X-Test-Id": test_id},
         **kwargs,  # type: ignore[arg-type]
     )
+    _MADE.append(model)
+    return model
 
 
 def assert_no_key(exc: BaseException) -> None:
@@ -148,7 +154,8 @@ async def test_the_request(server: StubServer, test_id: str) -> None:
 
 async def test_no_key_sends_no_authorization(server: StubServer, test_id: str) -> None:
     model = OpenAIChatModel("text", base_url=server.url, api_key="", headers={"X-Test-Id": test_id})
-    await model.invoke("hi")
+    async with model:
+        await model.invoke("hi")
     (record,) = server.records(test_id)
     assert "authorization" not in record.headers
 
@@ -158,7 +165,8 @@ async def test_the_key_comes_from_the_environment(
 ) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", "sk-from-env")
     model = OpenAIChatModel("text", base_url=server.url + "/", headers={"X-Test-Id": test_id})
-    await model.invoke("hi")
+    async with model:
+        await model.invoke("hi")
     assert server.records(test_id)[0].headers["authorization"] == "Bearer sk-from-env"
     assert "sk-from-env" not in repr(model)
 
@@ -174,18 +182,6 @@ async def test_a_shared_client_is_used_left_open_and_its_connection_reused(
     first, second = server.records(test_id)
     assert first.finished  # read to its end after [DONE]...
     assert first.client == second.client  # ...so the second request reused the connection
-
-
-def test_it_is_a_chat_model() -> None:
-    assert isinstance(OpenAIChatModel("m", base_url="http://127.0.0.1:9/v1", api_key=""), ChatModel)
-
-
-def test_repr_hides_the_key() -> None:
-    model = OpenAIChatModel("m", base_url="http://127.0.0.1:9/v1", api_key=KEY)
-    assert KEY not in repr(model)
-    assert repr(model) == "OpenAIChatModel(model='m', url='http://127.0.0.1:9/v1/chat/completions')"
-    with pytest.raises(ValueError, match="model"):
-        OpenAIChatModel("", api_key="")
 
 
 # ------------------------------------------------------------------ leaving closes the response
@@ -242,10 +238,18 @@ async def test_a_timeout_between_tokens_closes_the_response(
 async def test_an_outer_cancellation_closes_the_response(server: StubServer, test_id: str) -> None:
     model = model_for(server, "endless", test_id)
     received: list[StreamChunk] = []
-    with no_task_leak(), trio.move_on_after(0.15) as scope:
-        await model.stream("hi").for_each(received.append)
+
+    # The consumer's outer scope is cancelled mid-stream, after a few chunks: not by a deadline,
+    # which a loaded machine can pass before the first chunk arrives.
+    def take(chunk: StreamChunk) -> None:
+        received.append(chunk)
+        if len(received) == 3:
+            scope.cancel()
+
+    with no_task_leak(), trio.CancelScope() as scope:
+        await model.stream("hi").for_each(take)
     assert scope.cancelled_caught
-    assert 0 < len(received) < 20
+    assert len(received) >= 3
     record = await server.wait_for_disconnect(test_id, patience=1)
     assert not record.finished
 
@@ -258,7 +262,7 @@ async def test_401_says_so_and_never_holds_the_key(server: StubServer, test_id: 
         await model_for(server, "status_401", test_id).invoke("hi")
     error = caught.value
     assert error.status_code == 401
-    assert error.message == "Incorrect API key provided: [API key]."  # the server quoted it
+    assert error.message == "Incorrect API key provided: [redacted]."  # the server quoted it
     assert str(error).startswith("HTTP 401 from http://127.0.0.1:")
     assert error.url.endswith("/v1/chat/completions")
     assert error.retry_after is None
@@ -288,7 +292,8 @@ async def test_an_unreachable_server(test_id: str) -> None:
         port = sock.getsockname()[1]
     model = OpenAIChatModel("m", base_url=f"http://127.0.0.1:{port}/v1", api_key=KEY)
     with no_task_leak(), pytest.raises(ModelConnectionError, match="cannot reach") as caught:
-        await model.invoke("hi")
+        async with model:
+            await model.invoke("hi")
     assert isinstance(caught.value.__cause__, httpx2.ConnectError)
     assert_no_key(caught.value)
 
@@ -340,22 +345,3 @@ async def test_errors_become_error_events_when_asked(server: StubServer, test_id
     assert events[-1].type is EventType.ERROR
     assert isinstance(events[-1].error, ModelConnectionError)
     assert events[-1].payload.content == "Hel"
-
-
-# ------------------------------------------------------------------------------ packaging
-
-
-def test_beluga_trio_does_not_need_httpx2() -> None:
-    code = (
-        "import sys\n"
-        "sys.modules['httpx2'] = None  # as if it were not installed\n"
-        "import beluga_trio, beluga_trio.llm, beluga_trio.schema\n"
-        "try:\n"
-        "    import beluga_trio.llm.openai\n"
-        "except ImportError as exc:\n"
-        "    print(exc)\n"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=30
-    )
-    assert "pip install beluga_trio[http]" in result.stdout

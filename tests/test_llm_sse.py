@@ -11,13 +11,17 @@ from hypothesis import strategies as st
 
 from beluga_trio.llm import MalformedEventError, ModelError
 from beluga_trio.llm._openai_format import (
-    error_message,
+    error_report,
     message_to_json,
     parse_chunk,
     request_body,
 )
 from beluga_trio.llm._sse import MAX_LINE, SSEDecoder, SSEEvent
 from beluga_trio.schema import Message, StreamChunk, ToolCall, Usage
+
+
+def error_message(content: bytes) -> str:
+    return error_report(content).message
 
 
 def decode(*parts: bytes) -> list[SSEEvent]:

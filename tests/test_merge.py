@@ -1,7 +1,7 @@
-"""Tests of ``bt.merge(*streams, capacity=64)`` (CONTRACT.md, "Operators"; issue 3): arrival
+"""Tests of ``bt.merge(*streams, capacity=64)`` (docs/design.md, "What is fixed"; issue 3): arrival
 order, the end, the first error (as itself, after the items before it, stopping the others at
 once), leaving and cancellation, read-ahead bounds, and the Go ``MergeStreams`` failure modes
-(FACTS.md) shown not to happen.
+(docs/design.md, "Bugs of the prior art") shown not to happen.
 """
 
 import itertools
@@ -360,7 +360,7 @@ async def test_a_sync_source_does_not_starve_the_others() -> None:
 
 # --------------------------------------------------------------------------------------------
 # Leaving and cancellation: Go MergeStreams leaks goroutines when the consumer stops early
-# and looks finished when cancelled (FACTS.md, "Known bugs to not repeat")
+# and looks finished when cancelled (docs/design.md, "Bugs of the prior art")
 # --------------------------------------------------------------------------------------------
 
 

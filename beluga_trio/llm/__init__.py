@@ -7,7 +7,14 @@ beluga_trio[http]``); this package does not import httpx.
 """
 
 from ._aggregate import Aggregator, aggregate, to_events
-from ._errors import MalformedEventError, ModelConnectionError, ModelError, ModelHTTPError
+from ._errors import (
+    IncompleteReplyError,
+    MalformedEventError,
+    ModelConnectionError,
+    ModelError,
+    ModelHTTPError,
+    ModelStreamError,
+)
 from ._model import ChatModel, Prompt, as_messages
 from ._scripted import Fail, Pause, ScriptedCall, ScriptedModel, Step, split_words
 
@@ -15,10 +22,12 @@ __all__ = [
     "Aggregator",
     "ChatModel",
     "Fail",
+    "IncompleteReplyError",
     "MalformedEventError",
     "ModelConnectionError",
     "ModelError",
     "ModelHTTPError",
+    "ModelStreamError",
     "Pause",
     "Prompt",
     "ScriptedCall",

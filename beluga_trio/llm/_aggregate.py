@@ -38,7 +38,8 @@ class _CallBuilder:
 class Aggregator:
     """Assembles a model's reply from its chunks, one `add` at a time (synchronous).
 
-    - text (``delta``) and reasoning (``reasoning_delta``) are concatenated in order;
+    - text (``delta``), reasoning (``reasoning_delta``) and refusal (``refusal``) are each
+      concatenated in order;
     - tool calls are assembled from their deltas by ``index``: ``id`` and ``name`` come from
       the first delta that has them, ``arguments`` are joined in order. A delta whose ``id``
       differs from the call already at its index starts a new call (servers that reuse
@@ -54,6 +55,7 @@ class Aggregator:
         "_finish_reason",
         "_model_id",
         "_reasoning",
+        "_refusal",
         "_text",
         "_usage",
     )
@@ -61,6 +63,7 @@ class Aggregator:
     def __init__(self) -> None:
         self._text: list[str] = []
         self._reasoning: list[str] = []
+        self._refusal: list[str] = []
         self._calls: dict[int, list[_CallBuilder]] = {}
         self._finish_reason: str | None = None
         self._usage: Usage | None = None
@@ -81,6 +84,8 @@ class Aggregator:
             self._text.append(chunk.delta)
         if chunk.reasoning_delta:
             self._reasoning.append(chunk.reasoning_delta)
+        if chunk.refusal:
+            self._refusal.append(chunk.refusal)
         for delta in chunk.tool_calls:
             builders = self._calls.get(delta.index)
             if builders is None:
@@ -112,6 +117,7 @@ class Aggregator:
             finish_reason=self._finish_reason,
             usage=self._usage,
             model_id=self._model_id,
+            refusal="".join(self._refusal),
         )
 
 
@@ -139,7 +145,9 @@ def to_events(
     - one ``DATA`` event per chunk with text, its payload the text delta (``str``); with
       ``reasoning=True`` also one per chunk with reasoning, payload the reasoning delta and
       ``meta={"reasoning": True}`` (skipped by default so that printing every ``DATA``
-      payload prints the answer only);
+      payload prints the answer only); and one per chunk with a refusal, payload the refusal
+      delta and ``meta={"refusal": True}`` (always: a refusal is the model's answer, and an
+      empty answer must not hide it);
     - one ``TOOL_CALL`` event per assembled tool call (payload a
       `~beluga_trio.schema.ToolCall`), after the last chunk, in index order;
     - last, a ``DONE`` event whose payload is the whole reply (a
@@ -193,6 +201,8 @@ async def _events(
                     yield Event(EventType.DATA, chunk.delta)
                 if reasoning and chunk.reasoning_delta:
                     yield Event(EventType.DATA, chunk.reasoning_delta, meta={"reasoning": True})
+                if chunk.refusal:
+                    yield Event(EventType.DATA, chunk.refusal, meta={"refusal": True})
     except Exception as exc:
         if not error_events:
             raise

@@ -1,4 +1,4 @@
-"""Tools to prove that a pipeline is correct under cancellation (see ``docs/testing.md``).
+"""Tools to prove that a pipeline is correct under cancellation.
 
 * `cancel_sweep`: run a scenario cancelled at every scheduler step in turn, and check after
   each run that no task outlived it, that only its own cancellation escaped, and that no async

@@ -15,9 +15,12 @@ from bench.scenarios import (
     fan_out,
     first_item,
     inline_chain,
+    llm_stream,
     memory,
     merge,
     producer,
+    sse_server,
+    redis,
 )
 
 SCENARIOS: tuple[Scenario | MemoryScenario, ...] = (
@@ -28,5 +31,8 @@ SCENARIOS: tuple[Scenario | MemoryScenario, ...] = (
     fan_out.SCENARIO,
     concurrent_map.SCENARIO,
     first_item.SCENARIO,
+    llm_stream.SCENARIO,
+    sse_server.SCENARIO,
+    redis.SCENARIO,
     memory.SCENARIO,
 )

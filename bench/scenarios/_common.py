@@ -1,6 +1,6 @@
 """Building blocks shared by the scenarios: item sources and hand-written stages.
 
-The hand-written channel code comes in the two forms FACTS.md measures: *naive* (``await
+The hand-written channel code comes in the two forms docs/design.md measures: *naive* (``await
 send`` per item, ``async for`` on the receiving side: every item passes through the
 scheduler) and *nowait* (the fast paths: the producer tries ``send_nowait`` first and awaits
 ``send`` only when the channel is full; the consumer takes everything that is ready with

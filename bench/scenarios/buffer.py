@@ -3,8 +3,8 @@
 The source is ``range(N)`` (synchronous, no awaits); a task moves its items into a bounded
 buffer of 64 and the consumer takes them all. Reference: the same job hand-written with a
 producer task and ``trio.open_memory_channel(64)`` using the nowait fast paths on both sides
-(FACTS.md: ~530 ns/item, 1.1x the async-generator floor). A second hand-written row does it
-naively (``await send`` / ``async for``: FACTS.md ~16-19x the floor) to show what the fast
+(docs/design.md: ~530 ns/item, 1.1x the async-generator floor). A second hand-written row does it
+naively (``await send`` / ``async for``: docs/design.md: ~16-19x the floor) to show what the fast
 paths are worth.
 
 ``open() + async for`` takes the items one ``anext`` at a time, and every ``anext`` of a

@@ -9,12 +9,12 @@ Reference: the same job hand-written, a distributor task feeding three memory ch
 three consumer tasks, with the nowait fast paths on both sides (``send_nowait`` first;
 consumers drain with ``receive_nowait``). Its channels hold 1024 items, the same as
 ``fan_out``'s default buffer per consumer, so both hold the same amount in flight; a second
-row uses channels(64), the size FACTS.md measured (~1,430 ns/item). Also the naive version
-(``await send`` / ``async for``, FACTS.md: ~25,200), and the peer asyncstdlib
-``tee(n=3, lock=trio.Lock())`` with a task per consumer (FACTS.md: ~24,800), and slurry, in its
-own interpreter when one is given (see :mod:`bench._slurry`): three ``tap()`` of one pipeline,
-a consumer task each; the pipeline starts a task per item per tap, with no backpressure
-(FACTS.md: ~82,000; some 2 GB at N=200,000).
+row uses channels(64), the size docs/design.md measured (~1,430 ns/item). Also the naive version
+(``await send`` / ``async for``, docs/design.md: ~25,200), and the peer asyncstdlib ``tee(n=3,
+lock=trio.Lock())`` with a task per consumer (docs/design.md: ~24,800), and slurry, in its own
+interpreter when one is given (see :mod:`bench._slurry`): three ``tap()`` of one pipeline, a
+consumer task each; the pipeline starts a task per item per tap, with no backpressure
+(docs/design.md: ~82,000; some 2 GB at N=200,000).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from bench.scenarios._common import Sources
 
 CONSUMERS = 3
 BUFFER = 1024  # fan_out's default buffer per consumer
-FACTS_BUFFER = 64
+COST_TABLE_BUFFER = 64  # the channel size of the fan-out rows in docs/design.md, "What things cost"
 
 add = operator.add
 
@@ -116,7 +116,7 @@ def load_reference() -> Job:
 
 
 def load_reference_64() -> Job:
-    return _hand_written(_distribute_nowait, _sum_nowait, FACTS_BUFFER)
+    return _hand_written(_distribute_nowait, _sum_nowait, COST_TABLE_BUFFER)
 
 
 def load_naive() -> Job:
@@ -174,7 +174,11 @@ SCENARIO = Scenario(
     reference=REFERENCE,
     contenders=(
         Contender(REFERENCE, load_reference, note="same buffer as fan_out's default"),
-        Contender("hand-written 3 channels(64), nowait", load_reference_64, note="FACTS.md's"),
+        Contender(
+            "hand-written 3 channels(64), nowait",
+            load_reference_64,
+            note="the buffer size of the cost table in docs/design.md",
+        ),
         Contender(
             "hand-written 3 channels(1024), naive", load_naive, note="await send / async for"
         ),

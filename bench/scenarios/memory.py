@@ -13,7 +13,7 @@ Contenders: beluga ``fan_out`` (buffer 1024 per consumer, its default); the hand
 distributor with two channels(1024) and the nowait fast paths (bounded, for reference); and
 asyncstdlib ``tee(n=2)`` with a task per consumer, the unbounded peer: without a lock its
 fast child never yields to the scheduler, so it takes the whole source before the slow
-child starts and the tee holds every item (FACTS.md: ~153 MB of resident memory at 1M).
+child starts and the tee holds every item (docs/design.md: ~153 MB of resident memory at 1M).
 """
 
 from __future__ import annotations

@@ -3,13 +3,13 @@
 The sources are three synchronous ranges of N/3 items each (``range(N)`` cut in three), read
 by a task each into one channel of 64. Reference: the same job hand-written, a nursery with
 three producer tasks and one ``trio.open_memory_channel(64)``, nowait fast paths on both sides
-(FACTS.md: ~700 ns/item); also the naive version (``await send`` / ``async for``, FACTS.md:
-~8,400). Peer: aiostream's ``stream.merge`` on asyncio, over async-generator sources that
-never await (a sync iterable would cost aiostream an extra ``asyncio.sleep(0)`` per item).
+(docs/design.md: ~700 ns/item); also the naive version (``await send`` / ``async for``,
+docs/design.md: ~8,400). Peer: aiostream's ``stream.merge`` on asyncio, over async-generator sources
+that never await (a sync iterable would cost aiostream an extra ``asyncio.sleep(0)`` per item).
 
 slurry, in its own interpreter when one is given (see :mod:`bench._slurry`):
 ``Pipeline.create(Merge(a, b, c))`` over the same async-generator sources, read through one
-``tap()`` (FACTS.md: ~43,300).
+``tap()`` (docs/design.md: ~43,300).
 
 The check: the items, sorted, are exactly ``range(N)``, and each source's items arrive in
 that source's order.
