@@ -137,7 +137,11 @@ class FilterNode(FunctionStage[T]):
     def fuse(self, upstream: SyncPull[Any]) -> SyncPull[T] | None:
         if self._is_async:
             return None
-        return SyncPull(filter(_BudgetedPredicate(self._fn), upstream.it), upstream.resources)
+        return SyncPull(
+            filter(_BudgetedPredicate(self._fn), upstream.it),
+            upstream.resources,
+            check=upstream.check,  # the items kept pass unchanged: still checked on leaving
+        )
 
     async def wrap(
         self, upstream: AsyncPull[Any], scope: Scope, upstream_resources: tuple[Resource, ...]

@@ -59,7 +59,7 @@ class StreamOpening(Generic[T_co]):
 
     @property
     def scope(self) -> Scope:
-        """The opening's `Scope`, once entered (for stages that run the consumer's side too)."""
+        """The opening's scope, once entered (for stages that run the consumer's side too)."""
         assert self._scope is not None, "scope before __aenter__"
         return self._scope
 
@@ -139,7 +139,7 @@ class StreamIterator(AsyncIterator[T_co]):
 
     @property
     def source(self) -> Pull[T_co]:
-        """The opened last stage (for `fan_out`, which reads it from a task of its own)."""
+        """The opened last stage (for ``fan_out``, which reads it from a task of its own)."""
         return self._pull
 
     def _refuse(self) -> None:

@@ -59,7 +59,8 @@ class TakeNode(_Count[T]):
     name = "take"
 
     def fuse(self, upstream: SyncPull[Any]) -> SyncPull[T] | None:
-        return SyncPull(_SyncTake(upstream, self._n), upstream.resources)
+        # Items pass unchanged: a map's results are still checked as they leave the chain.
+        return SyncPull(_SyncTake(upstream, self._n), upstream.resources, check=upstream.check)
 
     async def wrap(
         self, upstream: AsyncPull[Any], scope: Scope, upstream_resources: tuple[Resource, ...]
@@ -148,6 +149,10 @@ class SkipNode(_Count[T]):
     name = "skip"
 
     def fuse(self, upstream: SyncPull[Any]) -> SyncPull[T] | None:
+        if upstream.check is not None:
+            # The skipped results of a sync map must be checked too: the async form pulls
+            # them one by one through SyncPull, which checks each.
+            return None
         # compress() passes the items on in C once the prefix is skipped, and, unlike chain(),
         # lets a user's StopIteration from the chain through (see SyncPull).
         selectors = chain(_SkippedPrefix(self._n), repeat(True))

@@ -225,6 +225,8 @@ def _needs_a_missing_extra(name: str) -> str | None:
         return None
     missing = set(extras.split(",")) - set(_INSTALLED_EXTRAS.split(","))
     return ",".join(sorted(missing)) or None
+
+
 # Examples that talk to a real redis-server (skipped, saying how to run them, without one).
 NEEDS_REDIS = {"sharing_redis.py"}
 

@@ -583,32 +583,6 @@ def test_case04_sigint_delivered_to_the_main_task_arrives_bare(where: str) -> No
 # Minimal forms of failures tests/test_adversary.py found after the core fixes.
 
 
-async def test_adversary_found_an_error_read_ahead_past_the_consumers_stop_is_not_raised(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
-    # Guarantee 8: the consumer stops after item 3; the error is at position 4. Whether it is
-    # seen must not depend on how far the buffers read ahead (nor on an awaiting finally).
-    @bt.stream
-    async def produce() -> AsyncGenerator[int, None]:
-        try:
-            for i in range(4):
-                await trio.sleep(0.2)
-                yield i
-            raise BoomError("after item 3")
-        finally:
-            with trio.CancelScope(shield=True):
-                await trio.sleep(0.01)
-
-    got: list[int] = []
-    with no_leaks():
-        async with produce().buffer(2).buffer(3).open() as items:
-            async for x in items:
-                got.append(x)
-                if len(got) == 4:
-                    break
-    assert got == [0, 1, 2, 3]
-
-
 async def test_adversary_found_a_late_awaitable_skipped_over_is_still_a_type_error() -> None:
     made: list[Coroutine[Any, Any, int]] = []
 
@@ -737,32 +711,6 @@ async def _a_concurrent_map_over_a_channel_fails(*, ordered: bool) -> None:
     with no_leaks():
         exc = await raised_by(stream.collect)
     assert exc is boom, f"expected the map's error as itself, got {exc!r}"
-
-
-async def test_adversary_found_a_cancelled_consumer_never_sees_an_error_read_ahead(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
-    # Guarantees 3 and 8: the consumer cancels its own scope after item 0; the error at
-    # position 1, read ahead by the buffer, must not replace the cancellation.
-    @bt.stream
-    async def produce() -> AsyncGenerator[int, None]:
-        try:
-            await trio.sleep(0.05)
-            yield 0
-            raise BoomError("position 1")
-        finally:
-            with trio.CancelScope(shield=True):
-                await trio.sleep(0.01)
-
-    got: list[int] = []
-    with no_leaks(), trio.CancelScope() as scope:
-        async with produce().buffer(2).open() as items:
-            async for x in items:
-                got.append(x)
-                scope.cancel()
-                await trio.lowlevel.checkpoint()
-    assert scope.cancelled_caught
-    assert got == [0]
 
 
 async def test_adversary_found_sigint_in_a_worker_is_not_dropped_when_first_returns(

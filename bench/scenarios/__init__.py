@@ -20,8 +20,8 @@ from bench.scenarios import (
     merge,
     operators,
     producer,
-    sse_server,
     redis,
+    sse_server,
 )
 
 SCENARIOS: tuple[Scenario | MemoryScenario, ...] = (
