@@ -208,7 +208,7 @@ EXPECTED: dict[str, tuple[bool, str]] = {
 NEEDS_EXTRA: dict[str, str] = {
     "llm_openai.py": "http",
     "llm_errors_retries.py": "http",
-    "web_sse.py": "web",
+    "web_sse.py": "web,http",  # its client is httpx2
     "web_gateway.py": "web,http",
     "sharing_redis.py": "redis",
 }
