@@ -36,6 +36,7 @@ from ._stage import (
 )
 from ._tasks import Tasks
 from ._util import check_not_awaitable, describe, is_async_callable
+from ._validate import check_bool
 
 __all__ = ["ConcurrentMapNode", "check_map_options"]
 
@@ -66,8 +67,7 @@ def _is_async_gen_function(fn: object) -> bool:
 def check_map_options(concurrency: object, ordered: object, window: object) -> None:
     """Refuse, when the stream is built, options of ``map`` that do not fit: each message
     names the argument, what was given and what is expected."""
-    if not isinstance(ordered, bool):
-        raise TypeError(f"map() ordered must be True or False, got {ordered!r}")
+    check_bool("map", "ordered", ordered)
     if window is None:
         return
     if concurrency is None:

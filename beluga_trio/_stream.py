@@ -35,7 +35,7 @@ from ._stage import Node, stop_iteration_error
 from ._take import SkipNode, TakeNode
 from ._timeout import TimeoutNode
 from ._util import check_not_awaitable, describe, is_async_callable
-from ._validate import check_bool, check_function
+from ._validate import check_function
 
 #: The deepest stream that can be built. Opening a stage opens its upstream first and pulling
 #: an item may pass through every stage, so each stage costs a level or two of Python
@@ -200,13 +200,6 @@ class Stream(Generic[T_co]):
         if concurrency is not None:
             return self._then(
                 ConcurrentMapNode(self._node, fn, concurrency, ordered=ordered, window=window)
-            )
-        check_bool("map", "ordered", ordered)
-        if window is not None:
-            raise TypeError(
-                f"map() takes window={window!r} only with concurrency=n: it bounds the calls in "
-                "flight and the results waiting, and a map without concurrency makes one call "
-                "at a time"
             )
         return self._then(MapNode(self._node, fn))
 
