@@ -23,7 +23,6 @@ from ._stage import (
     Resource,
     Scope,
     SyncPull,
-    as_async,
     ended,
     stop_and_wait,
 )
@@ -65,7 +64,7 @@ class ZipNode(Node[tuple[Any, ...]]):
             sync = [p for p in pulls if isinstance(p, SyncPull)]
             resources = tuple(r for p in sync for r in p.resources)
             return SyncPull(_SyncZip([p.it for p in sync], resources), resources)
-        return _Zip([as_async(p) for p in pulls], scope.since(mark))
+        return _Zip(pulls, scope.since(mark))
 
 
 @final

@@ -31,7 +31,6 @@ from ._stage import (
     Scope,
     SyncPull,
     Yield,
-    as_async,
     stop_iteration_error,
 )
 from ._tasks import Tasks
@@ -300,7 +299,7 @@ class _ConcurrentMap(AsyncPull[U]):
     ) -> None:
         # A sync chain is read here directly: no coroutine per item, no await in the gate.
         self._it = upstream.it if isinstance(upstream, SyncPull) else None
-        self._upstream = as_async(upstream)
+        self._upstream = upstream
         self._flowing = True
         self._budget = SCHEDULE_EVERY
         self._fn = fn

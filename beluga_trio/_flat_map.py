@@ -25,7 +25,7 @@ import trio
 
 from ._feed import Feed
 from ._nested import Chunks, Nested, chunked, node_of
-from ._stage import AsyncPull, Node, Pull, Resource, Scope, as_async
+from ._stage import AsyncPull, Node, Pull, Resource, Scope
 from ._tasks import Tasks
 from ._util import describe, is_async_callable
 
@@ -86,7 +86,7 @@ class FlatMapNode(_FnNode[U]):
 
     async def open(self, scope: Scope) -> Pull[U]:
         mark = scope.mark()
-        upstream = as_async(await self._upstream.open(scope))
+        upstream = await self._upstream.open(scope)
         nested = Nested(await scope.nursery())
         scope.add(nested)
         if self._concurrency == 1:
@@ -226,7 +226,7 @@ class SwitchMapNode(_FnNode[U]):
 
     async def open(self, scope: Scope) -> Pull[U]:
         mark = scope.mark()
-        upstream = as_async(await self._upstream.open(scope))
+        upstream = await self._upstream.open(scope)
         nested = Nested(await scope.nursery())
         scope.add(nested)
         run: _SwitchMap[U] = _SwitchMap(upstream, self._inner, nested, scope.since(mark))

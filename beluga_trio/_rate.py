@@ -19,7 +19,7 @@ from typing import Any, Final, Literal, TypeVar, final, get_args
 
 import trio
 
-from ._stage import SCHEDULE_EVERY, AsyncPull, Node, Pull, Scope, SyncPull, Yield, as_async
+from ._stage import SCHEDULE_EVERY, AsyncPull, Node, Pull, Scope, SyncPull, Yield
 
 __all__ = ["DebounceNode", "Keep", "ThrottleNode"]
 
@@ -96,7 +96,7 @@ class DebounceNode(Node[T]):
         return f"{self._upstream.describe()} | debounce({self._seconds})"
 
     async def open(self, scope: Scope) -> Pull[T]:
-        return _Debounce(as_async(await self._upstream.open(scope)), self._seconds)
+        return _Debounce(await self._upstream.open(scope), self._seconds)
 
 
 @final
@@ -169,7 +169,7 @@ class ThrottleNode(Node[T]):
                 keep = _FirstOfPeriod(self._seconds)
                 return SyncPull(filter(keep, upstream.it), upstream.resources)
             return _ThrottleFirst(upstream, self._seconds)
-        return _ThrottleLatest(as_async(upstream), self._seconds)
+        return _ThrottleLatest(upstream, self._seconds)
 
 
 @final

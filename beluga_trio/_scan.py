@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, Final, TypeVar, final
 
 from ._producer import Producer
-from ._stage import SCHEDULE_EVERY, AsyncPull, Node, Pull, Scope, SyncPull, Yield, as_async
+from ._stage import SCHEDULE_EVERY, AsyncPull, Node, Pull, Scope, SyncPull, Yield
 from ._util import check_not_awaitable, describe, is_async_callable
 
 __all__ = ["DistinctNode", "ScanNode"]
@@ -47,7 +47,7 @@ class ScanNode(Node[A]):
     async def open(self, scope: Scope) -> Pull[A]:
         upstream = await self._upstream.open(scope)
         if self._is_async:
-            fold = functools.partial(_AsyncFold, as_async(upstream), self._fn, self._initial)
+            fold = functools.partial(_AsyncFold, upstream, self._fn, self._initial)
             producer: Producer[A] = Producer(fold)
             nursery = await scope.nursery()
             scope.add(producer)

@@ -62,7 +62,6 @@ __all__ = [
     "SyncPull",
     "SyncResource",
     "Yield",
-    "as_async",
     "leave",
     "raise_on_leaving",
     "stop_and_wait",
@@ -495,8 +494,3 @@ class SyncPull(AsyncPull[T_co]):
                 return items
             if self._budget > 0:
                 return items  # the end
-
-
-def as_async(pull: Pull[T]) -> AsyncPull[T]:
-    """The async form of any pull (every pull is one; kept for readability at call sites)."""
-    return pull

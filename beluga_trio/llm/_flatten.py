@@ -19,7 +19,7 @@ from typing import TypeVar, final
 
 import trio
 
-from .._stage import NOT_READY, SCHEDULE_EVERY, AsyncPull, Node, NotReady, Scope, as_async
+from .._stage import NOT_READY, SCHEDULE_EVERY, AsyncPull, Node, NotReady, Scope
 from .._stream import Stream
 
 __all__ = ["flatten"]
@@ -38,7 +38,7 @@ class _FlattenNode(Node[T]):
         return self._upstream.describe()
 
     async def open(self, scope: Scope) -> AsyncPull[T]:
-        return _Flatten(as_async(await self._upstream.open(scope)))
+        return _Flatten(await self._upstream.open(scope))
 
 
 @final
