@@ -568,6 +568,9 @@ class Model:
     truncated: bool = False  # a take or skip after order became unknown
     always: dict[str, Sym] = field(default_factory=dict[str, Sym])  # source -> must arrive
     possible_errors: list[Sym] = field(default_factory=list[Sym])
+    # A stage's error ends the lane before the source's end: a source read ahead of that
+    # stage may have run to its end (its end-of-body error then a position never reached).
+    cut_by_stage: bool = False
 
     def values(self) -> list[Any]:
         return [x for lane in self.lanes for x in lane.items]
@@ -625,10 +628,12 @@ def _model_fn(model: Model, spec: FnSpec, name: str, i: int, trigger: object) ->
         for n, x in enumerate(lane.items):
             if spec.behaviour == "late_awaitable" and n >= 1 and model.exact:
                 lane.end, lane.items = Made(TypeError), out
+                model.cut_by_stage = True
                 break
             if x == trigger and error is not None:
                 if model.exact:
                     lane.end, lane.items = error, out
+                    model.cut_by_stage = True
                     break
                 lane.cuts.append(error)
                 continue
@@ -962,7 +967,16 @@ def check(spec: Spec, log: Log, model: Model, out: Outcome) -> None:  # noqa: C9
         f"a KeyboardInterrupt from nowhere: {raised!r}"
     )
 
-    always = [sym for name, sym in model.always.items() if log.entered[name]]
+    # A finally that awaits unshielded while the consumer's own scope is cancelled raises that
+    # Cancelled, which replaces the error in flight (its nursery's group), as in plain trio
+    # code: the consumer's scope then catches it, and nothing is left to deliver.
+    cancelled = c.mode in ("cancel", "deadline") and (out.cancelled_caught or out.deadline_passed)
+    always = [
+        sym
+        for name, sym in model.always.items()
+        if log.entered[name]
+        and not (cancelled and isinstance(sym, Group) and _source_of(spec, name).cleanup == "await")
+    ]
     # A stage that reads ahead (merge, buffer, batch, concurrent map) may have run a producer
     # to its end, cleanup included, past the point where the consumer stopped or another
     # error ended the stream: that cleanup error is then a position the consumer never
@@ -1034,6 +1048,7 @@ def check(spec: Spec, log: Log, model: Model, out: Outcome) -> None:  # noqa: C9
     stops_early = k is not None and (len(lane.items) >= k or c.mode in ("deadline",))
     expected_items = lane.items[:k] if stops_early else lane.items
     primary: Sym | None = None if stops_early else lane.end
+    raised = _without_late_errors(spec, log, raised, keep=[primary, *lane.cuts])
     # Errors that may cut the lane short (timing-dependent).
     if raised is not None and any(log.reachable(raised, s) for s in lane.cuts):
         _check_prefix(out.delivered, expected_items)
@@ -1068,7 +1083,7 @@ def check(spec: Spec, log: Log, model: Model, out: Outcome) -> None:  # noqa: C9
     if stops_early and c.mode == "raise":
         assert out.own_error is not None
     takes = any(isinstance(s, CountSpec) and s.op == "take" for s in spec.stages)
-    if _reads_ahead(spec) and (stops_early or takes):
+    if _reads_ahead(spec) and (stops_early or takes or model.cut_by_stage):
         # The producer may have run to its end, cleanup included, past where the consumer
         # stopped: its cleanup error is then a position never reached (see above).
         if raised is not None and any(log.reachable(raised, s) for s in always):
@@ -1091,6 +1106,45 @@ def check(spec: Spec, log: Log, model: Model, out: Outcome) -> None:  # noqa: C9
             assert any(e is own for e in _reachable(raised)), f"consumer's error lost: {raised!r}"
     if primary is not None and not stops_early and c.mode in ("full", "poll", "drain", "buffered"):
         assert not out.after_loop, f"the async for ended cleanly before {primary} (guarantee 3/8)"
+
+
+def _without_late_errors(
+    spec: Spec, log: Log, raised: BaseException | None, keep: list[Sym | None]
+) -> BaseException | None:
+    """``raised`` without the errors of the one case the outcome model cannot place
+    (docs/errors-and-cancellation.md, "Errors the consumer never reached"): a source read
+    ahead raises on its own, its ``finally`` awaits shielded, and the stop comes during that
+    await, so the error leaves the body after the stop and is raised as a cleanup error."""
+    if raised is None or not _reads_ahead(spec):
+        return raised
+    late = [
+        log.errors[f"src{index}:{key}"]
+        for index, source in enumerate(spec.sources)
+        if source.kind == "stream" and source.cleanup == "await_shielded"
+        for key in ("fail", "timeout", "from")
+        if f"src{index}:{key}" in log.errors
+    ]
+    if not late:
+        return raised
+
+    def is_late(leaf: BaseException) -> bool:
+        if any(s is not None and log.reachable(leaf, s) for s in keep):
+            return False  # the error the consumer reached, or one that may cut the lane
+        return any(leaf is e or any(e is r for r in _reachable(leaf)) for e in late)
+
+    leaves = _leaves(raised)
+    kept = [leaf for leaf in leaves if not is_late(leaf)]
+    if len(kept) == len(leaves):
+        return raised
+    if not kept:
+        return None
+    if len(kept) == 1:
+        return kept[0]
+    return raised
+
+
+def _source_of(spec: Spec, name: str) -> SourceSpec:
+    return spec.sources[int(name.removeprefix("src"))]
 
 
 def _reads_ahead(spec: Spec) -> bool:
