@@ -15,7 +15,7 @@ from typing import TypeVar, cast, get_args
 
 import trio
 
-from bench._harness import ContenderResult, Loop, ScenarioResult, Status, Unit
+from bench._harness import ContenderResult, Loop, Ratio, ScenarioResult, Status, Unit
 from bench._memory import MemoryContenderResult, MemoryResult
 
 PACKAGES = ("beluga_trio", "trio", "asyncstdlib", "aiostream", "trio-util")
@@ -200,6 +200,35 @@ def format_table(results: Sequence[ScenarioResult]) -> str:
     return _layout(HEADER, rows, RIGHT_ALIGNED)
 
 
+RATIO_HEADER = ["scenario", "ratio", "value", "goal", "met", "computed from the medians"]
+RATIO_RIGHT_ALIGNED = {2, 3}
+
+
+def format_ratio_table(results: Sequence[ScenarioResult]) -> str | None:
+    """The scenarios' derived ratios (see :class:`bench._harness.Ratio`); None if none has any."""
+    rows: list[list[str] | None] = []
+    for scenario in results:
+        if not scenario.ratios:
+            continue
+        rows.append(None)
+        for i, r in enumerate(scenario.ratios):
+            value = scenario.derived(r)
+            met = scenario.derived_goal_met(r)
+            rows.append(
+                [
+                    scenario.name if i == 0 else "",
+                    r.label,
+                    "-" if value is None else f"{value:.2f}x",
+                    "" if r.goal is None else f"<= {r.goal:.2f}x",
+                    "" if met is None else ("OK" if met else "MISSED"),
+                    r.formula,
+                ]
+            )
+    if not rows:
+        return None
+    return _layout(RATIO_HEADER, rows, RATIO_RIGHT_ALIGNED)
+
+
 MEMORY_HEADER = ["scenario", "contender", "small", "large", "large/small", "goal", "met", "notes"]
 MEMORY_RIGHT_ALIGNED = {2, 3, 4, 5}
 
@@ -269,6 +298,20 @@ def _contender_json(scenario: ScenarioResult, c: ContenderResult) -> dict[str, o
     }
 
 
+def _ratio_json(scenario: ScenarioResult, r: Ratio) -> dict[str, object]:
+    return {
+        "label": r.label,
+        "numerator": r.numerator,
+        "numerator_base": r.numerator_base,
+        "denominator": r.denominator,
+        "denominator_base": r.denominator_base,
+        "formula": r.formula,
+        "value": scenario.derived(r),
+        "goal_max_ratio": r.goal,
+        "goal_met": scenario.derived_goal_met(r),
+    }
+
+
 def _memory_json(scenario: MemoryResult) -> dict[str, object]:
     return {
         "name": scenario.name,
@@ -325,6 +368,7 @@ def to_json(
                 "ideal_note": s.ideal_note,
                 "reference": s.reference,
                 "contenders": [_contender_json(s, c) for c in s.contenders],
+                "ratios": [_ratio_json(s, r) for r in s.ratios],
             }
             for s in results
         ],
@@ -392,6 +436,30 @@ def _number_or_none(data: Mapping[str, object], key: str) -> float | None:
     return float(value)
 
 
+def _text_or_none(data: Mapping[str, object], key: str) -> str | None:
+    value = data.get(key)
+    if value is not None and not isinstance(value, str):
+        raise ResultsFileError(f"{key}: not a string")
+    return value
+
+
+def _ratios(data: Mapping[str, object]) -> tuple[Ratio, ...]:
+    # Files written before ratios existed have none.
+    if "ratios" not in data:
+        return ()
+    return tuple(
+        Ratio(
+            label=_text(r, "label"),
+            numerator=_text(r, "numerator"),
+            denominator=_text(r, "denominator"),
+            numerator_base=_text_or_none(r, "numerator_base"),
+            denominator_base=_text_or_none(r, "denominator_base"),
+            goal=_number_or_none(r, "goal_max_ratio"),
+        )
+        for r in _objects(data, "ratios")
+    )
+
+
 def _choice(data: Mapping[str, object], key: str, choices: tuple[C, ...]) -> C:
     value = _text(data, key)
     for choice in choices:
@@ -455,6 +523,7 @@ def results_from_json(
                 unit=_choice(s, "unit", units),
                 ideal_ns_per_item=_number_or_none(s, "ideal_ns_per_item"),
                 ideal_note=_text(s, "ideal_note"),
+                ratios=_ratios(s),
             )
         )
     memory: list[MemoryResult] = []
