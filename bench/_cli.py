@@ -265,7 +265,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(format_memory_table(memory))
         print(
             "large/small = peak at the large size / peak at the small size; a goal is met when"
-            " it is <= goal (memory flat in the length of the stream)."
+            " it is <= goal (memory flat in the length of the stream). Per unit (kB/opening):"
+            " the peak / N, large/small per unit; vs ref = per unit at the large size / the"
+            " reference's, and the goal is on vs ref."
         )
 
     document = to_json(

@@ -229,8 +229,18 @@ def format_ratio_table(results: Sequence[ScenarioResult]) -> str | None:
     return _layout(RATIO_HEADER, rows, RATIO_RIGHT_ALIGNED)
 
 
-MEMORY_HEADER = ["scenario", "contender", "small", "large", "large/small", "goal", "met", "notes"]
-MEMORY_RIGHT_ALIGNED = {2, 3, 4, 5}
+MEMORY_HEADER = [
+    "scenario",
+    "contender",
+    "small",
+    "large",
+    "large/small",
+    "vs ref",
+    "goal",
+    "met",
+    "notes",
+]
+MEMORY_RIGHT_ALIGNED = {2, 3, 4, 5, 6}
 
 
 def _mb(value: int | None) -> str:
@@ -241,8 +251,19 @@ def _mb(value: int | None) -> str:
     return f"{value / 1e6:,.1f} MB"
 
 
+def memory_cell(scenario: MemoryResult, label: str, n: int) -> str:
+    """The peak at size ``n``, or for a scenario measured per unit the peak / ``n`` per unit."""
+    if scenario.per is None:
+        return _mb(scenario.result(label).peak_bytes.get(n))
+    per_unit = scenario.per_unit(label, n)
+    if per_unit is None:
+        return "-"
+    return f"{per_unit / 1e3:,.2f} kB/{scenario.per}"
+
+
 def format_memory_table(results: Sequence[MemoryResult]) -> str:
-    """Peak traced memory at both sizes, the growth and the goal on it."""
+    """Peak traced memory at both sizes (or per unit), the growth, the ratio to the reference
+    (per unit) and the goal."""
     rows: list[list[str] | None] = []
     for scenario in results:
         rows.append(None)
@@ -250,8 +271,11 @@ def format_memory_table(results: Sequence[MemoryResult]) -> str:
         first = [scenario.name, f"  small N={small:,}", f"  large N={large:,}"]
         for i, c in enumerate(scenario.contenders):
             growth = scenario.growth(c.label)
+            ratio = scenario.ratio(c.label)
             met = scenario.goal_met(c.label)
             notes = [c.note] if c.note else []
+            if c.label == scenario.reference:
+                notes.insert(0, "reference")
             if c.status == "ok" and large in c.seconds:
                 notes.append(f"traced run {c.seconds[small]:.1f} s + {c.seconds[large]:.1f} s")
             if c.status != "ok":
@@ -260,9 +284,10 @@ def format_memory_table(results: Sequence[MemoryResult]) -> str:
                 [
                     first[i] if i < len(first) else "",
                     c.label,
-                    _mb(c.peak_bytes.get(small)),
-                    _mb(c.peak_bytes.get(large)),
+                    memory_cell(scenario, c.label, small),
+                    memory_cell(scenario, c.label, large),
                     "-" if growth is None else f"{growth:.2f}x",
+                    "" if ratio is None else f"{ratio:.2f}x",
                     "" if c.goal is None else f"<= {c.goal:.2f}x",
                     "" if met is None else ("OK" if met else "MISSED"),
                     "; ".join(notes),
@@ -317,6 +342,8 @@ def _memory_json(scenario: MemoryResult) -> dict[str, object]:
         "name": scenario.name,
         "description": scenario.description,
         "sizes": list(scenario.sizes),
+        "per": scenario.per,
+        "reference": scenario.reference,
         "contenders": [
             {
                 "label": c.label,
@@ -327,6 +354,7 @@ def _memory_json(scenario: MemoryResult) -> dict[str, object]:
                 "peak_bytes": {str(n): b for n, b in c.peak_bytes.items()},
                 "traced_run_seconds": {str(n): t for n, t in c.seconds.items()},
                 "growth_large_vs_small": scenario.growth(c.label),
+                "ratio_vs_reference": scenario.ratio(c.label),
                 "goal_max_growth": c.goal,
                 "goal_met": scenario.goal_met(c.label),
             }
@@ -549,6 +577,8 @@ def results_from_json(
                     )
                     for c in _objects(m, "contenders")
                 ],
+                per=_text_or_none(m, "per"),
+                reference=_text_or_none(m, "reference"),
             )
         )
     return timed, memory

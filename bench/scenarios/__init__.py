@@ -21,6 +21,7 @@ from bench.scenarios import (
     memory,
     merge,
     merge_width,
+    openings,
     operators,
     producer,
     redis,
@@ -45,4 +46,5 @@ SCENARIOS: tuple[Scenario | MemoryScenario, ...] = (
     redis.SCENARIO,
     *operators.SCENARIOS,
     memory.SCENARIO,
+    openings.SCENARIO,
 )
