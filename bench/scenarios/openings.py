@@ -101,7 +101,7 @@ SCENARIO = MemoryScenario(
         " memory channel(0) per opening (goal for beluga: within 1.10x)"
     ),
     sizes=(1_000, 10_000),
-    smoke_sizes=(100, 1_000),
+    smoke_sizes=(50, 500),
     contenders=(
         Contender(REFERENCE, load_hand_written, note="lock-step"),
         Contender("trio.as_safe_channel", load_as_safe_channel, note="lock-step"),
