@@ -17,7 +17,7 @@ import trio
 from ._stage import NOT_READY, SCHEDULE_EVERY, AsyncPull, NotReady, Pull, SyncPull
 from ._tasks import Tasks, raise_errors
 
-__all__ = ["ChannelPull", "Feed", "FeedPull", "Feeders", "Overflow"]
+__all__ = ["ChannelPull", "EndOfFeed", "Feed", "FeedPull", "Feeders", "Overflow"]
 
 T = TypeVar("T")
 
@@ -56,7 +56,7 @@ class ChannelPull(AsyncPull[T]):
         self._rx = rx
         self._receive = rx.receive
         self._receive_nowait = rx.receive_nowait
-        self._ended = _End(tasks)
+        self._ended = EndOfFeed(tasks)
         self._budget = SCHEDULE_EVERY
         self.received = 0
 
@@ -293,7 +293,7 @@ class FeedPull(AsyncPull[T]):
         self._feed = feed
         self._items = feed._items
         self._low = feed._low
-        self._end = _End(tasks)
+        self._end = EndOfFeed(tasks)
         self._budget = SCHEDULE_EVERY
 
     def poll(self) -> T | NotReady:
@@ -357,7 +357,7 @@ class FeedPull(AsyncPull[T]):
 
 
 @final
-class _End:
+class EndOfFeed:
     """What ended a queue or channel fed by tasks, raised once by its consumer's side."""
 
     __slots__ = ("_tasks",)
