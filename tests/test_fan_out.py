@@ -27,6 +27,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import beluga_trio as bt
+from beluga_trio import _fanout
+from beluga_trio.testing import no_leaks
 
 Consumer = Callable[[bt.Stream[int]], Awaitable[Any]]
 
@@ -671,3 +673,123 @@ async def test_a_timed_out_anext_on_a_view_loses_no_item(
     expected = [str(i) for i in range(len(delays))]
     assert results == [expected, expected]
     assert cancelled >= 3
+
+
+# --------------------------------------------------------------------------------------------
+# The shared ring (issue 18): capacity exact, hand-over in chunks, one wake-up per half buffer
+# --------------------------------------------------------------------------------------------
+
+
+class _Steps(trio.abc.Instrument):
+    """Counts the steps of the tasks whose name starts with a prefix."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.steps = 0
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        if task.name.startswith(self.prefix):
+            self.steps += 1
+
+
+def _reads(log: list[int], n: int | None = None) -> Any:
+    i = 0
+    while n is None or i < n:
+        log.append(i)
+        yield i
+        i += 1
+
+
+@pytest.mark.parametrize("capacity", [1, 2, 7, 64])
+@pytest.mark.parametrize("sync_source", [True, False], ids=["sync-source", "async-source"])
+async def test_the_source_is_read_exactly_capacity_ahead_of_a_consumer_that_waits(
+    capacity: int, sync_source: bool
+) -> None:
+    """The distributor waits for room before it takes an item: while one consumer reads
+    nothing, exactly ``capacity`` items are taken from the source, none held in hand."""
+    reads: list[int] = []
+    release = trio.Event()
+    read_while_blocked = -1
+
+    async def stuck(view: bt.Stream[int]) -> int:
+        await release.wait()
+        return len(await view.collect())
+
+    async def watcher(view: bt.Stream[int]) -> int:
+        nonlocal read_while_blocked
+        await trio.testing.wait_all_tasks_blocked()
+        read_while_blocked = len(reads)
+        release.set()
+        return len(await view.collect())
+
+    source = bt.from_iterable(_reads(reads, 300))
+    if not sync_source:
+        source = source.map(_async_identity)
+    with no_leaks():
+        assert await bt.fan_out(source, stuck, watcher, capacity=capacity) == [300, 300]
+    assert read_while_blocked == capacity
+
+
+async def _async_identity(x: int) -> int:
+    await trio.lowlevel.checkpoint()
+    return x
+
+
+async def test_ready_items_are_handed_over_in_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A consumer draining its view (``reduce``) takes every item that is ready at once: one
+    call per chunk, and its task runs about once per chunk, not once per item."""
+    n = 20_000
+    calls = 0
+    pull_some = _fanout._ViewPull.pull_some
+
+    async def counted(self: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        return await pull_some(self)
+
+    monkeypatch.setattr(_fanout._ViewPull, "pull_some", counted)
+    steps = _Steps("beluga_trio fan_out consumer")
+    trio.lowlevel.add_instrument(steps)
+    try:
+        results = await bt.fan_out(bt.from_iterable(range(n)), _total, _total, _total)
+    finally:
+        trio.lowlevel.remove_instrument(steps)
+    assert results == [sum(range(n))] * 3
+    assert calls <= 3 * n // 64, f"{calls} pull_some calls for {n} items"
+    assert steps.steps <= 3 * n // 64, f"{steps.steps} consumer steps for {n} items"
+
+
+async def _total(view: bt.Stream[int]) -> int:
+    return await view.reduce(lambda a, x: a + x, 0)
+
+
+@pytest.mark.parametrize("capacity", [16, 64])
+async def test_a_full_buffer_wakes_the_source_once_per_half_buffer(capacity: int) -> None:
+    """The consumer that sets the pace reads an item per schedule point; the distributor
+    waits until every view is down to half its capacity, so it runs about once per
+    ``capacity / 2`` items rather than once per item."""
+    n = 4_000
+    worst_lag = 0
+    reads: list[int] = []
+
+    async def slow(view: bt.Stream[int]) -> int:
+        nonlocal worst_lag
+        seen = 0
+        async with view.open() as it:
+            async for _ in it:
+                seen += 1
+                worst_lag = max(worst_lag, len(reads) - seen)
+                await trio.lowlevel.checkpoint()
+        return seen
+
+    steps = _Steps("beluga_trio fan_out source")
+    trio.lowlevel.add_instrument(steps)
+    try:
+        results = await bt.fan_out(
+            bt.from_iterable(_reads(reads, n)), slow, _total, capacity=capacity
+        )
+    finally:
+        trio.lowlevel.remove_instrument(steps)
+    assert results == [n, sum(range(n))]
+    assert worst_lag == capacity - 1  # the buffer is used, and never more than it
+    assert steps.steps <= 2 * n // (capacity // 2), f"{steps.steps} source steps for {n} items"
