@@ -17,6 +17,7 @@ from ._stage import (
     NOT_READY,
     SCHEDULE_EVERY,
     AsyncPull,
+    BudgetedPull,
     Node,
     NotReady,
     Pull,
@@ -201,7 +202,7 @@ _DETACHED: Final = sys.maxsize
 
 
 @final
-class _ViewPull(AsyncPull[T]):
+class _ViewPull(BudgetedPull[T]):
     """A consumer's side of the `_Ring`: its position in it.
 
     Cancel-safe (an item is taken only when it is handed over); takes ready items without a
@@ -210,7 +211,7 @@ class _ViewPull(AsyncPull[T]):
     cut short, raises (see `_ViewEnd`).
     """
 
-    __slots__ = ("_budget", "_end", "_ring", "attached", "counted", "pos")
+    __slots__ = ("_end", "_ring", "attached", "counted", "pos")
 
     def __init__(self, ring: _Ring[T], end: _ViewEnd) -> None:
         self._ring = ring
@@ -238,17 +239,15 @@ class _ViewPull(AsyncPull[T]):
             item = self.poll()
             if item is not NOT_READY:
                 return item
-            if self._budget <= 1:
-                self._budget = SCHEDULE_EVERY
-                await trio.lowlevel.checkpoint()
+            if self._budget <= 1:  # poll() found the budget spent
+                await self._schedule_point()
                 continue
             await self._wait()
 
     async def pull_some(self) -> Sequence[T]:
         while True:
             if self._budget <= 0:
-                self._budget = SCHEDULE_EVERY
-                await trio.lowlevel.checkpoint()  # before taking anything: loses nothing
+                await self._schedule_point()  # before taking anything: loses nothing
             ring = self._ring
             pos = self.pos
             ready = ring.head - pos

@@ -14,7 +14,7 @@ from typing import Any, Final, Generic, Literal, Protocol, TypeVar, final
 
 import trio
 
-from ._stage import NOT_READY, SCHEDULE_EVERY, AsyncPull, NotReady, Pull, SyncPull
+from ._stage import NOT_READY, SCHEDULE_EVERY, BudgetedPull, NotReady, Pull, SyncPull
 from ._tasks import Tasks, raise_errors
 
 __all__ = ["ChannelPull", "EndOfFeed", "Feed", "FeedPull", "Feeders", "Overflow"]
@@ -40,7 +40,7 @@ class Feeders(Protocol):
 
 
 @final
-class ChannelPull(AsyncPull[T]):
+class ChannelPull(BudgetedPull[T]):
     """The consumer's side of a memory channel fed by a stage's tasks.
 
     Cancel-safe (a ``receive`` loses nothing, trio guarantees it). Takes ready items with
@@ -50,7 +50,7 @@ class ChannelPull(AsyncPull[T]):
     is not a clean end either. ``received`` counts the items taken, for statistics.
     """
 
-    __slots__ = ("_budget", "_ended", "_receive", "_receive_nowait", "_rx", "received")
+    __slots__ = ("_ended", "_receive", "_receive_nowait", "_rx", "received")
 
     def __init__(self, rx: trio.MemoryReceiveChannel[T], tasks: Feeders | None = None) -> None:
         self._rx = rx
@@ -94,8 +94,7 @@ class ChannelPull(AsyncPull[T]):
 
     async def pull_some(self) -> Sequence[T]:
         if self._budget <= 0:
-            await trio.lowlevel.checkpoint()  # before taking anything: a Cancelled loses nothing
-            self._budget = SCHEDULE_EVERY
+            await self._schedule_point()  # before taking anything: a Cancelled loses nothing
         items: list[Any] = []
         receive_nowait = self._receive_nowait
         ended = False
@@ -280,14 +279,14 @@ class Feed(Generic[T]):
 
 
 @final
-class FeedPull(AsyncPull[T]):
+class FeedPull(BudgetedPull[T]):
     """The consumer's side of a `Feed`. Cancel-safe (an item is taken only when it is handed
     over); takes ready items without a coroutine, and passes a schedule point at least every
     `SCHEDULE_EVERY` items. When the queue has ended, the errors of the feeding ``tasks`` are
     raised, after every item queued before them; a queue that ended because its tasks were
     cancelled from outside is not a clean end either."""
 
-    __slots__ = ("_budget", "_end", "_feed", "_items", "_low")
+    __slots__ = ("_end", "_feed", "_items", "_low")
 
     def __init__(self, feed: Feed[T], tasks: Tasks | None) -> None:
         self._feed = feed
@@ -312,17 +311,15 @@ class FeedPull(AsyncPull[T]):
             item = self.poll()
             if item is not NOT_READY:
                 return item
-            if self._budget <= 1:
-                self._budget = SCHEDULE_EVERY
-                await trio.lowlevel.checkpoint()
+            if self._budget <= 1:  # poll() found the budget spent
+                await self._schedule_point()
                 continue
             await self._wait()
 
     async def pull_some(self) -> Sequence[T]:
         while True:
             if self._budget <= 0:
-                self._budget = SCHEDULE_EVERY
-                await trio.lowlevel.checkpoint()  # before taking anything: loses nothing
+                await self._schedule_point()  # before taking anything: loses nothing
             items = self._items
             if items:
                 n = min(len(items), self._budget)
