@@ -392,7 +392,16 @@ class _Distribution(Generic[T, R]):
                         item = await source.pull()
                     except StopAsyncIteration:
                         return
-                    ring.put((item,))
+                    chunk = [item]
+                    try:
+                        # and whatever else is ready (a buffer upstream), as room allows
+                        while len(chunk) < room:
+                            ready = source.poll()
+                            if ready is NOT_READY:
+                                break
+                            chunk.append(ready)
+                    finally:
+                        ring.put(chunk)  # the items taken go first, an error after them
         except BaseException as exc:  # noqa: BLE001, ASYNC103 - see _outcome (re-raises Cancelled)
             self.view_end.cancelled_from_outside = True
             self._outcome(exc)

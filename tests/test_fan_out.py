@@ -793,3 +793,55 @@ async def test_a_full_buffer_wakes_the_source_once_per_half_buffer(capacity: int
     assert results == [n, sum(range(n))]
     assert worst_lag == capacity - 1  # the buffer is used, and never more than it
     assert steps.steps <= 2 * n // (capacity // 2), f"{steps.steps} source steps for {n} items"
+
+
+@pytest.mark.parametrize("capacity", [1, 3, 1024])
+async def test_ready_items_of_an_async_source_are_distributed_in_chunks(
+    monkeypatch: pytest.MonkeyPatch, capacity: int
+) -> None:
+    """Over an async source that holds ready items (a buffer), the distributor takes every
+    ready item the room allows before it wakes the views: far fewer hand-overs than items,
+    never more than ``capacity`` at once, every item in order."""
+    n = 5_000
+    chunks: list[int] = []
+    put = _fanout._Ring.put
+
+    def counted(self: Any, chunk: Any) -> None:
+        chunks.append(len(chunk))
+        put(self, chunk)
+
+    monkeypatch.setattr(_fanout._Ring, "put", counted)
+    source = bt.from_iterable(range(n)).buffer(256)
+    with no_leaks():
+        results = await bt.fan_out(source, collect, sleepy(0), capacity=capacity)
+    assert results == [list(range(n))] * 2
+    assert sum(chunks) == n
+    assert max(chunks) <= capacity
+    if capacity > 1:
+        assert len(chunks) <= n // 2, f"{len(chunks)} hand-overs for {n} items"
+
+
+@pytest.mark.parametrize("capacity", [1, 1024])
+async def test_an_error_among_ready_items_of_an_async_source_arrives_as_itself(
+    capacity: int,
+) -> None:
+    err = ValueError("at 300")
+
+    def check(x: int) -> int:
+        if x == 300:
+            raise err
+        return x
+
+    seen: list[list[int]] = [[], []]
+
+    def keeping(index: int) -> Consumer:
+        async def consume(view: bt.Stream[int]) -> None:
+            await view.for_each(seen[index].append)
+
+        return consume
+
+    source = bt.from_iterable(range(1000)).map(check).buffer(64)
+    with no_leaks():
+        assert await raised_by(lambda: bt.fan_out(source, keeping(0), keeping(1))) is err
+    for got in seen:
+        assert got == list(range(len(got)))
