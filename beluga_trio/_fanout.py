@@ -1,4 +1,9 @@
-"""``fan_out(stream, *consumers)``: one source, read once, seen in full by every consumer."""
+"""``fan_out(stream, *consumers)``: one source, read once, seen in full by every consumer.
+
+One task reads the source into a `_Ring`, the list of waiting items that every consumer's view
+reads at its own position; each consumer runs in a task of its own. An item is stored once
+however many consumers there are, and the views take whatever is ready without a task switch.
+"""
 
 from __future__ import annotations
 
@@ -86,7 +91,6 @@ class _Ring(Generic[T]):
         "_distributor",
         "_free",
         "_low",
-        "_resume_at",
         "_waiting",
         "base",
         "capacity",
@@ -94,6 +98,7 @@ class _Ring(Generic[T]):
         "head",
         "items",
         "readers",
+        "resume_at",
     )
 
     def __init__(self, capacity: int) -> None:
@@ -107,7 +112,7 @@ class _Ring(Generic[T]):
         self._free = 0  # room known without looking at the readers (a lower bound)
         self._waiting: list[trio.lowlevel.Task] = []  # readers waiting for an item
         self._distributor: trio.lowlevel.Task | None = None  # waiting for room
-        self._resume_at = 0  # the distributor goes on once every reader is at or past this ...
+        self.resume_at = 0  # the distributor goes on once every reader is at or past this ...
         self._behind = 0  # ... and this many are not yet
 
     def room(self) -> int:
@@ -161,8 +166,8 @@ class _Ring(Generic[T]):
             reader.counted = reader.pos < resume_at
             behind += reader.counted
         if not behind:
-            return
-        self._resume_at = resume_at
+            return  # (not when room() found none; but a wait nobody would end never starts)
+        self.resume_at = resume_at
         self._behind = behind
         self._distributor = trio.lowlevel.current_task()
 
@@ -228,7 +233,7 @@ class _ViewPull(BudgetedPull[T]):
         if self._budget > 0 and pos < ring.head:
             item = ring.items[pos - ring.base]
             self.pos = pos = pos + 1
-            if self.counted and pos >= ring._resume_at:
+            if self.counted and pos >= ring.resume_at:
                 ring.caught_up(self)
             return item
         self._budget += 1  # not taken: pull() counts it
@@ -257,7 +262,7 @@ class _ViewPull(BudgetedPull[T]):
                 taken = ring.items[start : start + n]
                 self.pos = pos = pos + n
                 self._budget -= n
-                if self.counted and pos >= ring._resume_at:
+                if self.counted and pos >= ring.resume_at:
                     ring.caught_up(self)
                 return taken
             try:

@@ -1,9 +1,10 @@
-"""The output of a task-backed stage: `Feed`, the sending side its tasks fill, and
-`ChannelPull`, the consumer's side.
+"""The output of a task-backed stage: `Feed`, the bounded queue its tasks fill, read through
+`FeedPull`; and `ChannelPull`, the consumer's side of a trio memory channel that tasks fill.
 
-Both sit on a trio memory channel, with the nowait fast paths that make a task boundary cheap
-(a blocking ``send``/``receive`` per item costs 15-20 times a fused chain; taking whatever is
-ready with ``receive_nowait`` costs about as much as the chain itself: see docs/design.md).
+A task switch per item costs 15-20 times a fused chain (see docs/design.md), so both sides take
+whatever is ready without one: `Feed` is a plain deque the stage owns, each side waking the
+other only when it must; `ChannelPull` drains its channel with ``receive_nowait``.
+`EndOfFeed` raises, once, what ended either.
 """
 
 from __future__ import annotations

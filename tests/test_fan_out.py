@@ -740,7 +740,8 @@ async def test_ready_items_are_handed_over_in_chunks(monkeypatch: pytest.MonkeyP
     call per chunk, and its task runs about once per chunk, not once per item."""
     n = 20_000
     calls = 0
-    pull_some = _fanout._ViewPull.pull_some
+    view_pull: type[_fanout._ViewPull[int]] = _fanout._ViewPull
+    pull_some = view_pull.pull_some
 
     async def counted(self: Any) -> Any:
         nonlocal calls
@@ -804,7 +805,8 @@ async def test_ready_items_of_an_async_source_are_distributed_in_chunks(
     never more than ``capacity`` at once, every item in order."""
     n = 5_000
     chunks: list[int] = []
-    put = _fanout._Ring.put
+    ring: type[_fanout._Ring[int]] = _fanout._Ring
+    put = ring.put
 
     def counted(self: Any, chunk: Any) -> None:
         chunks.append(len(chunk))
