@@ -1,9 +1,10 @@
-"""The output of a task-backed stage: `Feed`, the sending side its tasks fill, and
-`ChannelPull`, the consumer's side.
+"""The output of a task-backed stage: `Feed`, the bounded queue its tasks fill, read through
+`FeedPull`; and `ChannelPull`, the consumer's side of a trio memory channel that tasks fill.
 
-Both sit on a trio memory channel, with the nowait fast paths that make a task boundary cheap
-(a blocking ``send``/``receive`` per item costs 15-20 times a fused chain; taking whatever is
-ready with ``receive_nowait`` costs about as much as the chain itself: see docs/design.md).
+A task switch per item costs 15-20 times a fused chain (see docs/design.md), so both sides take
+whatever is ready without one: `Feed` is a plain deque the stage owns, each side waking the
+other only when it must; `ChannelPull` drains its channel with ``receive_nowait``.
+`EndOfFeed` raises, once, what ended either.
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ from typing import Any, Final, Generic, Literal, Protocol, TypeVar, final
 
 import trio
 
-from ._stage import NOT_READY, SCHEDULE_EVERY, AsyncPull, NotReady, Pull, SyncPull
+from ._stage import NOT_READY, SCHEDULE_EVERY, BudgetedPull, NotReady, Pull, SyncPull
 from ._tasks import Tasks, raise_errors
 
-__all__ = ["ChannelPull", "Feed", "FeedPull", "Feeders", "Overflow"]
+__all__ = ["ChannelPull", "EndOfFeed", "Feed", "FeedPull", "Feeders", "Overflow"]
 
 T = TypeVar("T")
 
@@ -40,7 +41,7 @@ class Feeders(Protocol):
 
 
 @final
-class ChannelPull(AsyncPull[T]):
+class ChannelPull(BudgetedPull[T]):
     """The consumer's side of a memory channel fed by a stage's tasks.
 
     Cancel-safe (a ``receive`` loses nothing, trio guarantees it). Takes ready items with
@@ -50,13 +51,13 @@ class ChannelPull(AsyncPull[T]):
     is not a clean end either. ``received`` counts the items taken, for statistics.
     """
 
-    __slots__ = ("_budget", "_ended", "_receive", "_receive_nowait", "_rx", "received")
+    __slots__ = ("_ended", "_receive", "_receive_nowait", "_rx", "received")
 
     def __init__(self, rx: trio.MemoryReceiveChannel[T], tasks: Feeders | None = None) -> None:
         self._rx = rx
         self._receive = rx.receive
         self._receive_nowait = rx.receive_nowait
-        self._ended = _End(tasks)
+        self._ended = EndOfFeed(tasks)
         self._budget = SCHEDULE_EVERY
         self.received = 0
 
@@ -94,8 +95,7 @@ class ChannelPull(AsyncPull[T]):
 
     async def pull_some(self) -> Sequence[T]:
         if self._budget <= 0:
-            await trio.lowlevel.checkpoint()  # before taking anything: a Cancelled loses nothing
-            self._budget = SCHEDULE_EVERY
+            await self._schedule_point()  # before taking anything: a Cancelled loses nothing
         items: list[Any] = []
         receive_nowait = self._receive_nowait
         ended = False
@@ -280,20 +280,20 @@ class Feed(Generic[T]):
 
 
 @final
-class FeedPull(AsyncPull[T]):
+class FeedPull(BudgetedPull[T]):
     """The consumer's side of a `Feed`. Cancel-safe (an item is taken only when it is handed
     over); takes ready items without a coroutine, and passes a schedule point at least every
     `SCHEDULE_EVERY` items. When the queue has ended, the errors of the feeding ``tasks`` are
     raised, after every item queued before them; a queue that ended because its tasks were
     cancelled from outside is not a clean end either."""
 
-    __slots__ = ("_budget", "_end", "_feed", "_items", "_low")
+    __slots__ = ("_end", "_feed", "_items", "_low")
 
     def __init__(self, feed: Feed[T], tasks: Tasks | None) -> None:
         self._feed = feed
         self._items = feed._items
         self._low = feed._low
-        self._end = _End(tasks)
+        self._end = EndOfFeed(tasks)
         self._budget = SCHEDULE_EVERY
 
     def poll(self) -> T | NotReady:
@@ -312,17 +312,15 @@ class FeedPull(AsyncPull[T]):
             item = self.poll()
             if item is not NOT_READY:
                 return item
-            if self._budget <= 1:
-                self._budget = SCHEDULE_EVERY
-                await trio.lowlevel.checkpoint()
+            if self._budget <= 1:  # poll() found the budget spent
+                await self._schedule_point()
                 continue
             await self._wait()
 
     async def pull_some(self) -> Sequence[T]:
         while True:
             if self._budget <= 0:
-                self._budget = SCHEDULE_EVERY
-                await trio.lowlevel.checkpoint()  # before taking anything: loses nothing
+                await self._schedule_point()  # before taking anything: loses nothing
             items = self._items
             if items:
                 n = min(len(items), self._budget)
@@ -357,7 +355,7 @@ class FeedPull(AsyncPull[T]):
 
 
 @final
-class _End:
+class EndOfFeed:
     """What ended a queue or channel fed by tasks, raised once by its consumer's side."""
 
     __slots__ = ("_tasks",)

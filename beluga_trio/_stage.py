@@ -53,6 +53,7 @@ __all__ = [
     "NOT_READY",
     "SCHEDULE_EVERY",
     "AsyncPull",
+    "BudgetedPull",
     "End",
     "Node",
     "NotReady",
@@ -356,8 +357,29 @@ class AsyncPull(abc.ABC, Generic[T_co]):
 Pull = AsyncPull[T_co]
 
 
+class BudgetedPull(AsyncPull[T_co]):
+    """An `AsyncPull` that keeps the never-starving promise with a budget, the one way every
+    pull that takes items without awaiting does: ``_budget`` items may still be taken before
+    the next schedule point.
+
+    The fast paths spend it inline, with no call per item: ``poll`` takes one unit and gives
+    it back when it takes nothing (so that ``pull`` counts that item), ``pull_some`` takes at
+    most what is left and subtracts what it took. Once it is spent, the slow path calls
+    `_schedule_point` before it takes anything (a `trio.Cancelled` there loses nothing); a
+    wait that blocked was a schedule point, and starts a new budget (``_budget =
+    SCHEDULE_EVERY``).
+    """
+
+    __slots__ = ("_budget",)
+
+    async def _schedule_point(self) -> None:
+        """Take the schedule point the budget asks for, and start a new budget."""
+        await trio.lowlevel.checkpoint()
+        self._budget = SCHEDULE_EVERY
+
+
 @final
-class SyncPull(AsyncPull[T_co]):
+class SyncPull(BudgetedPull[T_co]):
     """An opened synchronous chain, and its one driver.
 
     ``it`` is the chain: an iterator that never awaits and ends with `End`. Sync stages extend
@@ -370,7 +392,7 @@ class SyncPull(AsyncPull[T_co]):
     a stray awaitable as it leaves the chain.
     """
 
-    __slots__ = ("_budget", "check", "held", "it", "resources")
+    __slots__ = ("check", "held", "it", "resources")
 
     def __init__(
         self,
@@ -461,8 +483,7 @@ class SyncPull(AsyncPull[T_co]):
         while True:
             self._budget -= 1
             if self._budget < 0:
-                await trio.lowlevel.checkpoint()
-                self._budget = SCHEDULE_EVERY
+                await self._schedule_point()
             self._raise_held()
             try:
                 item = next(self.it)
@@ -485,8 +506,7 @@ class SyncPull(AsyncPull[T_co]):
         every `SCHEDULE_EVERY` items."""
         while True:
             if self._budget <= 0:
-                await trio.lowlevel.checkpoint()  # before taking anything: loses nothing
-                self._budget = SCHEDULE_EVERY
+                await self._schedule_point()  # before taking anything: loses nothing
             items = self.take(min(n, self._budget))
             if items:
                 if self._budget > 0:

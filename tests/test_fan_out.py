@@ -27,6 +27,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import beluga_trio as bt
+from beluga_trio import _fanout
+from beluga_trio.testing import SweepRun, cancel_sweep, no_leaks
 
 Consumer = Callable[[bt.Stream[int]], Awaitable[Any]]
 
@@ -671,3 +673,228 @@ async def test_a_timed_out_anext_on_a_view_loses_no_item(
     expected = [str(i) for i in range(len(delays))]
     assert results == [expected, expected]
     assert cancelled >= 3
+
+
+# --------------------------------------------------------------------------------------------
+# The shared ring (issue 18): capacity exact, hand-over in chunks, one wake-up per half buffer
+# --------------------------------------------------------------------------------------------
+
+
+class _Steps(trio.abc.Instrument):
+    """Counts the steps of the tasks whose name starts with a prefix."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.steps = 0
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        if task.name.startswith(self.prefix):
+            self.steps += 1
+
+
+def _reads(log: list[int], n: int | None = None) -> Any:
+    i = 0
+    while n is None or i < n:
+        log.append(i)
+        yield i
+        i += 1
+
+
+@pytest.mark.parametrize("capacity", [1, 2, 7, 64])
+@pytest.mark.parametrize("sync_source", [True, False], ids=["sync-source", "async-source"])
+async def test_the_source_is_read_exactly_capacity_ahead_of_a_consumer_that_waits(
+    capacity: int, sync_source: bool
+) -> None:
+    """The distributor waits for room before it takes an item: while one consumer reads
+    nothing, exactly ``capacity`` items are taken from the source, none held in hand."""
+    reads: list[int] = []
+    release = trio.Event()
+    read_while_blocked = -1
+
+    async def stuck(view: bt.Stream[int]) -> int:
+        await release.wait()
+        return len(await view.collect())
+
+    async def watcher(view: bt.Stream[int]) -> int:
+        nonlocal read_while_blocked
+        await trio.testing.wait_all_tasks_blocked()
+        read_while_blocked = len(reads)
+        release.set()
+        return len(await view.collect())
+
+    source = bt.from_iterable(_reads(reads, 300))
+    if not sync_source:
+        source = source.map(_async_identity)
+    with no_leaks():
+        assert await bt.fan_out(source, stuck, watcher, capacity=capacity) == [300, 300]
+    assert read_while_blocked == capacity
+
+
+async def _async_identity(x: int) -> int:
+    await trio.lowlevel.checkpoint()
+    return x
+
+
+async def test_ready_items_are_handed_over_in_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A consumer draining its view (``reduce``) takes every item that is ready at once: one
+    call per chunk, and its task runs about once per chunk, not once per item."""
+    n = 20_000
+    calls = 0
+    view_pull: type[_fanout._ViewPull[int]] = _fanout._ViewPull
+    pull_some = view_pull.pull_some
+
+    async def counted(self: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        return await pull_some(self)
+
+    monkeypatch.setattr(_fanout._ViewPull, "pull_some", counted)
+    steps = _Steps("beluga_trio fan_out consumer")
+    trio.lowlevel.add_instrument(steps)
+    try:
+        results = await bt.fan_out(bt.from_iterable(range(n)), _total, _total, _total)
+    finally:
+        trio.lowlevel.remove_instrument(steps)
+    assert results == [sum(range(n))] * 3
+    assert calls <= 3 * n // 64, f"{calls} pull_some calls for {n} items"
+    assert steps.steps <= 3 * n // 64, f"{steps.steps} consumer steps for {n} items"
+
+
+async def _total(view: bt.Stream[int]) -> int:
+    return await view.reduce(lambda a, x: a + x, 0)
+
+
+@pytest.mark.parametrize("capacity", [16, 64])
+async def test_a_full_buffer_wakes_the_source_once_per_half_buffer(capacity: int) -> None:
+    """The consumer that sets the pace reads an item per schedule point; the distributor
+    waits until every view is down to half its capacity, so it runs about once per
+    ``capacity / 2`` items rather than once per item."""
+    n = 4_000
+    worst_lag = 0
+    reads: list[int] = []
+
+    async def slow(view: bt.Stream[int]) -> int:
+        nonlocal worst_lag
+        seen = 0
+        async with view.open() as it:
+            async for _ in it:
+                seen += 1
+                worst_lag = max(worst_lag, len(reads) - seen)
+                await trio.lowlevel.checkpoint()
+        return seen
+
+    steps = _Steps("beluga_trio fan_out source")
+    trio.lowlevel.add_instrument(steps)
+    try:
+        results = await bt.fan_out(
+            bt.from_iterable(_reads(reads, n)), slow, _total, capacity=capacity
+        )
+    finally:
+        trio.lowlevel.remove_instrument(steps)
+    assert results == [n, sum(range(n))]
+    assert worst_lag == capacity - 1  # the buffer is used, and never more than it
+    assert steps.steps <= 2 * n // (capacity // 2), f"{steps.steps} source steps for {n} items"
+
+
+@pytest.mark.parametrize("capacity", [1, 3, 1024])
+async def test_ready_items_of_an_async_source_are_distributed_in_chunks(
+    monkeypatch: pytest.MonkeyPatch, capacity: int
+) -> None:
+    """Over an async source that holds ready items (a buffer), the distributor takes every
+    ready item the room allows before it wakes the views: far fewer hand-overs than items,
+    never more than ``capacity`` at once, every item in order."""
+    n = 5_000
+    chunks: list[int] = []
+    ring: type[_fanout._Ring[int]] = _fanout._Ring
+    put = ring.put
+
+    def counted(self: Any, chunk: Any) -> None:
+        chunks.append(len(chunk))
+        put(self, chunk)
+
+    monkeypatch.setattr(_fanout._Ring, "put", counted)
+    source = bt.from_iterable(range(n)).buffer(256)
+    with no_leaks():
+        results = await bt.fan_out(source, collect, sleepy(0), capacity=capacity)
+    assert results == [list(range(n))] * 2
+    assert sum(chunks) == n
+    assert max(chunks) <= capacity
+    if capacity > 1:
+        assert len(chunks) <= n // 2, f"{len(chunks)} hand-overs for {n} items"
+
+
+@pytest.mark.parametrize("capacity", [1, 1024])
+async def test_an_error_among_ready_items_of_an_async_source_arrives_as_itself(
+    capacity: int,
+) -> None:
+    err = ValueError("at 300")
+
+    def check(x: int) -> int:
+        if x == 300:
+            raise err
+        return x
+
+    seen: list[list[int]] = [[], []]
+
+    def keeping(index: int) -> Consumer:
+        async def consume(view: bt.Stream[int]) -> None:
+            await view.for_each(seen[index].append)
+
+        return consume
+
+    source = bt.from_iterable(range(1000)).map(check).buffer(64)
+    with no_leaks():
+        assert await raised_by(lambda: bt.fan_out(source, keeping(0), keeping(1))) is err
+    for got in seen:
+        assert got == list(range(len(got)))
+
+
+@pytest.mark.parametrize("buffered", [False, True], ids=["sync-source", "buffered-source"])
+async def test_cancelled_at_every_step_through_the_ring_loses_and_leaks_nothing(
+    buffered: bool,
+) -> None:
+    """A sweep through the ring's own paths: a full ring (capacity 4) waiting for a slow view
+    down to half, chunks handed over, an early return, items polled from a buffered source.
+    Cancelled before any step, nothing is left running, and every view saw a prefix in order
+    (all of it when the run completed)."""
+    n = 30
+    seen: dict[str, list[int]] = {}
+
+    def keeping(name: str, *, slow: bool = False, stop_after: int | None = None) -> Consumer:
+        async def consume(view: bt.Stream[int]) -> None:
+            got = seen[name] = []
+            async with view.open() as it:
+                async for x in it:
+                    got.append(x)
+                    if slow:
+                        await trio.lowlevel.checkpoint()
+                    if len(got) == stop_after:
+                        break
+
+        return consume
+
+    async def drained(view: bt.Stream[int]) -> None:
+        got = seen["drained"] = []
+        await view.for_each(got.append)
+
+    async def scenario() -> None:
+        seen.clear()
+        source = bt.from_iterable(range(n))
+        if buffered:
+            source = source.buffer(8)
+        await bt.fan_out(
+            source, keeping("slow", slow=True), drained, keeping("early", stop_after=5), capacity=4
+        )
+
+    def check(run: SweepRun) -> None:
+        for got in seen.values():
+            assert got == list(range(len(got))), f"a view lost or reordered items: {got}"
+        if run.outcome == "completed":
+            assert {name: len(got) for name, got in seen.items()} == {
+                "slow": n,
+                "drained": n,
+                "early": 5,
+            }
+
+    report = await cancel_sweep(scenario, check=check)
+    assert report.cancellation_points > 20
