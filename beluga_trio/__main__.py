@@ -208,11 +208,14 @@ async def live(
     say()
     if scope.cancelled_caught:
         cleanup = ""
-        if scripted_model is not None:
+        when = "mid-stream"
+        if scripted_model is not None and not scripted_model.calls:
+            when = "before the model was called"  # a deadline shorter than the start-up
+        elif scripted_model is not None:
             ran = scripted_model.calls[0].closed_at is not None
             cleanup = f", producer cleanup ran: {ran}"
         state = f"fan-out finished: {finished}{cleanup}"
-        say(f"    [cancelled after {cancel_after} s mid-stream: {state}]")
+        say(f"    [cancelled after {cancel_after} s {when}: {state}]")
     say(f"    {metrics.result()}")
     say(f"    {transcript.result()}\n")
     errors = [e.error for e in transcript.events if e.type is EventType.ERROR]

@@ -151,7 +151,10 @@ def test_without_the_http_extra(
 def test_cli_runs_the_demo(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli(["--delay", "0.001", "--cancel-after", "0.02"]) == 0
     out = flat(capsys.readouterr().out)
-    assert "[cancelled after 0.02 s mid-stream" in out
+    # A real clock: on a loaded machine the deadline may pass before the model is called.
+    assert "[cancelled after 0.02 s mid-stream" in out or (
+        "[cancelled after 0.02 s before the model was called" in out
+    )
     assert "0 tasks left behind" in out
 
 
