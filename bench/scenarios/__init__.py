@@ -18,6 +18,7 @@ from bench.scenarios import (
     llm_stream,
     memory,
     merge,
+    opening_memory,
     operators,
     producer,
     redis,
@@ -39,4 +40,5 @@ SCENARIOS: tuple[Scenario | MemoryScenario, ...] = (
     redis.SCENARIO,
     *operators.SCENARIOS,
     memory.SCENARIO,
+    opening_memory.SCENARIO,
 )
