@@ -11,12 +11,6 @@ for the table; their wall time is reported only to say what the measurement cost
 The ratio large/small is the measure: a job whose buffers are bounded stays near 1.0, one
 that holds items for a lagging consumer grows with the length (10x the items, ~10x the
 memory). A contender's ``goal`` is the largest ratio it may show.
-
-A scenario with a ``reference`` measures a cost per item instead (memory per opening of a
-stream, N openings held at once, grows with N by design): its jobs call `mark_held` when
-they hold the most, the figure is then what was traced at that moment, and the notes give it
-divided by N at both sizes and its ratio to the reference's at the large size, with
-``per_item_goal``, the largest ratio it may show, and whether it was met.
 """
 
 from __future__ import annotations
@@ -53,10 +47,6 @@ class MemoryScenario:
     contenders: tuple[Contender, ...]
     expected: Callable[[int], object]
     check: Check | None = None
-    reference: str | None = None
-    """The label of the contender whose bytes per item the others' are compared with."""
-    per_item_goal: float | None = None
-    """The largest ratio to the reference's bytes per item a beluga contender may show."""
 
     def __post_init__(self) -> None:
         labels = [c.label for c in self.contenders]
@@ -87,18 +77,6 @@ class MemoryResult:
     description: str
     sizes: tuple[int, int]
     contenders: list[MemoryContenderResult]
-    reference: str | None = None
-    per_item_goal: float | None = None
-
-    def per_item_ratio(self, label: str) -> float | None:
-        """Peak per item at the large size divided by the reference's (see `MemoryScenario`)."""
-        if self.reference is None:
-            return None
-        large = self.sizes[1]
-        mine, ref = self.result(label).peak_bytes.get(large), self.result(self.reference)
-        if mine is None or ref.status != "ok" or not ref.peak_bytes.get(large):
-            return None
-        return mine / ref.peak_bytes[large]
 
     def growth(self, label: str) -> float | None:
         """Peak at the large size divided by the peak at the small size."""
@@ -122,21 +100,8 @@ class MemoryResult:
         raise KeyError(label)
 
 
-_held: list[int] = []
-
-
-def mark_held() -> None:
-    """For a job that measures what it holds rather than its peak: call this at the moment it
-    holds the most (N streams open), and its figure is the memory traced at that moment
-    instead of the peak (a teardown's transient, such as N `trio.Cancelled` raised at once,
-    does not count)."""
-    if tracemalloc.is_tracing():
-        _held.append(tracemalloc.get_traced_memory()[0])
-
-
 async def _traced(job: Job, n: int) -> tuple[int, object]:
     # Inside the loop: only what the job allocates counts, not the loop's own start-up.
-    _held.clear()
     tracemalloc.start()
     try:
         base, _ = tracemalloc.get_traced_memory()
@@ -145,7 +110,7 @@ async def _traced(job: Job, n: int) -> tuple[int, object]:
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    return (max(_held) if _held else peak) - base, result
+    return peak - base, result
 
 
 def measure_peak(loop: Loop, job: Job, n: int) -> tuple[int, object]:
@@ -195,33 +160,6 @@ def run_memory_scenario(
                 break
             result.peak_bytes[n] = peak
             progress(f"{contender.label}: N={n:,}, {result.seconds[n]:.1f} s")
-    memory = MemoryResult(
-        name=scenario.name,
-        description=scenario.description,
-        sizes=sizes,
-        contenders=results,
-        reference=scenario.reference,
-        per_item_goal=scenario.per_item_goal,
+    return MemoryResult(
+        name=scenario.name, description=scenario.description, sizes=sizes, contenders=results
     )
-    if scenario.reference is not None:
-        _note_per_item(memory)
-    return memory
-
-
-def _note_per_item(memory: MemoryResult) -> None:
-    """Add bytes per item at both sizes, and the ratio to the reference's, to the notes."""
-    for c in memory.contenders:
-        if c.status != "ok":
-            continue
-        per_item = ", ".join(f"{c.peak_bytes[n] / n:,.0f}" for n in memory.sizes)
-        notes = [f"{per_item} B per item"]
-        ratio = memory.per_item_ratio(c.label)
-        goal = memory.per_item_goal
-        if c.label == memory.reference:
-            notes.append("the reference")
-        elif ratio is not None:
-            verdict = ""
-            if goal is not None and c.label.startswith("beluga"):
-                verdict = f" (goal <= {goal:.2f}x: {'OK' if ratio <= goal else 'MISSED'})"
-            notes.append(f"{ratio:.2f}x the reference per item at the large size{verdict}")
-        c.note = "; ".join([*notes, c.note] if c.note else notes)
