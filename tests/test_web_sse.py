@@ -390,7 +390,14 @@ def raw_app(closed: Closed) -> Any:
     return app
 
 
-@pytest.mark.parametrize("framework", [raw_app, starlette_app, fastapi_app])
+def raw_app_read_ahead(closed: Closed) -> Any:
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await sse_response(closed.ticks(), read_ahead=True)(scope, receive, send)
+
+    return app
+
+
+@pytest.mark.parametrize("framework", [raw_app, raw_app_read_ahead, starlette_app, fastapi_app])
 async def test_behind_hypercorn_a_disconnect_runs_the_producers_finally_within_100_ms(
     framework: Any,
 ) -> None:
