@@ -35,12 +35,20 @@ the opening at once).
 from __future__ import annotations
 
 import enum
+import functools
 import types
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any, Final, NoReturn, TypeVar, cast, final
 
 import trio
-from trio.lowlevel import Abort, RaiseCancelT, Task, current_task, reschedule
+from trio.lowlevel import (
+    Abort,
+    RaiseCancelT,
+    Task,
+    current_task,
+    reschedule,
+    wait_task_rescheduled,
+)
 
 from ._outcome import Kind, classify, raise_fatal, without
 from ._stage import AsyncPull, Resource, Scope
@@ -74,6 +82,11 @@ class Producer(AsyncPull[T], Resource):
 
     The consumer side is `pull`; the task side is `run`. trio runs one task at a time, so
     the state needs no lock: each side reads it after the other has parked or woken it.
+
+    One is made per opening, so what it holds while the stream is open is kept small (a
+    server holds one per client): the function that makes the iterator is dropped once
+    called, the event `wait_stopped` waits on and the list of cleanup errors are made only
+    when needed, and the parked task is one coroutine frame deep in this module.
     """
 
     __slots__ = (
@@ -94,10 +107,11 @@ class Producer(AsyncPull[T], Resource):
     )
 
     def __init__(self, make_iterator: Callable[[], AsyncIterator[T]]) -> None:
-        self._make_iterator = make_iterator
+        # Dropped once called: it may hold the body's arguments.
+        self._make_iterator: Callable[[], AsyncIterator[T]] | None = make_iterator
         self._iterator: AsyncIterator[T] | None = None
         self._cancel_scope = trio.CancelScope()
-        self._done = trio.Event()
+        self._done: trio.Event | None = None  # made when someone waits for the task to end
         self._finished = False  # the task has returned: nothing will fill the slot again
         self._parked: Task | None = None  # the producer task, while it waits for a request
         self._waiter: Task | None = None  # the consumer task, while it waits for the slot
@@ -108,7 +122,7 @@ class Producer(AsyncPull[T], Resource):
         self._kind = _EMPTY
         # An item (a T) or an exception, depending on _kind; Any spares a cast per item.
         self._value: Any = None
-        self._cleanup_errors: list[BaseException] = []
+        self._cleanup_errors: list[BaseException] | None = None  # made on the first
 
     # ------------------------------------------------------------------ consumer side
 
@@ -124,12 +138,26 @@ class Producer(AsyncPull[T], Resource):
                     self._parked = None
                     reschedule(producer)
             self._waiter = current_task()
-            await trio.lowlevel.wait_task_rescheduled(self._abort_wait)
+            await wait_task_rescheduled(self._abort_wait)
         if self._kind is _ITEM:
             value: T = self._value
             self._kind, self._value = _EMPTY, None
             return value
         return await self._final_outcome()
+
+    def request(self) -> None:
+        """Ask for the next item now, without waiting for it; `pull` takes it. At most one
+        item ahead: nothing happens while a request is outstanding, an outcome waits in the
+        slot, or the producer is stopping or finished. (A consumer that asks for the next
+        item while it is still busy with the last, as ``sse_response(read_ahead=True)`` does
+        while the last is being sent.)"""
+        if self._kind is not _EMPTY or self._requested or self._finished or self._stopping:
+            return
+        self._requested = True
+        producer = self._parked
+        if producer is not None:
+            self._parked = None
+            reschedule(producer)
 
     def _abort_wait(self, _: RaiseCancelT) -> Abort:
         # The request stays outstanding: the item in flight is held for the next one.
@@ -173,7 +201,9 @@ class Producer(AsyncPull[T], Resource):
         # finished; it checks _stopping before doing anything else.
 
     async def wait_stopped(self) -> None:
-        if not self._done.is_set():  # a set Event's wait() still takes a schedule point
+        if not self._finished:  # a set Event's wait() would still take a schedule point
+            if self._done is None:
+                self._done = trio.Event()
             await self._done.wait()
 
     def unread_errors(self) -> list[BaseException]:
@@ -183,8 +213,14 @@ class Producer(AsyncPull[T], Resource):
         # Only cleanup errors. An error the generator raised for a request that was then
         # cancelled and never renewed is part of the stream the consumer did not read, like
         # an item: it is dropped with the rest of the stream, as a generator's would be.
-        errors, self._cleanup_errors = self._cleanup_errors, []
-        return errors
+        errors, self._cleanup_errors = self._cleanup_errors, None
+        return errors or []
+
+    def _keep(self, error: BaseException) -> None:
+        """Keep an error raised by our own cleanup code, for `take_errors`."""
+        if self._cleanup_errors is None:
+            self._cleanup_errors = []
+        self._cleanup_errors.append(error)
 
     # ------------------------------------------------------------------ producer task
 
@@ -205,40 +241,42 @@ class Producer(AsyncPull[T], Resource):
             if kind is Kind.FATAL:
                 raise_fatal(exc)  # into the opening's nursery: it ends the opening at once
             if kind is not Kind.CANCELLED:
-                self._cleanup_errors.append(exc)  # raised by our own cleanup code
+                self._keep(exc)  # raised by our own cleanup code
         finally:
             self._finished = True
             if self._kind is _EMPTY:
                 self._hand_over(_CANCELLED, None)  # a consumer waiting is not stranded
-            self._done.set()
-
-    async def _wait_for_request(self) -> None:
-        """Park until the consumer asks for an item or the opening stops the producer."""
-        while not (self._requested or self._stopping):
-            self._parked = current_task()
-            if self._held_cancel is not None:
-                # The body was cancelled at its `yield`; that is delivered when the next item
-                # is asked for. Until then only a request or stop() wakes the producer.
-                with trio.CancelScope(shield=True):
-                    await trio.lowlevel.wait_task_rescheduled(self._abort_park)
-                continue
-            try:
-                await trio.lowlevel.wait_task_rescheduled(self._abort_park)
-            except trio.Cancelled as exc:  # noqa: ASYNC103 - held, delivered at the `yield`
-                if self._iterator is None:
-                    raise  # no body yet: a cancellation from outside this opening
-                self._held_cancel = exc
+            if self._done is not None:
+                self._done.set()
 
     async def _serve(self) -> None:
         while True:
-            await self._wait_for_request()
+            # Park until the consumer asks for an item or the opening stops the producer (in
+            # this frame, not a helper's: a parked producer holds one frame less).
+            while not (self._requested or self._stopping):
+                self._parked = current_task()
+                if self._held_cancel is not None:
+                    # The body was cancelled at its `yield`; that is delivered when the next
+                    # item is asked for. Until then only a request or stop() wakes the producer.
+                    with trio.CancelScope(shield=True):
+                        await wait_task_rescheduled(self._abort_park)
+                    continue
+                try:
+                    await wait_task_rescheduled(self._abort_park)
+                except trio.Cancelled as exc:  # noqa: ASYNC103 - held, delivered at the `yield`
+                    if self._iterator is None:
+                        raise  # no body yet: a cancellation from outside this opening
+                    self._held_cancel = exc
             if self._stopping:
                 return
             self._busy = True
             try:
                 iterator = self._iterator
                 if iterator is None:
-                    iterator = self._iterator = self._make_iterator()
+                    make, self._make_iterator = self._make_iterator, None
+                    assert make is not None, "the iterator is made once"
+                    iterator = self._iterator = make()
+                    del make  # not held by this frame while the stream is open
                 held, self._held_cancel = self._held_cancel, None
                 if held is not None and isinstance(iterator, types.AsyncGeneratorType):
                     # The body's own cancellation, delivered at its `yield`.
@@ -259,7 +297,7 @@ class Producer(AsyncPull[T], Resource):
                     self._hand_over(_ERROR, exc)  # the consumer raises this very object
                 else:
                     # Raised while this opening or the consumer's scope was stopping it.
-                    self._cleanup_errors.append(exc)
+                    self._keep(exc)
                     self._hand_over(_CANCELLED, None)
                 return  # noqa: ASYNC104 - handed over or kept: see above
             finally:
@@ -298,9 +336,7 @@ class Producer(AsyncPull[T], Resource):
             except BaseException as exc:  # noqa: BLE001, ASYNC103 - classified below
                 self._closed_with(exc, closing)
             else:
-                self._cleanup_errors.append(
-                    RuntimeError("the stream's async generator ignored GeneratorExit")
-                )
+                self._keep(RuntimeError("the stream's async generator ignored GeneratorExit"))
                 await iterator.aclose()
             return
         aclose = getattr(iterator, "aclose", None)
@@ -321,7 +357,7 @@ class Producer(AsyncPull[T], Resource):
             exc = rest
         kind = classify(exc, stopping=True)
         if kind is Kind.CLEANUP:
-            self._cleanup_errors.append(exc)
+            self._keep(exc)
         elif kind is Kind.FATAL:
             raise_fatal(exc)
         else:
@@ -335,5 +371,11 @@ async def start_producer(
     producer = Producer(make_iterator)
     nursery = await scope.nursery()
     scope.add(producer)
-    nursery.start_soon(producer.run, name=f"beluga_trio producer: {name}")
+    nursery.start_soon(producer.run, name=_task_name(name))
     return producer
+
+
+@functools.lru_cache(maxsize=256)
+def _task_name(name: str) -> str:
+    # One string per stream function, not one per opening (every open task holds its name).
+    return f"beluga_trio producer: {name}"

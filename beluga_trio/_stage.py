@@ -191,7 +191,7 @@ class Scope:
         # Given for an inner stream opened later within an opening (flat_map, chain): it
         # shares the outer opening's nursery and never enters or exits one itself.
         self._nursery: trio.Nursery | None = nursery
-        self._failures: list[BaseException] = []
+        self._failures: list[BaseException] | None = None  # made on the first (one per opening)
 
     def add(self, resource: Resource) -> None:
         self._resources.append(resource)
@@ -218,6 +218,8 @@ class Scope:
     def fail(self, exc: BaseException) -> None:
         """End the whole opening with ``exc``: it is raised when the consumer leaves, and the
         consumer's block and every task are cancelled now."""
+        if self._failures is None:
+            self._failures = []
         self._failures.append(exc)
         if self._nursery is not None:
             self._nursery.cancel_scope.cancel()
@@ -259,7 +261,7 @@ class Scope:
         for resource in reversed(resources):
             errors.extend(resource.take_errors())
         # Read last: tasks may still fail while the nursery is left.
-        return [*self._failures, *errors]
+        return [*self._failures, *errors] if self._failures else errors
 
 
 async def leave(body: BaseException | None, scope: Scope) -> None:

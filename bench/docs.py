@@ -308,6 +308,8 @@ def _sse_stream(s: ScenarioResult, c: Costs) -> str:
     sync = s.result("beluga sse_response (sync)").median
     mine = s.result("beluga sse_response").median
     ref = s.result(s.reference).median
+    floors = [x.median for x in s.contenders if x.label == "Starlette over a lock-step task"]
+    floor = floors[0] if floors else None
     turn = c.get("scheduler_pass_ns")
     if sync is None or mine is None or ref is None:
         return "not measured in this run."
@@ -318,7 +320,14 @@ def _sse_stream(s: ScenarioResult, c: Costs) -> str:
         f" {_figure(s.in_unit(mine - sync))} {s.unit} per event: its producer runs in a task"
         f" of its own and hands each item over lock-step (two task switches{checkpoint}),"
         " which the reference's plain async generator, iterated in the response's own task,"
-        " does not pay."
+        " does not pay"
+        + (
+            "."
+            if floor is None
+            else f"; the same reference over a hand-written lock-step task, the floor of that"
+            f" contract, costs {_figure(s.in_unit(floor))} {s.unit}, beluga"
+            f" {mine / floor:.2f}x of it."
+        )
     )
 
 
@@ -567,7 +576,8 @@ SCENARIO_TEXT: dict[str, str] = {
         " counted). The reference: Starlette's `StreamingResponse` over a plain async"
         " generator of the same bytes. beluga: `beluga_trio.web.sse_response` with its"
         " defaults (disconnect watcher, heartbeat task, JSON encoding) over a `@bt.stream`"
-        " generator, and over a sync source (the serving layer alone)."
+        " generator, and over a sync source (the serving layer alone). The floor of a strictly"
+        " lock-step producer task: the reference over a hand-written two-task hand-off."
     ),
     "concurrent map at scale, C=100": (
         "M calls of an async function that awaits `sleep(1 ms)` on the real clock, at most 100"

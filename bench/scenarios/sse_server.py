@@ -5,10 +5,17 @@ beluga: ``beluga_trio.web.sse_response`` with its defaults (JSON encoding, an ``
 event, the disconnect watcher, the heartbeat task) over a ``@bt.stream`` generator (whose
 producer runs in a task of its own: a task switch each way per item), and over a sync source
 read in the response's task (the serving layer alone). Reference: a hand-written Starlette
-``StreamingResponse`` over a plain async generator yielding the same bytes. All run in one
-server process (:mod:`bench._sse_server`); the figure is that process's CPU time
-(``time.process_time_ns()`` before and after, read over HTTP) per event, not wall time: the
-client (a raw socket reading to the end, in the benchmark's process) is not counted.
+``StreamingResponse`` over a plain async generator yielding the same bytes. The floor of any
+strictly lock-step producer task: the same Starlette response over a hand-written lock-step
+hand-off from a task running that generator (`bench._sse_server.LockStep`: two task switches
+per item, nothing else). hypercorn's ``send`` takes two scheduler passes per event, a lock-step
+hand-off two more, which no serving code can overlap without asking for an item before the
+previous one was sent; so "beluga sse_response" is to be read against both rows.
+``read_ahead=True`` asks for the next item as the previous one is handed to ``send`` (one item
+ahead): its step then runs in the passes the send takes anyway. All run in one server process
+(:mod:`bench._sse_server`); the figure is that process's CPU time (``time.process_time_ns()``
+before and after, read over HTTP) per event, not wall time: the client (a raw socket reading
+to the end, in the benchmark's process) is not counted.
 """
 
 from __future__ import annotations
@@ -107,8 +114,16 @@ def load_reference() -> ExternalJob:
     return _ServerCPU("/starlette")
 
 
+def load_lockstep_floor() -> ExternalJob:
+    return _ServerCPU("/starlette-lockstep")
+
+
 def load_beluga() -> ExternalJob:
     return _ServerCPU("/beluga")
+
+
+def load_beluga_ahead() -> ExternalJob:
+    return _ServerCPU("/beluga-ahead")
 
 
 def load_beluga_sync() -> ExternalJob:
@@ -127,7 +142,18 @@ SCENARIO = Scenario(
             load_reference,
             note="hand-written: a plain async generator",
         ),
+        Contender(
+            "Starlette over a lock-step task",
+            load_lockstep_floor,
+            note="hand-written floor of a producer task: two task switches per item",
+        ),
         Contender("beluga sse_response", load_beluga, goal=1.1, note="over a @bt.stream generator"),
+        Contender(
+            "beluga sse_response(read_ahead=True)",
+            load_beluga_ahead,
+            goal=1.1,
+            note="the same, next item asked for as the last is handed to send",
+        ),
         Contender(
             "beluga sse_response (sync)",
             load_beluga_sync,
