@@ -145,20 +145,6 @@ class Producer(AsyncPull[T], Resource):
             return value
         return await self._final_outcome()
 
-    def request(self) -> None:
-        """Ask for the next item now, without waiting for it; `pull` takes it. At most one
-        item ahead: nothing happens while a request is outstanding, an outcome waits in the
-        slot, or the producer is stopping or finished. (A consumer that asks for the next
-        item while it is still busy with the last, as ``sse_response(read_ahead=True)`` does
-        while the last is being sent.)"""
-        if self._kind is not _EMPTY or self._requested or self._finished or self._stopping:
-            return
-        self._requested = True
-        producer = self._parked
-        if producer is not None:
-            self._parked = None
-            reschedule(producer)
-
     def _abort_wait(self, _: RaiseCancelT) -> Abort:
         # The request stays outstanding: the item in flight is held for the next one.
         self._waiter = None

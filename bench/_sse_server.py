@@ -4,8 +4,6 @@ on 127.0.0.1 (a free port; it prints its URL) serving the same N events two ways
 - ``/beluga?n=N``: ``beluga_trio.web.sse_response`` over a ``@bt.stream`` generator of
   ``{"i": i}`` (the defaults: JSON encoding, ``id:`` lines, the disconnect watcher and the
   heartbeat task);
-- ``/beluga-ahead?n=N``: the same with ``read_ahead=True`` (the next item is asked for as the
-  previous one is handed to ``send``);
 - ``/beluga-sync?n=N``: the same over ``bt.from_iterable(range(n)).map(...)``, a source
   read in the response's own task (no producer task, so no task switch per item);
 - ``/starlette?n=N``: the hand-written reference, Starlette's ``StreamingResponse`` over a
@@ -122,8 +120,6 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
     path = scope["path"]
     if path == "/beluga":
         await sse_response(numbers(_n(scope)))(scope, receive, send)
-    elif path == "/beluga-ahead":
-        await sse_response(numbers(_n(scope)), read_ahead=True)(scope, receive, send)
     elif path == "/beluga-sync":
         items = bt.from_iterable(range(_n(scope))).map(lambda i: {"i": i})
         await sse_response(items)(scope, receive, send)

@@ -148,46 +148,13 @@ async def test_the_next_item_is_pulled_only_after_the_previous_was_sent(
     assert [e["id"] for e in client.events()] == [str(i) for i in range(1, 101)]
 
 
-async def test_read_ahead_asks_for_one_item_while_the_previous_is_sent(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
-    probe = Probe()
-    gate = trio.Event()
-    client = Client(send_gate=gate)
-    app = sse_response(counting(probe, 100), heartbeat=None, read_ahead=True)
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(run, app, client)
-        await trio.sleep(5)
-        # The first item is being sent: the second was asked for and is held, no more.
-        assert (probe.started, probe.produced) == (2, 2)
-        await trio.sleep(5)
-        assert probe.started == 2
-        gate.set()
-    assert probe.started == 100
-    assert [e["id"] for e in client.events()] == [str(i) for i in range(1, 101)]
-    assert [e["data"] for e in client.events()] == [str(i) for i in range(100)]
-
-
-async def test_read_ahead_heartbeats_do_not_disturb_the_item_in_flight(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
-    probe = Probe()
-    client = Client()
-    app = sse_response(counting(probe, 4, delay=2.5), heartbeat=1.0, read_ahead=True)
-    await run(app, client)
-    assert probe.started == 4  # each item computed once
-    assert [e["data"] for e in client.events() if "data" in e] == ["0", "1", "2", "3"]
-    assert client.body.count(HEARTBEAT) == 8
-
-
-@pytest.mark.parametrize("read_ahead", [False, True], ids=["lock-step", "read-ahead"])
 @pytest.mark.parametrize("how", ["http.disconnect", "failed send"])
 async def test_a_client_that_leaves_stops_the_stream(
-    autojump_clock: trio.testing.MockClock, how: str, read_ahead: bool
+    autojump_clock: trio.testing.MockClock, how: str
 ) -> None:
     probe = Probe()
     client = Client()
-    app = sse_response(counting(probe, None, delay=1.0), read_ahead=read_ahead)
+    app = sse_response(counting(probe, None, delay=1.0))
     with no_task_leak():
         async with trio.open_nursery() as nursery:
             nursery.start_soon(run, app, client)
@@ -310,8 +277,6 @@ def test_bad_arguments_are_named() -> None:
         sse_response(s, heartbeat="1")  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
     with pytest.raises(ValueError, match="first_id must be an int >= 0"):
         sse_response(s, first_id=-1)
-    with pytest.raises(TypeError, match="needs read_ahead to be True or False, got str 'yes'"):
-        sse_response(s, read_ahead="yes")  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
     with pytest.raises(TypeError, match="encoder must be a function"):
         sse_response(s, encoder="json")  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
 
@@ -390,14 +355,7 @@ def raw_app(closed: Closed) -> Any:
     return app
 
 
-def raw_app_read_ahead(closed: Closed) -> Any:
-    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        await sse_response(closed.ticks(), read_ahead=True)(scope, receive, send)
-
-    return app
-
-
-@pytest.mark.parametrize("framework", [raw_app, raw_app_read_ahead, starlette_app, fastapi_app])
+@pytest.mark.parametrize("framework", [raw_app, starlette_app, fastapi_app])
 async def test_behind_hypercorn_a_disconnect_runs_the_producers_finally_within_100_ms(
     framework: Any,
 ) -> None:

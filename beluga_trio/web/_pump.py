@@ -12,13 +12,11 @@ from __future__ import annotations
 import enum
 import logging
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Final, Generic, TypeVar, final
 
 import trio
 
-from .._opening import StreamIterator
-from .._producer import Producer
 from .._stream import Stream
 from ._asgi import Receive, Scope, Send
 
@@ -71,7 +69,6 @@ class _Responder(Generic[T]):
         status: int,
         headers: Iterable[tuple[bytes, bytes]],
         frame: Callable[[T], bytes],
-        read_ahead: bool = False,
     ) -> None:
         self.scope = scope
         self.receive = receive
@@ -79,7 +76,6 @@ class _Responder(Generic[T]):
         self.status = status
         self.headers = headers
         self.frame = frame
-        self.read_ahead = read_ahead
         self.gone = False  # the client left
         self.head_sent = False
         self.sent = 0  # frames sent
@@ -112,14 +108,8 @@ class _Responder(Generic[T]):
                 cancel_scope.cancel()
                 return
 
-    async def pump(self, items: StreamIterator[T]) -> None:
+    async def pump(self, items: AsyncIterator[T]) -> None:
         frame = self.frame
-        # With read_ahead, a lock-step producer is asked for the next item as the last is
-        # handed to `send`: its step runs while the send waits in the server's own
-        # scheduler passes, instead of after them (at most one item ahead).
-        ahead = items.source if self.read_ahead else None
-        if not isinstance(ahead, Producer):
-            ahead = None
         while True:
             self.waiting = True  # the heartbeat may send only while this waits for an item
             try:
@@ -132,8 +122,6 @@ class _Responder(Generic[T]):
                 await self.quiet()
             data = frame(item)
             if data:
-                if ahead is not None:
-                    ahead.request()
                 await self.send_body(data)
                 self.sent += 1
 
@@ -190,14 +178,10 @@ async def stream_response(
     error_frame: Callable[[Exception], bytes],
     heartbeat: float | None,
     error_response: Callable[[Exception], tuple[int, bytes]] | None = None,
-    read_ahead: bool = False,
 ) -> Outcome:
     """Send the response: the head, ``frame(item)`` for each item (nothing for ``b""``),
     ``trailer()`` at the end, or ``error_frame(exc)`` if the stream fails (logged with its
     traceback to ``beluga_trio.web``); `HEARTBEAT` after ``heartbeat`` idle seconds.
-
-    With ``read_ahead``, a ``@stream`` producer is asked for the next item when the last is
-    handed to ``send`` rather than when ``send`` returns (at most one item ahead).
 
     With ``error_response``, the head waits for the first frame or heartbeat, and a stream
     that fails before either gets the whole JSON response ``error_response(exc)`` (status,
@@ -208,9 +192,7 @@ async def stream_response(
     propagates as usual. An error raised while the stream is stopped after a disconnect is
     logged, as there is no one left to tell.
     """
-    responder = _Responder(
-        scope, receive, send, status=status, headers=headers, frame=frame, read_ahead=read_ahead
-    )
+    responder = _Responder(scope, receive, send, status=status, headers=headers, frame=frame)
     outcome = Outcome.END
     async with trio.open_nursery() as nursery:
         nursery.start_soon(responder.watch, nursery.cancel_scope)

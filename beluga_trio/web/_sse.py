@@ -20,7 +20,6 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess by th
     ) from exc
 
 from .._stream import Stream
-from .._validate import check_bool
 from ._asgi import Receive, Scope, Send, header, lifespan
 from ._pump import Outcome, check_heartbeat, stream_response
 
@@ -97,7 +96,6 @@ class SSEResponse(Response):
         status_code: int = 200,
         headers: Mapping[str, str] | None = None,
         background: BackgroundTask | None = None,
-        read_ahead: bool = False,
     ) -> None:
         # No super().__init__(): there is no body to render, it is streamed.
         if not isinstance(source, Stream) and not callable(source):
@@ -118,7 +116,6 @@ class SSEResponse(Response):
         self._heartbeat = check_heartbeat(heartbeat)
         self._first_id = first_id
         self._error_message = error_message
-        self._read_ahead = check_bool("sse_response", "read_ahead", read_ahead)
         self.status_code = status_code
         self.background = background
         self.init_headers(headers)
@@ -169,7 +166,6 @@ class SSEResponse(Response):
             trailer=lambda: b"",
             error_frame=error_frame,
             heartbeat=self._heartbeat,
-            read_ahead=self._read_ahead,
         )
         self.events = seq - self._first_id
         if self.background is not None and self.outcome is not Outcome.DISCONNECT:
@@ -185,7 +181,6 @@ def sse_response(
     error_message: ErrorMessage = DEFAULT_ERROR_MESSAGE,
     status_code: int = 200,
     headers: Mapping[str, str] | None = None,
-    read_ahead: bool = False,
 ) -> SSEResponse:
     """``stream`` as server-sent events: an ASGI application for one request, which a
     Starlette or FastAPI endpoint can return.
@@ -198,11 +193,7 @@ def sse_response(
 
     - The stream is opened when the response starts and pulled lock-step: the next item is
       asked for only after the previous one was handed to the server, so a slow client
-      slows the stream and nothing piles up in memory. With ``read_ahead=True`` a
-      ``@stream`` source is asked for the next item as the previous one is handed to the
-      server's ``send``, not after it returned: at most one item ahead, still bounded, and
-      its step overlaps the send (under hypercorn that saves two of four scheduler passes
-      per event); a client that leaves may cost that one item of work.
+      slows the stream and nothing piles up in memory.
     - **Disconnect**: when the client leaves (``http.disconnect``, or a ``send`` that
       fails), the stream's opening is left at once: every stage is stopped and every
       producer's ``finally`` has run before the application returns.
@@ -224,5 +215,4 @@ def sse_response(
         error_message=error_message,
         status_code=status_code,
         headers=headers,
-        read_ahead=read_ahead,
     )

@@ -10,12 +10,10 @@ strictly lock-step producer task: the same Starlette response over a hand-writte
 hand-off from a task running that generator (`bench._sse_server.LockStep`: two task switches
 per item, nothing else). hypercorn's ``send`` takes two scheduler passes per event, a lock-step
 hand-off two more, which no serving code can overlap without asking for an item before the
-previous one was sent; so "beluga sse_response" is to be read against both rows.
-``read_ahead=True`` asks for the next item as the previous one is handed to ``send`` (one item
-ahead): its step then runs in the passes the send takes anyway. All run in one server process
-(:mod:`bench._sse_server`); the figure is that process's CPU time (``time.process_time_ns()``
-before and after, read over HTTP) per event, not wall time: the client (a raw socket reading
-to the end, in the benchmark's process) is not counted.
+previous one was sent; so "beluga sse_response" is to be read against both rows. All run in one
+server process (:mod:`bench._sse_server`); the figure is that process's CPU time
+(``time.process_time_ns()`` before and after, read over HTTP) per event, not wall time: the
+client (a raw socket reading to the end, in the benchmark's process) is not counted.
 """
 
 from __future__ import annotations
@@ -122,10 +120,6 @@ def load_beluga() -> ExternalJob:
     return _ServerCPU("/beluga")
 
 
-def load_beluga_ahead() -> ExternalJob:
-    return _ServerCPU("/beluga-ahead")
-
-
 def load_beluga_sync() -> ExternalJob:
     return _ServerCPU("/beluga-sync")
 
@@ -148,12 +142,6 @@ SCENARIO = Scenario(
             note="hand-written floor of a producer task: two task switches per item",
         ),
         Contender("beluga sse_response", load_beluga, goal=1.1, note="over a @bt.stream generator"),
-        Contender(
-            "beluga sse_response(read_ahead=True)",
-            load_beluga_ahead,
-            goal=1.1,
-            note="the same, next item asked for as the last is handed to send",
-        ),
         Contender(
             "beluga sse_response (sync)",
             load_beluga_sync,
