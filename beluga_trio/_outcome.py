@@ -128,6 +128,8 @@ def _without_cancelled(exc: BaseException) -> BaseException:
     caught it is ours. A cancellation alone stays one (`exit_error` drops it)."""
     if not isinstance(exc, BaseExceptionGroup) or is_cancellation(exc):
         return exc
+    if not any(isinstance(leaf, trio.Cancelled) for leaf in _leaves(exc)):
+        return exc  # the very object (`split` would copy it)
     group = cast("BaseExceptionGroup[BaseException]", exc)
     rest = group.split(trio.Cancelled)[1]
     return exc if rest is None else rest
