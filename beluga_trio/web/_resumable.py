@@ -10,7 +10,7 @@ from .._sources import from_iterable
 from .._stream import Stream
 from ._asgi import Receive, Scope, Send, json_response, lifespan
 from ._pump import Outcome
-from ._sse import DEFAULT_ERROR_MESSAGE, ErrorMessage, last_event_id, sse_response, to_json
+from ._sse import DEFAULT_ERROR_MESSAGE, last_event_id, sse_response, to_json
 
 if TYPE_CHECKING:
     import coredis
@@ -49,7 +49,7 @@ class ResumableSSE:
         encoder: Callable[[Any], str],
         codec: Codec | None,
         heartbeat: float | None,
-        error_message: ErrorMessage,
+        error_message: str | Callable[[Exception], str],
         headers: Mapping[str, str] | None,
         block: float,
     ) -> None:
@@ -149,7 +149,7 @@ def resumable_sse(
     encoder: Callable[[Any], str] | None = None,
     codec: Codec | None = None,
     heartbeat: float | None = 15.0,
-    error_message: ErrorMessage = DEFAULT_ERROR_MESSAGE,
+    error_message: str | Callable[[Exception], str] = DEFAULT_ERROR_MESSAGE,
     headers: Mapping[str, str] | None = None,
     block: float = 10.0,
 ) -> ResumableSSE:
