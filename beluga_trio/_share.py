@@ -17,7 +17,7 @@ from typing import Any, Final, Generic, Literal, TypeVar, cast, final, get_args
 
 import trio
 
-from ._outcome import is_cancellation
+from ._outcome import Kind, classify, fatal_of, is_cancellation
 from ._stage import (
     NOT_READY,
     SCHEDULE_EVERY,
@@ -178,16 +178,19 @@ class _Hub(Generic[T]):
                         await items._drain(self._extend)
                     finished = True
         except BaseException as exc:  # noqa: BLE001, ASYNC103 - handed on, see below
-            if is_cancellation(exc):
+            kind = classify(exc, stopping=self.stopping and not finished)
+            if kind is Kind.CANCELLED:
                 # Not ours (ours is caught by self.scope): the block is cancelled too.
                 self.state = _STOPPED
-            elif isinstance(exc, KeyboardInterrupt | SystemExit):
+            elif kind is Kind.FATAL:
                 self.state = _STOPPED
-                self.interrupt = exc
+                self.interrupt = fatal_of(exc)
                 block.cancel()  # the block raises it, as itself, once its body has stopped
-            elif self.stopping and not finished:
+            elif kind is Kind.CLEANUP:
+                # Raised while the producer was being stopped (by the block's exit, or a
+                # cancellation around the block): raised when the block exits.
                 self.state = _STOPPED
-                self.cleanup_errors.append(_uncancelled(exc))  # raised when the block exits
+                self.cleanup_errors.append(_uncancelled(exc))
             else:
                 # The source's own error (or its cleanup's, after its last item): a
                 # position in the stream, raised by every subscriber that reaches it.
