@@ -212,6 +212,12 @@ class _Hub(Generic[T]):
     # --------------------------------------------------------------------- subscribers
 
     def attach(self, after: int | None) -> _Subscription[T]:
+        subscription = _Subscription(self, self.start(after))
+        self.subscriptions[subscription] = None
+        return subscription
+
+    def start(self, after: int | None) -> int:
+        """The seq a subscription ``after`` would start at now, or the error it would get."""
         if self.closed:
             raise trio.ClosedResourceError(
                 "subscribe() after the share's `async with` block has exited: its producer "
@@ -236,9 +242,7 @@ class _Hub(Generic[T]):
                     expected=start,
                     oldest=window,
                 )
-        subscription = _Subscription(self, start)
-        self.subscriptions[subscription] = None
-        return subscription
+        return start
 
     def detach(self, subscription: _Subscription[T]) -> None:
         if subscription in self.subscriptions:
@@ -363,6 +367,13 @@ class _SubscriptionNode(Node[tuple[int, T]]):
         return subscription
 
 
+def _check_after(after: object, role: str) -> None:
+    if after is not None and (not isinstance(after, int) or isinstance(after, bool)):
+        raise TypeError(f"{role}() needs after=None or an int seq, got {after!r}")
+    if after is not None and after < 0:
+        raise ValueError(f"{role}() needs after=None or a seq >= 0, got {after}")
+
+
 @final
 class Shared(Generic[T]):
     """What ``async with share(stream) as shared`` binds: subscribe to the running stream."""
@@ -392,13 +403,17 @@ class Shared(Generic[T]):
 
         Cancellation: a cancelled ``anext`` loses nothing; the next one gets the next item.
         """
-        if after is not None and (not isinstance(after, int) or isinstance(after, bool)):  # pyright: ignore[reportUnnecessaryIsInstance]
-            raise TypeError(f"subscribe() needs after=None or an int seq, got {after!r}")
-        if after is not None and after < 0:
-            raise ValueError(f"subscribe() needs after=None or a seq >= 0, got {after}")
+        _check_after(after, "subscribe")
         if self._hub.closed:
             self._hub.attach(after)  # raises, with the reason
         return Stream(_SubscriptionNode(self._hub, after))
+
+    def check(self, after: int | None = None) -> None:
+        """Raise now what opening ``subscribe(after=after)`` would raise now, if anything
+        (`trio.ClosedResourceError`, `ValueError` for a seq not produced yet,
+        `ReplayGapError`): for a server that must refuse a resume before it answers."""
+        _check_after(after, "check")
+        self._hub.start(after)
 
     @property
     def produced(self) -> int:
