@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
+import signal
 from collections.abc import AsyncGenerator, Iterator
 from contextlib import ExitStack, aclosing
 from typing import Any
@@ -24,7 +25,7 @@ import trio
 from _redis_server import RedisServer, collect_coredis_garbage, redis_server
 from web_server import running_command
 
-from beluga_trio.web._serve import REPLY, REPLY_KEY_PREFIX
+from beluga_trio.web._serve import REPLY, REPLY_KEY_PREFIX, parse_args
 
 httpx2 = pytest.importorskip("httpx2")
 coredis = pytest.importorskip("coredis")
@@ -204,6 +205,37 @@ async def test_bad_and_unknown_last_event_ids_are_refused_with_a_reason(
             )
             assert gone.status_code == 404
             assert "no such stream" in gone.json()["error"]["message"]
+
+
+async def test_when_the_owner_stops_every_reader_ends_with_an_error_not_a_clean_end(
+    gateways: Gateways,
+) -> None:
+    """The gateway that runs the model shuts down mid-reply (Ctrl+C): its reply stops, and a
+    client reading through the other process gets an error event, not a hang or a clean end."""
+    command = ["-m", "beluga_trio", "serve", "--port", "0", "--delay", "0.05"]
+    command += ["--redis", f"redis://127.0.0.1:{gateways.redis.port}"]
+    got: list[SSEEvent] = []
+    async with httpx2.AsyncClient(timeout=BOUND) as client:
+        with trio.fail_after(BOUND), running_command(command) as (owner, url):
+            path = await start_reply(client, url)
+            async with (
+                client.stream("GET", gateways.b + path) as response,
+                aclosing(events(response)) as stream,
+            ):
+                async for event in stream:
+                    got.append(event)
+                    if len(got) == 2:
+                        owner.send_signal(signal.SIGINT)  # the owner stops
+    assert [event.event for event in got[:-1]] == ["message"] * (len(got) - 1)
+    assert got[-1].event == "error"
+    assert json.loads(got[-1].data) == {"message": "the stream failed on the server"}
+    assert len(got) < len(WHOLE_REPLY.split())  # stopped mid-reply
+
+
+def test_the_redis_option_needs_a_url() -> None:
+    assert parse_args(["--redis", "redis://127.0.0.1:6379"]).redis == "redis://127.0.0.1:6379"
+    with pytest.raises(SystemExit):
+        parse_args(["--redis", "127.0.0.1:6379"])
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
