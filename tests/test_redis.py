@@ -161,7 +161,11 @@ async def test_after_an_entry_that_is_not_there_is_a_clear_error(
         with trio.fail_after(BOUND):
             with pytest.raises(bredis.EntryNotFoundError, match="no such stream") as info:
                 await bredis.subscribe(client, key, after="1-0").collect()
-            assert (info.value.reason, info.value.key, info.value.oldest) == ("no-stream", key, None)
+            assert (info.value.reason, info.value.key, info.value.oldest) == (
+                "no-stream",
+                key,
+                None,
+            )
 
             await bredis.publish(bt.from_iterable(range(300)), client, key, maxlen=10)
             entries = await client.xrange(key, count=1)

@@ -7,7 +7,7 @@ import functools
 import json
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
 
 import coredis
@@ -27,7 +27,7 @@ model = ScriptedModel(split_words("One reply, read through two servers, no gap."
 
 
 @asynccontextmanager
-async def lifespan(app: Starlette) -> AsyncIterator[None]:
+async def lifespan(app: Starlette) -> AsyncGenerator[None]:
     # Each server process: a Redis client, and a nursery for the replies it runs. A reply
     # belongs to the server, not to the request that started it: it outlives its client.
     async with coredis.Redis(host="127.0.0.1", port=PORT) as redis, trio.open_nursery() as replies:
@@ -65,7 +65,8 @@ async def read_events(
     """The (id, text) of each event at ``url``; after ``keep`` events the connection drops.
     (A browser's `EventSource` reconnects with `Last-Event-ID` by itself.)"""
     headers = {} if last_event_id is None else {"Last-Event-ID": last_event_id}
-    received, buffer = [], b""
+    received: list[tuple[str, str]] = []
+    buffer = b""
     with trio.CancelScope() as connection:
         async with client.stream("GET", url, headers=headers) as response:
             async for chunk in response.aiter_raw():
