@@ -78,10 +78,12 @@ async def events(response: Any) -> AsyncGenerator[SSEEvent]:
     finally:
         # Close the connection (the server sees the client leave), then run httpx2's chain of
         # generators to its end: reading a closed response raises at once.
-        await response.aclose()
-        with contextlib.suppress(StopAsyncIteration, httpx2.HTTPError, httpx2.StreamError):
-            while True:
-                await anext(lines)
+        with trio.CancelScope(shield=True) as cleanup:
+            cleanup.relative_deadline = BOUND
+            await response.aclose()
+            with contextlib.suppress(StopAsyncIteration, httpx2.HTTPError, httpx2.StreamError):
+                while True:
+                    await anext(lines)
 
 
 async def start_reply(client: Any, url: str) -> str:

@@ -171,6 +171,7 @@ async def test_a_failed_stream_ends_with_an_error_event_not_a_clean_end(
 ) -> None:
     @bt.stream
     async def fails() -> AsyncGenerator[int]:
+        await trio.lowlevel.checkpoint()
         yield 1
         raise ConnectionResetError("secret upstream detail")
 
