@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import trio
+from _asgi_client import ASGIClient as Client
 from _redis_server import RedisServer, collect_coredis_garbage, free_port, redis_server
 
 import beluga_trio as bt
@@ -46,46 +47,8 @@ async def connect(port: int) -> AsyncGenerator[Any]:
         yield client
 
 
-class Client:
-    """One ASGI request: collects what the app sends; ``leave()`` disconnects."""
-
-    def __init__(self, last_event_id: str | None = None) -> None:
-        headers = [] if last_event_id is None else [(b"last-event-id", last_event_id.encode())]
-        self.scope = {"type": "http", "method": "GET", "path": "/events", "headers": headers}
-        self.status: int | None = None
-        self.body = b""
-        self.ended = False
-        self.received = trio.Event()  # set at every body message
-        self._gone = trio.Event()
-
-    async def receive(self) -> dict[str, Any]:
-        await self._gone.wait()
-        return {"type": "http.disconnect"}
-
-    async def send(self, message: dict[str, Any]) -> None:
-        if message["type"] == "http.response.start":
-            self.status = message["status"]
-        else:
-            self.body += message.get("body", b"")
-            self.ended = not message.get("more_body", False)
-            self.received.set()
-            self.received = trio.Event()
-
-    def leave(self) -> None:
-        self._gone.set()
-
-    def events(self) -> list[tuple[str, str]]:
-        """(id, data) of each event; an error event has the id ``"error"``."""
-        out: list[tuple[str, str]] = []
-        for block in self.body.decode().split("\n\n"):
-            fields = dict(line.split(": ", 1) for line in block.split("\n") if ": " in line)
-            if "data" in fields:
-                out.append((fields.get("id", fields.get("event", "")), fields["data"]))
-        return out
-
-
 async def serve(app: Any, client: Client) -> None:
-    await app(client.scope, client.receive, client.send)
+    await client.call(app)
 
 
 async def test_every_event_has_its_entry_id_then_it_ends(server: RedisServer, key: str) -> None:

@@ -4,54 +4,18 @@ application on a virtual clock. (Redis: tests/test_web_resumable.py.)"""
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncGenerator
 from typing import Any
 
 import pytest
 import trio
 import trio.testing
+from _asgi_client import ASGIClient as Client
 
 import beluga_trio as bt
 from beluga_trio.testing import no_leaks
 
 web = pytest.importorskip("beluga_trio.web")
-
-
-class Client:
-    """One ASGI request: collects what the app sends; ``leave()`` disconnects."""
-
-    def __init__(self, last_event_id: str | None = None) -> None:
-        headers = [] if last_event_id is None else [(b"last-event-id", last_event_id.encode())]
-        self.scope = {"type": "http", "method": "GET", "path": "/events", "headers": headers}
-        self.status: int | None = None
-        self.body = b""
-        self._gone = trio.Event()
-
-    async def receive(self) -> dict[str, Any]:
-        await self._gone.wait()
-        return {"type": "http.disconnect"}
-
-    async def send(self, message: dict[str, Any]) -> None:
-        if message["type"] == "http.response.start":
-            self.status = message["status"]
-        else:
-            self.body += message.get("body", b"")
-
-    def leave(self) -> None:
-        self._gone.set()
-
-    def events(self) -> list[tuple[str, str]]:
-        out: list[tuple[str, str]] = []
-        for block in self.body.decode().split("\n\n"):
-            fields = dict(line.split(": ", 1) for line in block.split("\n") if ": " in line)
-            if "data" in fields:
-                out.append((fields.get("id", fields.get("event", "")), fields["data"]))
-        return out
-
-    def error(self) -> dict[str, str]:
-        result: dict[str, str] = json.loads(self.body)["error"]
-        return result
 
 
 def ticking(n: int, runs: list[int]) -> bt.Stream[int]:
@@ -68,7 +32,7 @@ def ticking(n: int, runs: list[int]) -> bt.Stream[int]:
 
 
 async def serve(app: Any, client: Client) -> None:
-    await app(client.scope, client.receive, client.send)
+    await client.call(app)
 
 
 async def test_ids_are_seqs_and_last_event_id_resumes_right_after(
