@@ -187,8 +187,13 @@ class DemoApp:
         finally:
             REQUEST_ID.reset(token)
         key = REPLY_KEY_PREFIX + reply_id
-        # Returns once the key exists: the reply can be read through any process from now on.
-        await nursery.start(_publish_reply, text, redis, key, self.expire)
+        try:
+            # Returns once the key exists: the reply can be read through any process from now.
+            await nursery.start(_publish_reply, text, redis, key, self.expire)
+        except Exception:  # noqa: BLE001 - the start entry could not be written: told, logged
+            log.exception("the reply %s could not start", key)
+            await json_response(send, 503, {"error": {"message": "Redis is unreachable"}})
+            return
         await json_response(send, 201, {"id": reply_id, "events": f"/replies/{reply_id}/events"})
 
 
