@@ -17,7 +17,7 @@ from typing import Any, Final, Generic, Literal, TypeVar, cast, final, get_args
 
 import trio
 
-from ._outcome import is_cancellation
+from ._outcome import Kind, classify, fatal_of, is_cancellation
 from ._stage import (
     NOT_READY,
     SCHEDULE_EVERY,
@@ -178,16 +178,19 @@ class _Hub(Generic[T]):
                         await items._drain(self._extend)
                     finished = True
         except BaseException as exc:  # noqa: BLE001, ASYNC103 - handed on, see below
-            if is_cancellation(exc):
+            kind = classify(exc, stopping=self.stopping and not finished)
+            if kind is Kind.CANCELLED:
                 # Not ours (ours is caught by self.scope): the block is cancelled too.
                 self.state = _STOPPED
-            elif isinstance(exc, KeyboardInterrupt | SystemExit):
+            elif kind is Kind.FATAL:
                 self.state = _STOPPED
-                self.interrupt = exc
+                self.interrupt = fatal_of(exc)
                 block.cancel()  # the block raises it, as itself, once its body has stopped
-            elif self.stopping and not finished:
+            elif kind is Kind.CLEANUP:
+                # Raised while the producer was being stopped (by the block's exit, or a
+                # cancellation around the block): raised when the block exits.
                 self.state = _STOPPED
-                self.cleanup_errors.append(_uncancelled(exc))  # raised when the block exits
+                self.cleanup_errors.append(_uncancelled(exc))
             else:
                 # The source's own error (or its cleanup's, after its last item): a
                 # position in the stream, raised by every subscriber that reaches it.
@@ -209,6 +212,12 @@ class _Hub(Generic[T]):
     # --------------------------------------------------------------------- subscribers
 
     def attach(self, after: int | None) -> _Subscription[T]:
+        subscription = _Subscription(self, self.start(after))
+        self.subscriptions[subscription] = None
+        return subscription
+
+    def start(self, after: int | None) -> int:
+        """The seq a subscription ``after`` would start at now, or the error it would get."""
         if self.closed:
             raise trio.ClosedResourceError(
                 "subscribe() after the share's `async with` block has exited: its producer "
@@ -233,9 +242,7 @@ class _Hub(Generic[T]):
                     expected=start,
                     oldest=window,
                 )
-        subscription = _Subscription(self, start)
-        self.subscriptions[subscription] = None
-        return subscription
+        return start
 
     def detach(self, subscription: _Subscription[T]) -> None:
         if subscription in self.subscriptions:
@@ -360,6 +367,13 @@ class _SubscriptionNode(Node[tuple[int, T]]):
         return subscription
 
 
+def _check_after(after: object, role: str) -> None:
+    if after is not None and (not isinstance(after, int) or isinstance(after, bool)):
+        raise TypeError(f"{role}() needs after=None or an int seq, got {after!r}")
+    if after is not None and after < 0:
+        raise ValueError(f"{role}() needs after=None or a seq >= 0, got {after}")
+
+
 @final
 class Shared(Generic[T]):
     """What ``async with share(stream) as shared`` binds: subscribe to the running stream."""
@@ -389,13 +403,17 @@ class Shared(Generic[T]):
 
         Cancellation: a cancelled ``anext`` loses nothing; the next one gets the next item.
         """
-        if after is not None and (not isinstance(after, int) or isinstance(after, bool)):  # pyright: ignore[reportUnnecessaryIsInstance]
-            raise TypeError(f"subscribe() needs after=None or an int seq, got {after!r}")
-        if after is not None and after < 0:
-            raise ValueError(f"subscribe() needs after=None or a seq >= 0, got {after}")
+        _check_after(after, "subscribe")
         if self._hub.closed:
             self._hub.attach(after)  # raises, with the reason
         return Stream(_SubscriptionNode(self._hub, after))
+
+    def check(self, after: int | None = None) -> None:
+        """Raise now what opening ``subscribe(after=after)`` would raise now, if anything
+        (`trio.ClosedResourceError`, `ValueError` for a seq not produced yet,
+        `ReplayGapError`): for a server that must refuse a resume before it answers."""
+        _check_after(after, "check")
+        self._hub.start(after)
 
     @property
     def produced(self) -> int:

@@ -14,8 +14,10 @@ under trio through anyio::
         async for entry_id, token in entries:
             ...
 
-An entry holds one field: ``item`` (the encoded item), or ``end`` for the terminal entry:
-``end=ok``, or ``end=error`` with ``type`` and ``message``.
+The first entry, ``start``, creates the key as soon as publishing begins (so that a reader
+can tell a stream that has not produced yet from one that never existed or has expired); then
+one entry per item, field ``item`` (the encoded item); then the terminal entry: ``end=ok``, or
+``end=error`` with ``type`` and ``message``. Readers skip the ``start`` entry.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import json
 import re
 from collections import deque
 from collections.abc import Mapping, Sequence
-from typing import Any, Final, Protocol, TypeVar, final
+from typing import Any, Final, NoReturn, Protocol, TypeVar, final
 
 import trio
 
@@ -43,6 +45,7 @@ __all__ = [
     "JSON",
     "Codec",
     "ConnectionLostError",
+    "EntryNotFoundError",
     "JsonCodec",
     "RemoteStreamError",
     "publish",
@@ -112,6 +115,25 @@ class ConnectionLostError(Exception):
         self.last_id = last_id
 
 
+class EntryNotFoundError(LookupError):
+    """``subscribe(after=entry_id)``: that entry is not in the Redis stream, so resuming
+    right after it would skip or repeat entries.
+
+    ``reason`` says why: ``"no-stream"`` (the key does not exist: it never did, or it has
+    expired), ``"trimmed"`` (the entry is older than the oldest one kept, ``oldest``: the
+    stream was trimmed by ``maxlen``) or ``"unknown"`` (no such entry in this stream).
+    """
+
+    def __init__(
+        self, message: str, *, key: str, entry_id: str, reason: str, oldest: str | None
+    ) -> None:
+        super().__init__(message)
+        self.key = key
+        self.entry_id = entry_id
+        self.reason = reason
+        self.oldest = oldest
+
+
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
@@ -124,7 +146,7 @@ def _check_key(key: object, role: str) -> None:
 # ------------------------------------------------------------------------------- publish
 
 
-async def publish(
+async def publish(  # noqa: ASYNC114 - the Makefile does not list project functions
     stream: Stream[Any],
     client: coredis.Redis[Any],
     key: str,
@@ -132,9 +154,13 @@ async def publish(
     codec: Codec = JSON,
     maxlen: int | None = None,
     expire: float | None = None,
+    task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
 ) -> str:
     """Append every item of ``stream`` to the Redis stream ``key``, then a terminal entry.
 
+    The first entry (``start``) creates the key before the stream is opened: run publish
+    with ``await nursery.start(publish, stream, client, key)`` to go on once it exists (the
+    ``start`` entry's id is returned), so that a reader sent anywhere from then on finds it.
     Each item is encoded with ``codec`` (JSON by default) and appended with ``XADD`` as it
     arrives; the publisher never waits for subscribers. When the stream ends, one entry
     ``end=ok`` follows; when it fails, ``end=error`` with the error's ``type`` and ``message``,
@@ -162,6 +188,7 @@ async def publish(
         raise ValueError(f"publish() needs expire=None or seconds > 0, got {expire!r}")
     writer = _Writer(client, key, maxlen, expire)
     encode = codec.encode
+    task_status.started(await writer.add({"start": ""}))
     try:
         async with stream.open() as items:
             async for item in items:
@@ -247,11 +274,14 @@ def subscribe(
     """A cold stream of ``(entry_id, item)`` pairs read from the Redis stream ``key``.
 
     ``after=None`` reads from the first entry; ``after=entry_id`` right after that entry
-    (a client resuming); ``after="$"`` only entries appended after the stream is opened.
-    Entries are read with ``XREAD BLOCK`` (at most ``block`` seconds per call, then again)
-    and up to ``count`` at a time; the key need not exist yet. The stream ends at the
-    terminal ``end=ok`` entry, and raises `RemoteStreamError` at an ``end=error`` entry,
-    after every item before it.
+    (a client resuming), which must still be in the stream: when it is not (the key has
+    expired, the entry was trimmed, or the stream never had it), opening raises
+    `EntryNotFoundError` instead of skipping or repeating entries; ``after="$"`` only
+    entries appended after the stream is opened. Entries are read with ``XREAD BLOCK`` (at
+    most ``block`` seconds per call, then again) and up to ``count`` at a time; with
+    ``after=None`` or ``"$"`` the key need not exist yet. The stream ends at the terminal
+    ``end=ok`` entry, and raises `RemoteStreamError` at an ``end=error`` entry, after every
+    item before it.
 
     Leaving the stream (or cancelling it) stops the ``XREAD`` in flight at once: coredis
     drops that connection instead of waiting for the block to time out. A cancelled
@@ -263,7 +293,7 @@ def subscribe(
         if not isinstance(after, str | bytes):  # pyright: ignore[reportUnnecessaryIsInstance]
             raise TypeError(f"subscribe() needs after=None or an entry id str, got {after!r}")
         after = _text(after)
-        if after != "$" and not _ID.match(after):
+        if after != "$" and not is_entry_id(after):
             raise ValueError(
                 f"subscribe() needs after=None, '$' or an entry id such as '1700000000000-0', "
                 f"got {after!r}"
@@ -272,14 +302,66 @@ def subscribe(
         raise ValueError(f"subscribe() needs block > 0 seconds, got {block!r}")
     if not isinstance(count, int) or isinstance(count, bool) or count < 1:  # pyright: ignore[reportUnnecessaryIsInstance]
         raise ValueError(f"subscribe() needs an int count >= 1, got {count!r}")
-    return Stream(
-        _SubscribeNode[Any](client, _text(key), after, codec=codec, block=block, count=count)
+    node = _SubscribeNode[Any](client, _text(key), after, codec=codec, block=block, count=count)
+    return Stream(node)
+
+
+def is_entry_id(text: str) -> bool:
+    """Whether ``text`` has the form of a Redis stream entry id (``ms`` or ``ms-seq``)."""
+    return _ID.match(text) is not None
+
+
+async def check_entry(client: coredis.Redis[Any], key: str, entry_id: str) -> None:
+    """Raise `EntryNotFoundError` unless ``entry_id`` is an entry of the stream ``key``
+    (`ConnectionLostError` if Redis cannot be reached)."""
+    try:
+        if await client.xrange(key, entry_id, entry_id, count=1):
+            return
+        first = await client.xrange(key, count=1)
+        last = await client.xrevrange(key, count=1)
+    except (RedisConnectionError, OSError) as exc:
+        raise ConnectionLostError(key, None) from exc
+    if not first or not last:
+        raise EntryNotFoundError(
+            f"cannot resume {key!r} after entry {entry_id}: there is no such stream (it never "
+            "existed, or it has expired)",
+            key=key,
+            entry_id=entry_id,
+            reason="no-stream",
+            oldest=None,
+        )
+    oldest, newest = _text(first[0].identifier), _text(last[0].identifier)
+    fields: Mapping[Any, Any] = first[0].field_values
+    untrimmed = b"start" in fields or "start" in fields  # publish's first entry is still there
+    if _order(entry_id) < _order(oldest) and not untrimmed:
+        raise EntryNotFoundError(
+            f"cannot resume {key!r} after entry {entry_id}: the entries after it have been "
+            f"trimmed (the oldest kept is {oldest}), so some are gone",
+            key=key,
+            entry_id=entry_id,
+            reason="trimmed",
+            oldest=oldest,
+        )
+    raise EntryNotFoundError(
+        f"cannot resume {key!r} after entry {entry_id}: the stream has no such entry (its "
+        f"entries run from {oldest} to {newest})",
+        key=key,
+        entry_id=entry_id,
+        reason="unknown",
+        oldest=oldest,
     )
+
+
+def _order(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
 
 
 @final
 class _SubscribeNode(Node[tuple[str, T]]):
-    __slots__ = ("_after", "_block", "_client", "_codec", "_count", "_key")
+    """The recipe of a subscription; each opening makes a `_Reader` of it."""
+
+    __slots__ = ("after", "block_ms", "client", "codec", "count", "key")
 
     def __init__(
         self,
@@ -291,34 +373,29 @@ class _SubscribeNode(Node[tuple[str, T]]):
         block: float,
         count: int,
     ) -> None:
-        self._client = client
-        self._key = key
-        self._after = after
-        self._codec = codec
-        self._block = block
-        self._count = count
+        self.client = client
+        self.key = key
+        self.after = after
+        self.codec = codec
+        self.block_ms = max(1, round(block * 1000))
+        self.count = count
 
     def describe(self) -> str:
-        return f"beluga_trio.redis.subscribe({self._key!r}, after={self._after!r})"
+        return f"beluga_trio.redis.subscribe({self.key!r}, after={self.after!r})"
 
     async def open(self, scope: Scope) -> Pull[tuple[str, T]]:
-        after = self._after
-        resolved: str | None = after
+        after = self.after
         if after == "$":
             # Resolved once, now: a later XREAD with "$" would skip what arrived between.
             try:
-                newest = await self._client.xrevrange(self._key, count=1)
+                newest = await self.client.xrevrange(self.key, count=1)
             except (RedisConnectionError, OSError) as exc:
-                raise ConnectionLostError(self._key, None) from exc
-            resolved = _text(newest[0].identifier) if newest else "0-0"
-        return _Reader[T](
-            self._client,
-            self._key,
-            resolved,
-            codec=self._codec,
-            block=self._block,
-            count=self._count,
-        )
+                raise ConnectionLostError(self.key, None) from exc
+            after = _text(newest[0].identifier) if newest else "0-0"
+            return _Reader[T](self, after, received=None)
+        if after is not None:
+            await check_entry(self.client, self.key, after)
+        return _Reader[T](self, after or "0-0", received=after)
 
 
 @final
@@ -329,72 +406,55 @@ class _Reader(AsyncPull[tuple[str, T]]):
     between, so a cancelled read is simply issued again from the same id.
     """
 
-    __slots__ = (
-        "_block_ms",
-        "_client",
-        "_codec",
-        "_count",
-        "_ended",
-        "_key",
-        "_last",
-        "_ready",
-        "_received",
-    )
+    __slots__ = ("_ended", "_last", "_node", "_ready", "_received")
 
-    def __init__(
-        self,
-        client: coredis.Redis[Any],
-        key: str,
-        after: str | None,
-        *,
-        codec: Codec,
-        block: float,
-        count: int,
-    ) -> None:
-        self._client = client
-        self._key = key
-        self._last = "0-0" if after is None else after  # the XREAD position
-        self._received: str | None = after  # the last entry delivered, for errors
-        self._codec = codec
-        self._block_ms = max(1, round(block * 1000))
-        self._count = count
+    def __init__(self, node: _SubscribeNode[T], after: str, *, received: str | None) -> None:
+        self._node = node
+        self._last = after  # the XREAD position
+        self._received = received  # the last entry delivered, for errors
         self._ready: deque[Any] = deque()
         self._ended = False
 
     def _take(self) -> tuple[str, T] | NotReady:
         """The next entry, decoded; `NOT_READY` if none is waiting. Raises at the end."""
         ready = self._ready
-        if not ready:
-            return NOT_READY
-        entry = ready[0]
-        fields: Mapping[Any, Any] = entry.field_values
-        entry_id = _text(entry.identifier)
-        value = fields.get(b"item", fields.get("item"))
-        if value is not None:
-            item = self._codec.decode(value)  # a decoding error leaves the entry in place
-            ready.popleft()
-            self._received = entry_id
-            return (entry_id, item)
-        end = fields.get(b"end", fields.get("end"))
-        ready.clear()
+        while ready:
+            entry = ready[0]
+            fields: Mapping[Any, Any] = entry.field_values
+            entry_id = _text(entry.identifier)
+            value = fields.get(b"item", fields.get("item"))
+            if value is not None:
+                item = self._node.codec.decode(value)  # a decoding error leaves the entry
+                ready.popleft()
+                self._received = entry_id
+                return (entry_id, item)
+            if b"start" in fields or "start" in fields:
+                ready.popleft()
+                continue
+            self._end(entry_id, fields)
+        return NOT_READY
+
+    def _end(self, entry_id: str, fields: Mapping[Any, Any]) -> NoReturn:
+        self._ready.clear()
         self._ended = True
+        key = self._node.key
+        end = fields.get(b"end", fields.get("end"))
         if end is not None and _text(end) == "ok":
             raise StopAsyncIteration
         if end is not None and _text(end) == "error":
             kind = fields.get(b"type", fields.get("type", b"Exception"))
             message = fields.get(b"message", fields.get("message", b""))
-            raise RemoteStreamError(self._key, entry_id, _text(kind), _text(message))
+            raise RemoteStreamError(key, entry_id, _text(kind), _text(message))
         names = sorted(_text(name) for name in fields)
         raise ValueError(
-            f"entry {entry_id} of {self._key!r} is not a beluga_trio.redis entry (fields "
-            f"{names}; expected 'item' or 'end'): was it written by publish()?"
+            f"entry {entry_id} of {key!r} is not a beluga_trio.redis entry (fields "
+            f"{names}; expected 'item', 'start' or 'end'): was it written by publish()?"
         )
 
     def poll(self) -> tuple[str, T] | NotReady:
         ready = self._ready
         if ready:
-            entry = ready[0]
-            fields = entry.field_values
+            fields = ready[0].field_values
             if b"item" in fields or "item" in fields:
                 return self._take()
         return NOT_READY
@@ -424,13 +484,13 @@ class _Reader(AsyncPull[tuple[str, T]]):
         return items
 
     async def _read(self) -> None:
-        key = self._key
+        node = self._node
         try:
-            reply = await self._client.xread(
-                {key: self._last}, count=self._count, block=self._block_ms
+            reply = await node.client.xread(
+                {node.key: self._last}, count=node.count, block=node.block_ms
             )
         except (RedisConnectionError, OSError) as exc:
-            raise ConnectionLostError(key, self._received) from exc
+            raise ConnectionLostError(node.key, self._received) from exc
         if reply:
             for entries in reply.values():
                 if entries:

@@ -155,6 +155,13 @@ EXPECTED: dict[str, tuple[bool, str]] = {
         "after reconnecting: [' without', ' a', ' gap.']\n"
         "the whole reply: Resumed from Redis, without a gap.\nthe model was called 1 time\n",
     ),
+    "sharing_resumable_sse.py": (
+        False,  # two real servers and a real redis-server
+        "through B, then the connection drops: ['One', ' reply,', ' read']\n"
+        "through A, from Last-Event-ID: [' through', ' two', ' servers,', ' no', ' gap.']\n"
+        "the whole reply: One reply, read through two servers, no gap.\n"
+        "400 invalid_last_event_id\nthe model was called 1 time\n",
+    ),
     "howto_test_pipeline.py": (
         True,
         "cancelled at every step in turn: no leak, no loss, every cleanup ran\n"
@@ -211,6 +218,7 @@ NEEDS_EXTRA: dict[str, str] = {
     "web_sse.py": "web,http",  # its client is httpx2
     "web_gateway.py": "web,http",
     "sharing_redis.py": "redis",
+    "sharing_resumable_sse.py": "web,redis,http",  # its client is httpx2
 }
 
 # .ci/check-package runs this file against the built wheel, installed with no extra and then
@@ -228,7 +236,7 @@ def _needs_a_missing_extra(name: str) -> str | None:
 
 
 # Examples that talk to a real redis-server (skipped, saying how to run them, without one).
-NEEDS_REDIS = {"sharing_redis.py"}
+NEEDS_REDIS = {"sharing_redis.py", "sharing_resumable_sse.py"}
 
 
 def _load_main(path: Path) -> Callable[[], Coroutine[Any, Any, None]]:

@@ -398,6 +398,38 @@ async def test_an_error_from_the_producers_cleanup_is_raised_by_the_block(
     assert info.value is cleanup
 
 
+async def test_an_error_raised_while_cancelled_from_outside_is_a_cleanup_error_not_the_streams(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Classified by the shared outcome model (`_outcome.classify`): the producer's cleanup
+    fails while a scope around the share is cancelled, before the block has asked it to stop.
+    That error is not a position in the stream: a subscriber still reading (shielded) sees the
+    share stopped, and the block raises the error as itself."""
+    cleanup = BoomError("cleanup")
+
+    @bt.stream
+    async def stubborn() -> AsyncGenerator[int, None]:
+        try:
+            while True:
+                yield 1
+                await trio.sleep(1)
+        finally:
+            raise cleanup
+
+    seen: list[object] = []
+    with pytest.raises(BoomError) as info, trio.move_on_after(2.5):  # noqa: PT012
+        async with bt.share(stubborn()) as shared:
+            with trio.CancelScope(shield=True):
+                try:
+                    async with shared.subscribe().open() as items:
+                        async for seq, _ in items:
+                            seen.append(seq)
+                except (trio.BrokenResourceError, BoomError) as exc:
+                    seen.append(type(exc))
+    assert info.value is cleanup
+    assert seen == [0, 1, 2, trio.BrokenResourceError]
+
+
 async def test_a_long_in_memory_source_is_shared_in_bounded_memory_and_stays_cancellable() -> None:
     n = 20_000
     async with bt.share(bt.from_iterable(range(n)), buffer=64, overflow="wait") as shared:

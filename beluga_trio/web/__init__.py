@@ -1,12 +1,14 @@
 """Serving streams over HTTP (ASGI): `sse_response` streams any `~beluga_trio.Stream` as
 server-sent events, `openai_app` serves any `~beluga_trio.llm.ChatModel` as an
-OpenAI-compatible API. In both, a client that goes away stops the stream at once.
+OpenAI-compatible API, `resumable_sse` a stream published to Redis, resuming a client that
+reconnects to any process. In each, a client that goes away stops the stream at once.
 
 Needs the ``web`` extra: ``pip install beluga_trio[web]``.
 """
 
 from ._openai import OpenAIApp, openai_app
 from ._pump import HEARTBEAT, Outcome
+from ._resumable import ResumableSSE, resumable_sse
 from ._serve import serve
 from ._sse import DEFAULT_ERROR_MESSAGE, SSEResponse, last_event_id, sse_response, to_json
 
@@ -15,9 +17,11 @@ __all__ = [
     "HEARTBEAT",
     "OpenAIApp",
     "Outcome",
+    "ResumableSSE",
     "SSEResponse",
     "last_event_id",
     "openai_app",
+    "resumable_sse",
     "serve",
     "sse_response",
     "to_json",

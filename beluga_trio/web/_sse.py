@@ -69,7 +69,7 @@ def last_event_id(scope: Scope) -> str | None:
     return header(scope, b"last-event-id")
 
 
-def _sse_event(seq: int, data: str) -> bytes:
+def _sse_event(seq: int | str, data: str) -> bytes:
     if "\n" in data or "\r" in data:
         lines = "".join(f"data: {line}\n" for line in _LINE_BREAK.split(data))
         return f"id: {seq}\n{lines}\n".encode()
@@ -96,6 +96,7 @@ class SSEResponse(Response):
         status_code: int = 200,
         headers: Mapping[str, str] | None = None,
         background: BackgroundTask | None = None,
+        event_id: Callable[[Any], str] | None = None,
     ) -> None:
         # No super().__init__(): there is no body to render, it is streamed.
         if not isinstance(source, Stream) and not callable(source):
@@ -105,6 +106,10 @@ class SSEResponse(Response):
             )
         if encoder is not None and not callable(encoder):
             raise TypeError(f"encoder must be a function of an item returning str, got {encoder!r}")
+        if event_id is not None and not callable(event_id):
+            raise TypeError(
+                f"event_id must be a function of an item returning str, got {event_id!r}"
+            )
         if not isinstance(first_id, int) or isinstance(first_id, bool) or first_id < 0:  # pyright: ignore[reportUnnecessaryIsInstance]
             raise ValueError(f"first_id must be an int >= 0, got {first_id!r}")
         if not isinstance(error_message, str) and not callable(error_message):
@@ -115,6 +120,7 @@ class SSEResponse(Response):
         self._encoder = to_json if encoder is None else encoder
         self._heartbeat = check_heartbeat(heartbeat)
         self._first_id = first_id
+        self._event_id = event_id
         self._error_message = error_message
         self.status_code = status_code
         self.background = background
@@ -142,10 +148,13 @@ class SSEResponse(Response):
             raise RuntimeError("an SSEResponse serves one request; make one per request")
         encode = self._encoder
         seq = self._first_id
+        event_id = self._event_id
 
         def frame(item: Any) -> bytes:
             nonlocal seq
-            data = _sse_event(seq, encode(item))
+            data = _sse_event(
+                seq if event_id is None else _checked_id(event_id(item)), encode(item)
+            )
             seq += 1
             return data
 
@@ -172,10 +181,17 @@ class SSEResponse(Response):
             await self.background()
 
 
+def _checked_id(event_id: str) -> str:
+    if not isinstance(event_id, str) or _LINE_BREAK.search(event_id) or "\0" in event_id:  # pyright: ignore[reportUnnecessaryIsInstance]
+        raise ValueError(f"an SSE event id is a str without line breaks or NUL, got {event_id!r}")
+    return event_id
+
+
 def sse_response(
     stream: Stream[T] | Callable[[str | None], Stream[T]],
     *,
     encoder: Callable[[T], str] | None = None,
+    event_id: Callable[[T], str] | None = None,
     heartbeat: float | None = 15.0,
     first_id: int = 1,
     error_message: ErrorMessage = DEFAULT_ERROR_MESSAGE,
@@ -190,6 +206,8 @@ def sse_response(
     objects, a `str` as a JSON string). ``stream`` may also be a function of the request's
     ``Last-Event-ID`` (a `str`, or ``None``) returning the stream, to resume a reconnecting
     client: ``lambda last: s.skip(int(last or 0))`` with ``first_id`` to match.
+    ``event_id(item)``, if given, is the ``id:`` instead (a `str` without line breaks: a
+    Redis entry id, as `resumable_sse` sends).
 
     - The stream is opened when the response starts and pulled lock-step: the next item is
       asked for only after the previous one was handed to the server, so a slow client
@@ -215,4 +233,5 @@ def sse_response(
         error_message=error_message,
         status_code=status_code,
         headers=headers,
+        event_id=event_id,
     )
