@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, Generic, TypeVar, final
 
+import attrs
 import trio
 
 from ._exceptions import StreamConsumedError
@@ -55,6 +56,7 @@ class _ViewEnd:
 
 
 @final
+@attrs.frozen(eq=False)
 class _ViewNode(Node[T]):
     """A consumer's view: the channel the distributor fills for it. Opened once, by its
     consumer (its task, or a task it started).
@@ -64,26 +66,17 @@ class _ViewNode(Node[T]):
     by another consumer's task raises instead of hanging.
     """
 
-    __slots__ = ("_end", "_index", "_opened", "_owner", "_rx")
-
-    def __init__(
-        self,
-        rx: trio.MemoryReceiveChannel[T],
-        index: int,
-        owner: trio.lowlevel.Task,
-        end: _ViewEnd,
-    ) -> None:
-        self._rx = rx
-        self._index = index
-        self._owner = owner
-        self._end = end
-        self._opened = False
+    _rx: trio.MemoryReceiveChannel[T]
+    _index: int
+    _owner: trio.lowlevel.Task
+    _end: _ViewEnd
+    _opened: trio.Event = attrs.field(init=False, factory=trio.Event)
 
     def describe(self) -> str:
         return f"fan_out view {self._index}"
 
     async def open(self, scope: Scope) -> Pull[T]:
-        if self._opened:
+        if self._opened.is_set():
             raise StreamConsumedError(
                 f"{self.describe()} was already opened; each consumer's view is opened once"
             )
@@ -93,7 +86,7 @@ class _ViewNode(Node[T]):
                 "its own view (one task reading two views one after another would wait "
                 "forever: the source cannot go on until both have room)"
             )
-        self._opened = True
+        self._opened.set()
         # Closing the view (the consumer leaving it) detaches the consumer.
         scope.add(SyncResource(self._rx.close))
         # If the distribution stopped early, the view's end is not a clean end.

@@ -11,7 +11,9 @@ cancelled only when the consumer leaves. A function that raises `StopIteration` 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Any, TypeVar, final
+from typing import Any, ClassVar, TypeVar, final
+
+import attrs
 
 from ._producer import start_producer
 from ._sequential import FunctionStage
@@ -39,9 +41,9 @@ U = TypeVar("U")
 
 
 @final
+@attrs.frozen(eq=False)
 class MapNode(FunctionStage[U]):
-    __slots__ = ()
-    name = "map"
+    name: ClassVar[str] = "map"
 
     def fuse(self, upstream: SyncPull[Any]) -> SyncPull[U] | None:
         if self._is_async:
@@ -130,9 +132,9 @@ async def _map_calls(
 
 
 @final
+@attrs.frozen(eq=False)
 class FilterNode(FunctionStage[T]):
-    __slots__ = ()
-    name = "filter"
+    name: ClassVar[str] = "filter"
 
     def fuse(self, upstream: SyncPull[Any]) -> SyncPull[T] | None:
         if self._is_async:

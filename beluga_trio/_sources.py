@@ -7,6 +7,7 @@ import inspect
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
 from typing import Any, ParamSpec, TypeVar, final
 
+import attrs
 import trio
 
 from ._exceptions import StreamConsumedError
@@ -45,15 +46,11 @@ class _OneShot:
 
 
 @final
+@attrs.frozen(eq=False)
 class _ProducerSource(Node[T]):
-    __slots__ = ("_args", "_fn", "_kwargs")
-
-    def __init__(
-        self, fn: Callable[..., AsyncIterator[T]], args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> None:
-        self._fn = fn
-        self._args = args
-        self._kwargs = kwargs
+    _fn: Callable[..., AsyncIterator[T]]
+    _args: tuple[Any, ...]
+    _kwargs: dict[str, Any]
 
     def describe(self) -> str:
         return f"{describe(self._fn)}(...)"
@@ -101,12 +98,15 @@ def stream(fn: Callable[P, AsyncIterator[T]]) -> Callable[P, Stream[T]]:
 
 
 @final
+@attrs.frozen(eq=False)
 class _IterableSource(Node[T]):
-    __slots__ = ("_iterable", "_once")
+    _iterable: Iterable[T]
 
-    def __init__(self, iterable: Iterable[T]) -> None:
-        self._iterable = iterable
-        self._once = _OneShot() if isinstance(iterable, Iterator) else None
+    def _guard(self) -> _OneShot | None:
+        # An iterator (a generator object, say) can be read once.
+        return _OneShot() if isinstance(self._iterable, Iterator) else None
+
+    _once: _OneShot | None = attrs.field(init=False, default=attrs.Factory(_guard, takes_self=True))
 
     def describe(self) -> str:
         return f"from_iterable({type(self._iterable).__name__})"
@@ -124,12 +124,15 @@ class _IterableSource(Node[T]):
 
 
 @final
+@attrs.frozen(eq=False)
 class _AsyncIterableSource(Node[T]):
-    __slots__ = ("_iterable", "_once")
+    _iterable: AsyncIterable[T]
 
-    def __init__(self, iterable: AsyncIterable[T]) -> None:
-        self._iterable = iterable
-        self._once = _OneShot() if isinstance(iterable, AsyncIterator) else None
+    def _guard(self) -> _OneShot | None:
+        # An iterator (a generator object, say) can be read once.
+        return _OneShot() if isinstance(self._iterable, AsyncIterator) else None
+
+    _once: _OneShot | None = attrs.field(init=False, default=attrs.Factory(_guard, takes_self=True))
 
     def describe(self) -> str:
         return f"from_iterable({type(self._iterable).__name__})"
@@ -170,12 +173,10 @@ def from_iterable(iterable: Iterable[T] | AsyncIterable[T]) -> Stream[T]:
 
 
 @final
+@attrs.frozen(eq=False)
 class _ChannelSource(Node[T]):
-    __slots__ = ("_channel", "_once")
-
-    def __init__(self, channel: trio.abc.ReceiveChannel[T]) -> None:
-        self._channel = channel
-        self._once = _OneShot()
+    _channel: trio.abc.ReceiveChannel[T]
+    _once: _OneShot = attrs.field(init=False, factory=_OneShot)
 
     def describe(self) -> str:
         return f"from_channel({type(self._channel).__name__})"

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from itertools import chain, compress, repeat
-from typing import Any, Final, TypeVar, final
+from typing import Any, ClassVar, Final, TypeVar, final
+
+import attrs
 
 from ._sequential import Sequential
 from ._stage import (
@@ -18,7 +20,6 @@ from ._stage import (
     SCHEDULE_EVERY,
     AsyncPull,
     End,
-    Node,
     NotReady,
     Pull,
     Resource,
@@ -27,7 +28,7 @@ from ._stage import (
     Yield,
     stop_and_wait,
 )
-from ._validate import check_count
+from ._validate import count
 
 __all__ = ["SkipNode", "TakeNode"]
 
@@ -37,14 +38,11 @@ T = TypeVar("T")
 _NOTHING: Final[Any] = object()
 
 
+@attrs.frozen(eq=False)
 class _Count(Sequential[T]):
-    """A stage with an item count, checked here."""
+    """A stage with an item count."""
 
-    __slots__ = ("_n",)
-
-    def __init__(self, upstream: Node[T], n: int) -> None:
-        super().__init__(upstream)
-        self._n = check_count(self.name, "n", n)
+    _n: int = attrs.field(validator=count())
 
     def describe_self(self) -> str:
         return f"{self.name}({self._n})"
@@ -54,9 +52,9 @@ class _Count(Sequential[T]):
 
 
 @final
+@attrs.frozen(eq=False)
 class TakeNode(_Count[T]):
-    __slots__ = ()
-    name = "take"
+    name: ClassVar[str] = "take"
 
     def fuse(self, upstream: SyncPull[Any]) -> SyncPull[T] | None:
         # Items pass unchanged: a map's results are still checked as they leave the chain.
@@ -144,9 +142,9 @@ class _Take(AsyncPull[T]):
 
 
 @final
+@attrs.frozen(eq=False)
 class SkipNode(_Count[T]):
-    __slots__ = ()
-    name = "skip"
+    name: ClassVar[str] = "skip"
 
     def fuse(self, upstream: SyncPull[Any]) -> SyncPull[T] | None:
         if upstream.check is not None:

@@ -26,6 +26,7 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import Any, Final, Protocol, TypeVar, final
 
+import attrs
 import trio
 
 from ._stage import NOT_READY, AsyncPull, Node, NotReady, Pull, Scope
@@ -278,25 +279,14 @@ def subscribe(
 
 
 @final
+@attrs.frozen(eq=False)
 class _SubscribeNode(Node[tuple[str, T]]):
-    __slots__ = ("_after", "_block", "_client", "_codec", "_count", "_key")
-
-    def __init__(
-        self,
-        client: coredis.Redis[Any],
-        key: str,
-        after: str | None,
-        *,
-        codec: Codec,
-        block: float,
-        count: int,
-    ) -> None:
-        self._client = client
-        self._key = key
-        self._after = after
-        self._codec = codec
-        self._block = block
-        self._count = count
+    _client: coredis.Redis[Any]
+    _key: str
+    _after: str | None
+    _codec: Codec = attrs.field(kw_only=True, alias="codec")
+    _block: float = attrs.field(kw_only=True, alias="block")
+    _count: int = attrs.field(kw_only=True, alias="count")
 
     def describe(self) -> str:
         return f"beluga_trio.redis.subscribe({self._key!r}, after={self._after!r})"
