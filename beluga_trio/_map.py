@@ -19,14 +19,13 @@ from ._producer import start_producer
 from ._sequential import FunctionStage
 from ._stage import (
     NOT_READY,
-    SCHEDULE_EVERY,
     AsyncPull,
+    Dropping,
     NotReady,
     Pull,
     Resource,
     Scope,
     SyncPull,
-    Yield,
     stop_iteration_error,
 )
 from ._util import check_not_awaitable, describe
@@ -157,19 +156,20 @@ class FilterNode(FunctionStage[T]):
 
 
 @final
-class _BudgetedPredicate:
-    """Wraps a sync predicate for the C `filter`: raises `Yield` every few hundred rejections.
+class _BudgetedPredicate(Dropping):
+    """Wraps a sync predicate for the C `filter`: raises `Yield` when the budget of rejected
+    items runs out.
 
     Raising on a rejected item loses nothing (it was to be dropped) and leaves the `filter`
     object intact, so a filter that rejects everything still lets its driver take schedule
     points.
     """
 
-    __slots__ = ("_budget", "_pred")
+    __slots__ = ("_pred",)
 
     def __init__(self, pred: Callable[[Any], object]) -> None:
+        super().__init__()
         self._pred = pred
-        self._budget = SCHEDULE_EVERY
 
     def __call__(self, item: object) -> bool:
         keep = self._pred(item)
@@ -177,10 +177,9 @@ class _BudgetedPredicate:
             check_not_awaitable(keep, self._pred, "filter")
         if keep:
             return True
-        self._budget -= 1
-        if self._budget <= 0:
-            self._budget = SCHEDULE_EVERY
-            raise Yield
+        self.budget -= 1
+        if self.budget <= 0:
+            self.ask_for_a_schedule_point()
         return False
 
 

@@ -219,7 +219,8 @@ class Stream(Generic[T_co]):
         delivered when that time has passed since its first item. A partial batch is kept
         across a cancelled request, and one cut short by an upstream error is delivered
         before the error is raised."""
-        return self._then(BatchNode[T_co](self._node, size, within))
+        node: BatchNode[T_co] = BatchNode(self._node, size, within)
+        return self._then(node)
 
     def take(self, n: int) -> Stream[T_co]:
         """The first ``n`` items. The upstream is stopped as soon as the n-th item is in

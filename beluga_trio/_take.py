@@ -17,15 +17,14 @@ import attrs
 from ._sequential import Sequential
 from ._stage import (
     NOT_READY,
-    SCHEDULE_EVERY,
     AsyncPull,
+    Dropping,
     End,
     NotReady,
     Pull,
     Resource,
     Scope,
     SyncPull,
-    Yield,
     stop_and_wait,
 )
 from ._validate import count
@@ -163,25 +162,24 @@ class SkipNode(_Count[T]):
 
 
 @final
-class _SkippedPrefix(Iterator[bool]):
-    """``compress()``'s selectors for the prefix: ``False`` n times. Every `SCHEDULE_EVERY`
-    items it raises `Yield` instead; ``compress`` then drops the item it was deciding, which
-    is counted as skipped, so that a long prefix still lets the driver take schedule points."""
+class _SkippedPrefix(Dropping, Iterator[bool]):
+    """``compress()``'s selectors for the prefix: ``False`` n times. When the budget runs out
+    it raises `Yield` instead; ``compress`` then drops the item it was deciding, which is
+    counted as skipped, so that a long prefix still lets the driver take schedule points."""
 
-    __slots__ = ("_budget", "_left")
+    __slots__ = ("_left",)
 
     def __init__(self, n: int) -> None:
+        super().__init__()
         self._left = n
-        self._budget = SCHEDULE_EVERY
 
     def __next__(self) -> bool:
         if self._left <= 0:
             raise StopIteration  # chain() goes on with repeat(True)
         self._left -= 1
-        self._budget -= 1
-        if self._budget <= 0:
-            self._budget = SCHEDULE_EVERY
-            raise Yield
+        self.budget -= 1
+        if self.budget <= 0:
+            self.ask_for_a_schedule_point()
         return False
 
 
