@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -34,7 +35,9 @@ def _same(x: Any) -> Any:
 
 def _node_classes(cls: type[Any] = Node) -> Iterator[type[Any]]:
     for sub in cls.__subclasses__():
-        yield sub
+        # Not the class attrs replaced by a slotted copy (alive until the garbage is collected).
+        if getattr(sys.modules[sub.__module__], sub.__qualname__, None) is sub:
+            yield sub
         yield from _node_classes(sub)
 
 
