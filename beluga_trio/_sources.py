@@ -101,12 +101,7 @@ def stream(fn: Callable[P, AsyncIterator[T]]) -> Callable[P, Stream[T]]:
 @attrs.frozen(eq=False)
 class _IterableSource(Node[T]):
     _iterable: Iterable[T]
-
-    def _guard(self) -> _OneShot | None:
-        # An iterator (a generator object, say) can be read once.
-        return _OneShot() if isinstance(self._iterable, Iterator) else None
-
-    _once: _OneShot | None = attrs.field(init=False, default=attrs.Factory(_guard, takes_self=True))
+    _once: _OneShot | None  # for an iterator (a generator object, say): it is read once
 
     def describe(self) -> str:
         return f"from_iterable({type(self._iterable).__name__})"
@@ -127,12 +122,7 @@ class _IterableSource(Node[T]):
 @attrs.frozen(eq=False)
 class _AsyncIterableSource(Node[T]):
     _iterable: AsyncIterable[T]
-
-    def _guard(self) -> _OneShot | None:
-        # An iterator (a generator object, say) can be read once.
-        return _OneShot() if isinstance(self._iterable, AsyncIterator) else None
-
-    _once: _OneShot | None = attrs.field(init=False, default=attrs.Factory(_guard, takes_self=True))
+    _once: _OneShot | None  # for an iterator (a generator object, say): it is read once
 
     def describe(self) -> str:
         return f"from_iterable({type(self._iterable).__name__})"
@@ -161,9 +151,12 @@ def from_iterable(iterable: Iterable[T] | AsyncIterable[T]) -> Stream[T]:
         # Not in the signature (a Stream is not an iterable) but harmless to accept.
         return iterable  # pyright: ignore[reportUnknownVariableType]
     if isinstance(iterable, AsyncIterable):
-        return Stream(_AsyncIterableSource(iterable))
+        once = _OneShot() if isinstance(iterable, AsyncIterator) else None
+        return Stream(_AsyncIterableSource(iterable, once))
     if isinstance(iterable, Iterable):  # pyright: ignore[reportUnnecessaryIsInstance]
-        return Stream(_IterableSource(iterable))
+        return Stream(
+            _IterableSource(iterable, _OneShot() if isinstance(iterable, Iterator) else None)
+        )
     raise TypeError(
         f"from_iterable() needs an iterable or an async iterable, got {type(iterable).__name__}"
     )
