@@ -19,6 +19,7 @@ from ._producer import start_producer
 from ._sequential import FunctionStage
 from ._stage import (
     NOT_READY,
+    SCHEDULE_EVERY,
     AsyncPull,
     Dropping,
     NotReady,
@@ -168,7 +169,7 @@ class _BudgetedPredicate(Dropping):
     __slots__ = ("_pred",)
 
     def __init__(self, pred: Callable[[Any], object]) -> None:
-        super().__init__()
+        self.budget = SCHEDULE_EVERY
         self._pred = pred
 
     def __call__(self, item: object) -> bool:

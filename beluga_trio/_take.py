@@ -17,6 +17,7 @@ import attrs
 from ._sequential import Sequential
 from ._stage import (
     NOT_READY,
+    SCHEDULE_EVERY,
     AsyncPull,
     Dropping,
     End,
@@ -170,7 +171,7 @@ class _SkippedPrefix(Dropping, Iterator[bool]):
     __slots__ = ("_left",)
 
     def __init__(self, n: int) -> None:
-        super().__init__()
+        self.budget = SCHEDULE_EVERY
         self._left = n
 
     def __next__(self) -> bool:
