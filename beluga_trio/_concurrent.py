@@ -74,7 +74,7 @@ def _limit(node: ConcurrentMapNode[Any], field: attrs.Attribute[Any], value: obj
                 "could ever start)"
             )
         return
-    check_count("map", "concurrency", value, minimum=1, alternative="a trio.CapacityLimiter")
+    check_count(node.name, "concurrency", value, minimum=1, alternative="a trio.CapacityLimiter")
 
 
 @final
