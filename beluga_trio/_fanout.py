@@ -70,6 +70,7 @@ class _ViewNode(Node[T]):
     _index: int
     _owner: trio.lowlevel.Task
     _end: _ViewEnd
+    # Set on the first opening (a frozen node keeps the flag in an object of its own).
     _opened: trio.Event = attrs.field(init=False, factory=trio.Event)
 
     def describe(self) -> str:
