@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from typing import Any, TypeVar, final
+from typing import Any, ClassVar, TypeVar, final
 
+import attrs
 import trio
 
 from ._sequential import Sequential
-from ._stage import AsyncPull, End, Node, Pull, Resource, Scope, SyncPull, Yield
-from ._validate import check_count, check_seconds
+from ._stage import AsyncPull, End, Pull, Resource, Scope, SyncPull, Yield
+from ._validate import count, seconds, to_seconds
 
 __all__ = ["BatchNode"]
 
@@ -25,14 +26,11 @@ T = TypeVar("T")
 
 
 @final
+@attrs.frozen(eq=False)
 class BatchNode(Sequential[list[T]]):
-    __slots__ = ("_size", "_within")
-    name = "batch"
-
-    def __init__(self, upstream: Node[T], size: int, within: float | None) -> None:
-        super().__init__(upstream)
-        self._size = check_count("batch", "size", size, minimum=1)
-        self._within = check_seconds("batch", "within", within)
+    name: ClassVar[str] = "batch"
+    _size: int = attrs.field(validator=count(minimum=1))
+    _within: float | None = attrs.field(converter=to_seconds, validator=seconds(optional=True))
 
     def describe_self(self) -> str:
         return f"batch({self._size}, within={self._within})"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, Generic, Self, TypeVar, final, get_args
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Generic, Self, TypeVar, final, get_args
 
 import attrs
 
@@ -14,7 +14,7 @@ from ._feed import Feed, Overflow
 from ._opening import StreamIterator, StreamOpening
 from ._stage import Node, Pull, Scope
 from ._tasks import Tasks
-from ._validate import check_choice, check_count
+from ._validate import choice, count
 
 if TYPE_CHECKING:
     from ._stream import Stream
@@ -50,20 +50,13 @@ def _statistics(feed: Feed[Any]) -> BufferStatistics:
 
 
 @final
+@attrs.frozen(eq=False)
 class BufferNode(Node[T]):
-    __slots__ = ("_capacity", "_on_open", "_overflow", "_upstream")
-
-    def __init__(
-        self,
-        upstream: Node[T],
-        capacity: int,
-        overflow: Overflow,
-        on_open: Callable[[Feed[T]], object] | None = None,
-    ) -> None:
-        self._upstream = upstream
-        self._capacity = check_count("buffer", "capacity", capacity, minimum=1)
-        self._overflow: Overflow = check_choice("buffer", "overflow", overflow, _OVERFLOWS)
-        self._on_open = on_open
+    name: ClassVar[str] = "buffer"
+    _upstream: Node[T]
+    _capacity: int = attrs.field(validator=count(minimum=1))
+    _overflow: Overflow = attrs.field(validator=choice(_OVERFLOWS))
+    _on_open: Callable[[Feed[T]], object] | None = None
 
     def describe(self) -> str:
         return f"{self._upstream.describe()} | buffer({self._capacity}, {self._overflow!r})"

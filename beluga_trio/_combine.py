@@ -14,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Final, TypeVar, final, overload
 
+import attrs
+
 from ._nested import Chunks, Nested, chunked, stream_node
 from ._stage import (
     AsyncPull,
@@ -46,11 +48,9 @@ _NOTHING: Final[Any] = object()
 
 
 @final
+@attrs.frozen(eq=False)
 class ZipNode(Node[tuple[Any, ...]]):
-    __slots__ = ("_sources",)
-
-    def __init__(self, sources: tuple[Node[Any], ...]) -> None:
-        self._sources = sources
+    _sources: tuple[Node[Any], ...]
 
     def describe(self) -> str:
         return "zip(" + ", ".join(s.describe() for s in self._sources) + ")"
@@ -166,11 +166,9 @@ def zip(*streams: Stream[Any]) -> Stream[tuple[Any, ...]]:
 
 
 @final
+@attrs.frozen(eq=False)
 class ChainNode(Node[T]):
-    __slots__ = ("_sources",)
-
-    def __init__(self, sources: tuple[Node[T], ...]) -> None:
-        self._sources = sources
+    _sources: tuple[Node[T], ...]
 
     def describe(self) -> str:
         return "chain(" + ", ".join(s.describe() for s in self._sources) + ")"

@@ -8,13 +8,12 @@ pool grows on demand, never past the number of calls that may be in flight.
 
 from __future__ import annotations
 
-import functools
-import inspect
 import math
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from typing import Any, Final, TypeVar, final
+from typing import Any, ClassVar, Final, TypeVar, final
 
+import attrs
 import trio
 
 from ._feed import ChannelPull
@@ -35,9 +34,9 @@ from ._stage import (
 )
 from ._tasks import Tasks
 from ._util import check_not_awaitable, describe, is_async_callable
-from ._validate import check_bool
+from ._validate import boolean, check_bool, check_count, count, function
 
-__all__ = ["ConcurrentMapNode", "check_map_options"]
+__all__ = ["ConcurrentMapNode", "check_sequential_options"]
 
 T = TypeVar("T")
 U = TypeVar("U")
@@ -51,88 +50,44 @@ _DONE: Final[Any] = object()  # no more items start
 _NO_ROOM: Final[Any] = object()  # the window is full
 
 
-# ------------------------------------------------------------------------------- validation
-
-
-def _is_async_gen_function(fn: object) -> bool:
-    while isinstance(fn, functools.partial):
-        fn = fn.func  # pyright: ignore[reportUnknownMemberType]
-    if inspect.isasyncgenfunction(fn):
-        return True
-    call = getattr(type(fn), "__call__", None)  # noqa: B004 - we want the type's method
-    return not inspect.isfunction(fn) and inspect.isasyncgenfunction(call)
-
-
-def check_map_options(concurrency: object, ordered: object, window: object) -> None:
-    """Refuse, when the stream is built, options of ``map`` that do not fit: each message
-    names the argument, what was given and what is expected."""
-    check_bool("map", "ordered", ordered)
-    if window is None:
-        return
-    if concurrency is None:
-        raise TypeError(
-            f"map() window={window!r} applies only to a concurrent map: pass concurrency=n"
-            " too, or leave window out"
-        )
-    if not isinstance(window, int) or isinstance(window, bool):
-        raise TypeError(f"map() window must be an int >= 1, got {window!r}")
-    if window < 1:
-        raise ValueError(f"map() window must be an int >= 1, got {window!r}")
-
-
-def _check_fn(fn: object) -> None:
-    if not callable(fn):
-        raise TypeError(f"map() fn must be a callable, got {fn!r}")
-    if _is_async_gen_function(fn):
-        raise TypeError(
-            f"map() fn must return one result per item, got the async generator function"
-            f" {describe(fn)}; to turn each item into several, iterate it in an"
-            " `async def` fn, or use flat_map"
-        )
-
-
-def _check_concurrency(concurrency: object) -> None:
-    if isinstance(concurrency, trio.CapacityLimiter):
-        if concurrency.total_tokens < 1:
-            raise ValueError(
-                "map() concurrency must be a trio.CapacityLimiter with at least 1 token, got"
-                f" one with total_tokens={concurrency.total_tokens!r} (no call could ever start)"
-            )
-        return
-    if not isinstance(concurrency, int) or isinstance(concurrency, bool):
-        raise TypeError(
-            f"map() concurrency must be an int >= 1 or a trio.CapacityLimiter, got {concurrency!r}"
-        )
-    if concurrency < 1:
-        raise ValueError(
-            f"map() concurrency must be an int >= 1 or a trio.CapacityLimiter, got {concurrency}"
-        )
-
-
 # ------------------------------------------------------------------------------------ node
 
 
-@final
-class ConcurrentMapNode(Node[U]):
-    __slots__ = ("_concurrency", "_fn", "_ordered", "_upstream", "_window")
+def check_sequential_options(ordered: object, window: object) -> None:
+    """Refuse, when the stream is built, the options of a ``map`` without ``concurrency``
+    that do not apply to it (the concurrent map's node checks its own)."""
+    check_bool("map", "ordered", ordered)
+    if window is not None:
+        raise TypeError(
+            f"map() needs window to be None without concurrency (it bounds a concurrent map), "
+            f"got {type(window).__name__} {window!r}; pass concurrency=n too, or leave window out"
+        )
 
-    def __init__(
-        self,
-        upstream: Node[Any],
-        fn: Callable[[Any], Any],
-        concurrency: int | trio.CapacityLimiter,
-        *,
-        ordered: bool,
-        window: int | None,
-    ) -> None:
-        _check_fn(fn)
-        _check_concurrency(concurrency)
-        check_map_options(concurrency, ordered, window)
-        self._upstream = upstream
-        self._fn = fn
-        self._concurrency = concurrency
-        self._ordered = ordered
-        self._window = window
+
+def _limit(node: ConcurrentMapNode[Any], field: attrs.Attribute[Any], value: object) -> None:
+    """An int >= 1, or a `trio.CapacityLimiter` with at least one token."""
+    if isinstance(value, trio.CapacityLimiter):
+        if value.total_tokens < 1:
+            raise ValueError(
+                "map() needs concurrency to be an int >= 1 or a trio.CapacityLimiter with at "
+                f"least 1 token, got one with total_tokens={value.total_tokens!r} (no call "
+                "could ever start)"
+            )
+        return
+    check_count(node.name, "concurrency", value, minimum=1, alternative="a trio.CapacityLimiter")
+
+
+@final
+@attrs.frozen(eq=False)
+class ConcurrentMapNode(Node[U]):
+    name: ClassVar[str] = "map"
+    _upstream: Node[Any]
+    _fn: Callable[[Any], Any] = attrs.field(validator=function())
+    _concurrency: int | trio.CapacityLimiter = attrs.field(validator=_limit)
+    _ordered: bool = attrs.field(kw_only=True, alias="ordered", validator=boolean)
+    _window: int | None = attrs.field(
+        kw_only=True, alias="window", validator=count(minimum=1, optional=True)
+    )
 
     def describe(self) -> str:
         limit = self._concurrency

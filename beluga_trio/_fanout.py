@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from typing import Any, Final, Generic, TypeVar, final
 
+import attrs
 import trio
 
 from ._exceptions import StreamConsumedError
@@ -284,6 +285,7 @@ class _ViewPull(BudgetedPull[T]):
 
 
 @final
+@attrs.frozen(eq=False)
 class _ViewNode(Node[T]):
     """A consumer's view: its reader of the ring. Opened once, by its consumer (its task, or a
     task it started).
@@ -293,19 +295,17 @@ class _ViewNode(Node[T]):
     by another consumer's task raises instead of hanging.
     """
 
-    __slots__ = ("_index", "_opened", "_owner", "_reader")
-
-    def __init__(self, reader: _ViewPull[T], index: int, owner: trio.lowlevel.Task) -> None:
-        self._reader = reader
-        self._index = index
-        self._owner = owner
-        self._opened = False
+    _reader: _ViewPull[T]
+    _index: int
+    _owner: trio.lowlevel.Task
+    # Set on the first opening (a frozen node keeps the flag in an object of its own).
+    _opened: trio.Event = attrs.field(init=False, factory=trio.Event)
 
     def describe(self) -> str:
         return f"fan_out view {self._index}"
 
     async def open(self, scope: Scope) -> Pull[T]:
-        if self._opened:
+        if self._opened.is_set():
             raise StreamConsumedError(
                 f"{self.describe()} was already opened; each consumer's view is opened once"
             )
@@ -315,7 +315,7 @@ class _ViewNode(Node[T]):
                 "its own view (one task reading two views one after another would wait "
                 "forever: the source cannot go on until both have room)"
             )
-        self._opened = True
+        self._opened.set()
         reader = self._reader
         # Closing the view (the consumer leaving it) detaches the consumer.
         scope.add(SyncResource(partial(reader._ring.detach, reader)))

@@ -19,15 +19,17 @@ as it has ended or is no longer wanted.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Final, Generic, TypeVar, final
+from typing import Any, ClassVar, Final, Generic, TypeVar, final
 
+import attrs
 import trio
 
 from ._feed import Feed
 from ._nested import Chunks, Nested, chunked, node_of
 from ._stage import AsyncPull, Node, Pull, Resource, Scope
 from ._tasks import Tasks
-from ._util import describe, is_async_callable
+from ._util import describe
+from ._validate import count, function
 
 __all__ = ["FlatMapNode", "SwitchMapNode"]
 
@@ -38,45 +40,24 @@ U = TypeVar("U")
 FLAT_MAP_CAPACITY: Final = 64
 
 
-def _check_fn(fn: object, name: str) -> Callable[[Any], Any]:
-    if not callable(fn):
-        raise TypeError(f"{name}() needs a function that returns a Stream, got {fn!r}")
-    if is_async_callable(fn):
-        raise TypeError(
-            f"{name}() needs a plain (not `async def`) function that returns a Stream, got "
-            f"{describe(fn)}; a stream is cold, so put the async work inside the stream it "
-            "returns (a @bt.stream function)"
-        )
-    return fn
-
-
+@attrs.frozen(eq=False)
 class _FnNode(Node[U]):
-    __slots__ = ("_fn", "_upstream")
-    _name: str
-
-    def __init__(self, upstream: Node[Any], fn: Callable[[Any], Any]) -> None:
-        self._upstream = upstream
-        self._fn = _check_fn(fn, self._name)
+    name: ClassVar[str]
+    _upstream: Node[Any]
+    _fn: Callable[[Any], Any] = attrs.field(validator=function(plain=True))
 
     def _inner(self, item: object) -> Node[U]:
-        return node_of(self._fn(item), self._fn, self._name)
+        return node_of(self._fn(item), self._fn, self.name)
 
 
 # ----------------------------------------------------------------------------- flat_map
 
 
 @final
+@attrs.frozen(eq=False)
 class FlatMapNode(_FnNode[U]):
-    __slots__ = ("_concurrency",)
-    _name = "flat_map"
-
-    def __init__(self, upstream: Node[Any], fn: Callable[[Any], Any], concurrency: int) -> None:
-        super().__init__(upstream, fn)
-        if not isinstance(concurrency, int) or isinstance(concurrency, bool):  # pyright: ignore[reportUnnecessaryIsInstance]
-            raise TypeError(f"flat_map() concurrency must be an int >= 1, got {concurrency!r}")
-        if concurrency < 1:
-            raise ValueError(f"flat_map() concurrency must be an int >= 1, got {concurrency}")
-        self._concurrency = concurrency
+    name: ClassVar[str] = "flat_map"
+    _concurrency: int = attrs.field(validator=count(minimum=1))
 
     def describe(self) -> str:
         return (
@@ -217,9 +198,9 @@ class _ConcurrentFlatMap(Generic[U]):
 
 
 @final
+@attrs.frozen(eq=False)
 class SwitchMapNode(_FnNode[U]):
-    __slots__ = ()
-    _name = "switch_map"
+    name: ClassVar[str] = "switch_map"
 
     def describe(self) -> str:
         return f"{self._upstream.describe()} | switch_map({describe(self._fn)})"

@@ -11,7 +11,9 @@ cancelled only when the consumer leaves. A function that raises `StopIteration` 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Any, TypeVar, final
+from typing import Any, ClassVar, TypeVar, final
+
+import attrs
 
 from ._producer import start_producer
 from ._sequential import FunctionStage
@@ -19,12 +21,12 @@ from ._stage import (
     NOT_READY,
     SCHEDULE_EVERY,
     AsyncPull,
+    Dropping,
     NotReady,
     Pull,
     Resource,
     Scope,
     SyncPull,
-    Yield,
     stop_iteration_error,
 )
 from ._util import check_not_awaitable, describe
@@ -39,9 +41,9 @@ U = TypeVar("U")
 
 
 @final
+@attrs.frozen(eq=False)
 class MapNode(FunctionStage[U]):
-    __slots__ = ()
-    name = "map"
+    name: ClassVar[str] = "map"
 
     def fuse(self, upstream: SyncPull[Any]) -> SyncPull[U] | None:
         if self._is_async:
@@ -130,9 +132,9 @@ async def _map_calls(
 
 
 @final
+@attrs.frozen(eq=False)
 class FilterNode(FunctionStage[T]):
-    __slots__ = ()
-    name = "filter"
+    name: ClassVar[str] = "filter"
 
     def fuse(self, upstream: SyncPull[Any]) -> SyncPull[T] | None:
         if self._is_async:
@@ -155,19 +157,20 @@ class FilterNode(FunctionStage[T]):
 
 
 @final
-class _BudgetedPredicate:
-    """Wraps a sync predicate for the C `filter`: raises `Yield` every few hundred rejections.
+class _BudgetedPredicate(Dropping):
+    """Wraps a sync predicate for the C `filter`: raises `Yield` when the budget of rejected
+    items runs out.
 
     Raising on a rejected item loses nothing (it was to be dropped) and leaves the `filter`
     object intact, so a filter that rejects everything still lets its driver take schedule
     points.
     """
 
-    __slots__ = ("_budget", "_pred")
+    __slots__ = ("_pred",)
 
     def __init__(self, pred: Callable[[Any], object]) -> None:
+        self.budget = SCHEDULE_EVERY
         self._pred = pred
-        self._budget = SCHEDULE_EVERY
 
     def __call__(self, item: object) -> bool:
         keep = self._pred(item)
@@ -175,10 +178,9 @@ class _BudgetedPredicate:
             check_not_awaitable(keep, self._pred, "filter")
         if keep:
             return True
-        self._budget -= 1
-        if self._budget <= 0:
-            self._budget = SCHEDULE_EVERY
-            raise Yield
+        self.budget -= 1
+        if self.budget <= 0:
+            self.ask_for_a_schedule_point()
         return False
 
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import functools
-from typing import TypeVar, final
+from typing import ClassVar, TypeVar, final
+
+import attrs
 
 from ._feed import Feed
 from ._stage import Node, Pull, Scope
 from ._tasks import Tasks
-from ._validate import check_count
+from ._validate import count
 
 __all__ = ["MergeNode"]
 
@@ -16,12 +18,11 @@ T = TypeVar("T")
 
 
 @final
+@attrs.frozen(eq=False)
 class MergeNode(Node[T]):
-    __slots__ = ("_capacity", "_sources")
-
-    def __init__(self, sources: tuple[Node[T], ...], capacity: int) -> None:
-        self._sources = sources
-        self._capacity = check_count("merge", "capacity", capacity, minimum=1)
+    name: ClassVar[str] = "merge"
+    _sources: tuple[Node[T], ...]
+    _capacity: int = attrs.field(validator=count(minimum=1))
 
     def describe(self) -> str:
         return "merge(" + ", ".join(s.describe() for s in self._sources) + ")"

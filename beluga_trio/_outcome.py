@@ -126,11 +126,10 @@ def _without_cancelled(exc: BaseException) -> BaseException:
     nursery passes the stop's cancellation on when an outer scope (this opening's, the
     consumer's) is cancelled too, as trio's own scopes do, and the outer scope that would have
     caught it is ours. A cancellation alone stays one (`exit_error` drops it)."""
-    if not isinstance(exc, BaseExceptionGroup) or is_cancellation(exc):
-        return exc
-    if not any(isinstance(leaf, trio.Cancelled) for leaf in _leaves(exc)):
+    leaves = _leaves(exc)
+    if not any(isinstance(leaf, trio.Cancelled) for leaf in leaves) or is_cancellation(exc):
         return exc  # the very object (`split` would copy it)
-    group = cast("BaseExceptionGroup[BaseException]", exc)
+    group = cast("BaseExceptionGroup[BaseException]", exc)  # a Cancelled and more: a group
     rest = group.split(trio.Cancelled)[1]
     return exc if rest is None else rest
 

@@ -15,11 +15,13 @@ is busy, put ``.buffer(1, overflow="drop_oldest")`` in front (it keeps the lates
 from __future__ import annotations
 
 import math
-from typing import Any, Final, Literal, TypeVar, final, get_args
+from typing import Any, ClassVar, Final, Literal, TypeVar, final, get_args
 
+import attrs
 import trio
 
 from ._stage import SCHEDULE_EVERY, AsyncPull, Node, Pull, Scope, SyncPull, Yield
+from ._validate import choice, seconds, to_seconds
 
 __all__ = ["DebounceNode", "Keep", "ThrottleNode"]
 
@@ -29,14 +31,6 @@ Keep = Literal["latest", "first"]
 _KEEPS: Final = get_args(Keep)
 
 _NOTHING: Final[Any] = object()
-
-
-def _check_seconds(operator: str, seconds: object) -> float:
-    if not isinstance(seconds, int | float) or isinstance(seconds, bool):
-        raise TypeError(f"{operator}() needs a number of seconds, got {seconds!r}")
-    if not seconds > 0 or seconds == math.inf:
-        raise ValueError(f"{operator}() needs a finite number of seconds > 0, got {seconds!r}")
-    return float(seconds)
 
 
 class _Held(AsyncPull[T]):
@@ -85,12 +79,11 @@ class _Held(AsyncPull[T]):
 
 
 @final
+@attrs.frozen(eq=False)
 class DebounceNode(Node[T]):
-    __slots__ = ("_seconds", "_upstream")
-
-    def __init__(self, upstream: Node[T], seconds: float) -> None:
-        self._upstream = upstream
-        self._seconds = _check_seconds("debounce", seconds)
+    name: ClassVar[str] = "debounce"
+    _upstream: Node[T]
+    _seconds: float = attrs.field(converter=to_seconds, validator=seconds())
 
     def describe(self) -> str:
         return f"{self._upstream.describe()} | debounce({self._seconds})"
@@ -148,15 +141,12 @@ class _Debounce(_Held[T]):
 
 
 @final
+@attrs.frozen(eq=False)
 class ThrottleNode(Node[T]):
-    __slots__ = ("_keep", "_seconds", "_upstream")
-
-    def __init__(self, upstream: Node[T], seconds: float, keep: Keep) -> None:
-        self._upstream = upstream
-        self._seconds = _check_seconds("throttle", seconds)
-        if keep not in _KEEPS:
-            raise ValueError(f"throttle() keep= must be one of {_KEEPS}, got {keep!r}")
-        self._keep: Keep = keep
+    name: ClassVar[str] = "throttle"
+    _upstream: Node[T]
+    _seconds: float = attrs.field(converter=to_seconds, validator=seconds())
+    _keep: Keep = attrs.field(validator=choice(_KEEPS))
 
     def describe(self) -> str:
         return f"{self._upstream.describe()} | throttle({self._seconds}, keep={self._keep!r})"

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import Any, Final, TypeVar, cast, final
+from typing import Any, ClassVar, Final, TypeVar, cast, final
 
+import attrs
 import trio
 
 from ._nested import Nested, chunked, node_of
 from ._stage import AsyncPull, Node, Pull, Resource, Scope, stop_and_wait
-from ._util import describe, is_async_callable
+from ._util import describe
+from ._validate import check_seconds, count, function, to_seconds
 
 __all__ = ["Backoff", "CatchNode", "RetryNode"]
 
@@ -31,21 +33,11 @@ _NOTHING: Final[Any] = object()
 
 
 @final
+@attrs.frozen(eq=False)
 class CatchNode(Node[T]):
-    __slots__ = ("_handler", "_upstream")
-
-    def __init__(self, upstream: Node[T], handler: Callable[[Exception], Any]) -> None:
-        if not callable(handler):
-            raise TypeError(
-                f"catch() needs a function handler(error) that returns a Stream, got {handler!r}"
-            )
-        if is_async_callable(handler):
-            raise TypeError(
-                "catch() needs a plain (not `async def`) handler that returns a Stream, got "
-                f"{describe(handler)}; put the async work inside the stream it returns"
-            )
-        self._upstream = upstream
-        self._handler = handler
+    name: ClassVar[str] = "catch"
+    _upstream: Node[T]
+    _handler: Callable[[Exception], Any] = attrs.field(validator=function(plain=True))
 
     def describe(self) -> str:
         return f"{self._upstream.describe()} | catch({describe(self._handler)})"
@@ -122,57 +114,46 @@ class _Catch(AsyncPull[T]):
 # -------------------------------------------------------------------------------- retry
 
 
-def _check_on(on: object) -> tuple[type[Exception], ...]:
+def _exception_types(on: object) -> tuple[type[Exception], ...]:
+    """``on``, one type or a tuple of them, as a tuple, checked."""
     given = cast("tuple[object, ...]", on) if isinstance(on, tuple) else (on,)
     types: list[type[Exception]] = []
     for t in given:
         if not (isinstance(t, type) and issubclass(t, Exception)):
             raise TypeError(
-                "retry() on= needs an Exception subclass or a tuple of them (never "
+                "retry() needs on to be an Exception subclass or a tuple of them (never "
                 f"Cancelled, KeyboardInterrupt or SystemExit), got {on!r}"
             )
         if issubclass(t, StopAsyncIteration | StopIteration):
-            raise TypeError(f"retry() on= cannot retry the end of a stream ({t.__name__})")
+            raise TypeError(
+                f"retry() needs on to be an error type: it cannot retry the end of a stream "
+                f"({t.__name__})"
+            )
         types.append(t)
     if not types:
-        raise ValueError("retry() on= needs at least one exception type, got ()")
+        raise ValueError("retry() needs on to be at least one exception type, got ()")
     return tuple(types)
 
 
-def _check_backoff(backoff: object) -> Backoff:
-    if callable(backoff):
-        return cast("Callable[[int], float]", backoff)
-    if not isinstance(backoff, int | float) or isinstance(backoff, bool):
-        raise TypeError(
-            "retry() backoff= needs a number of seconds >= 0 or a function "
-            f"backoff(retry_number) -> seconds, got {backoff!r}"
+def _check_backoff(node: RetryNode[Any], field: attrs.Attribute[Any], value: object) -> None:
+    if not callable(value):
+        check_seconds(
+            node.name, "backoff", value, zero=True, alternative="a function of the retry number"
         )
-    if not backoff >= 0 or backoff == math.inf:
-        raise ValueError(f"retry() backoff= needs a finite number of seconds >= 0, got {backoff!r}")
-    return float(backoff)
-
-
-def _check_attempts(attempts: object) -> int:
-    if not isinstance(attempts, int) or isinstance(attempts, bool):
-        raise TypeError(f"retry() needs an int number of attempts >= 1, got {attempts!r}")
-    if attempts < 1:
-        raise ValueError(f"retry() needs a number of attempts >= 1, got {attempts}")
-    return attempts
 
 
 @final
+@attrs.frozen(eq=False)
 class RetryNode(Node[T]):
-    __slots__ = ("_backoff", "attempts", "on", "upstream")
-
-    def __init__(self, upstream: Node[T], attempts: int, backoff: Backoff, on: object) -> None:
-        self.upstream = upstream
-        self.attempts = _check_attempts(attempts)
-        self._backoff = _check_backoff(backoff)
-        self.on = _check_on(on)
+    name: ClassVar[str] = "retry"
+    upstream: Node[T]
+    attempts: int = attrs.field(validator=count(minimum=1))
+    _backoff: Backoff = attrs.field(converter=to_seconds, validator=_check_backoff)
+    on: tuple[type[Exception], ...] = attrs.field(converter=_exception_types)
 
     def describe(self) -> str:
         on = ", ".join(t.__name__ for t in self.on)
-        backoff = self._backoff if isinstance(self._backoff, float) else describe(self._backoff)
+        backoff = describe(self._backoff) if callable(self._backoff) else float(self._backoff)
         return f"{self.upstream.describe()} | retry({self.attempts}, backoff={backoff}, on=({on}))"
 
     async def open(self, scope: Scope) -> Pull[T]:
@@ -186,7 +167,7 @@ class RetryNode(Node[T]):
         """Seconds to wait before retry number ``retry`` (1 for the first retry)."""
         backoff = self._backoff
         if not callable(backoff):
-            return backoff
+            return float(backoff)
         seconds = cast("object", backoff(retry))  # a user function: check what came back
         if not isinstance(seconds, int | float) or isinstance(seconds, bool) or not seconds >= 0:
             raise TypeError(

@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import functools
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from typing import Any, Final, TypeVar, final
+from typing import Any, ClassVar, Final, TypeVar, final
+
+import attrs
 
 from ._producer import Producer
 from ._stage import SCHEDULE_EVERY, AsyncPull, Node, Pull, Scope, SyncPull, Yield
 from ._util import check_not_awaitable, describe, is_async_callable
+from ._validate import function
 
 __all__ = ["DistinctNode", "ScanNode"]
 
@@ -30,16 +33,19 @@ _NOTHING: Final[Any] = object()
 
 
 @final
+@attrs.frozen(eq=False)
 class ScanNode(Node[A]):
-    __slots__ = ("_fn", "_initial", "_is_async", "_upstream")
+    name: ClassVar[str] = "scan"
+    _upstream: Node[Any]
+    _fn: Callable[[A, Any], Any] = attrs.field(validator=function())
+    _initial: A
 
-    def __init__(self, upstream: Node[Any], fn: Callable[[A, Any], Any], initial: A) -> None:
-        if not callable(fn):
-            raise TypeError(f"scan() needs a function fn(accumulator, item), got {fn!r}")
-        self._upstream = upstream
-        self._fn = fn
-        self._initial = initial
-        self._is_async = is_async_callable(fn)
+    def _calls_are_async(self) -> bool:
+        return is_async_callable(self._fn)
+
+    _is_async: bool = attrs.field(
+        init=False, default=attrs.Factory(_calls_are_async, takes_self=True)
+    )
 
     def describe(self) -> str:
         return f"{self._upstream.describe()} | scan({describe(self._fn)}, {self._initial!r})"
@@ -135,22 +141,11 @@ class _AsyncFold(AsyncIterator[A]):
 
 
 @final
+@attrs.frozen(eq=False)
 class DistinctNode(Node[T]):
-    __slots__ = ("_key", "_upstream")
-
-    def __init__(self, upstream: Node[T], key: Callable[[T], object] | None) -> None:
-        if key is not None:
-            if not callable(key):
-                raise TypeError(
-                    f"distinct_until_changed() key must be a function or None, got {key!r}"
-                )
-            if is_async_callable(key):
-                raise TypeError(
-                    "distinct_until_changed() key must be a plain (not `async def`) "
-                    f"function, got {describe(key)}"
-                )
-        self._upstream = upstream
-        self._key = key
+    name: ClassVar[str] = "distinct_until_changed"
+    _upstream: Node[T]
+    _key: Callable[[T], object] | None = attrs.field(validator=function(plain=True, optional=True))
 
     def describe(self) -> str:
         key = "" if self._key is None else f"key={describe(self._key)}"

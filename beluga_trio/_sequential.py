@@ -10,26 +10,26 @@ top to bottom with every exit path in view.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
+
+import attrs
 
 from ._stage import AsyncPull, Node, Pull, Resource, Scope, SyncPull
 from ._util import describe, is_async_callable
-from ._validate import check_function
+from ._validate import function
 
 __all__ = ["FunctionStage", "Sequential"]
 
 U = TypeVar("U")
 
 
+@attrs.frozen(eq=False)
 class Sequential(Node[U]):
     """A node with one upstream, opened by one template (see the module docstring)."""
 
-    __slots__ = ("_upstream",)
     #: The operator's name, for its part of the stream's repr and its error messages.
-    name: str
-
-    def __init__(self, upstream: Node[Any]) -> None:
-        self._upstream = upstream
+    name: ClassVar[str]
+    _upstream: Node[Any]
 
     def describe(self) -> str:
         return f"{self._upstream.describe()} | {self.describe_self()}"
@@ -58,15 +58,18 @@ class Sequential(Node[U]):
         raise NotImplementedError
 
 
+@attrs.frozen(eq=False)
 class FunctionStage(Sequential[U]):
     """A stage that applies a user function, sync or ``async def`` (decided once, here)."""
 
-    __slots__ = ("_fn", "_is_async")
+    _fn: Callable[..., Any] = attrs.field(validator=function())
 
-    def __init__(self, upstream: Node[Any], fn: Callable[..., Any]) -> None:
-        super().__init__(upstream)
-        self._fn = check_function(self.name, "fn", fn)
-        self._is_async = is_async_callable(fn)
+    def _calls_are_async(self) -> bool:
+        return is_async_callable(self._fn)
+
+    _is_async: bool = attrs.field(
+        init=False, default=attrs.Factory(_calls_are_async, takes_self=True)
+    )
 
     def describe_self(self) -> str:
         return f"{self.name}({describe(self._fn)})"

@@ -15,6 +15,7 @@ from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 from typing import Any, Final, Generic, Literal, TypeVar, cast, final, get_args
 
+import attrs
 import trio
 
 from ._outcome import Kind, classify, fatal_of, is_cancellation
@@ -351,12 +352,10 @@ class _Subscription(AsyncPull[tuple[int, T]], Resource):
 
 
 @final
+@attrs.frozen(eq=False)
 class _SubscriptionNode(Node[tuple[int, T]]):
-    __slots__ = ("_after", "_hub")
-
-    def __init__(self, hub: _Hub[T], after: int | None) -> None:
-        self._hub = hub
-        self._after = after
+    _hub: _Hub[T]
+    _after: int | None
 
     def describe(self) -> str:
         return f"share(...).subscribe(after={self._after!r})"

@@ -7,6 +7,7 @@ import inspect
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
 from typing import Any, ParamSpec, TypeVar, final
 
+import attrs
 import trio
 
 from ._exceptions import StreamConsumedError
@@ -45,15 +46,11 @@ class _OneShot:
 
 
 @final
+@attrs.frozen(eq=False)
 class _ProducerSource(Node[T]):
-    __slots__ = ("_args", "_fn", "_kwargs")
-
-    def __init__(
-        self, fn: Callable[..., AsyncIterator[T]], args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> None:
-        self._fn = fn
-        self._args = args
-        self._kwargs = kwargs
+    _fn: Callable[..., AsyncIterator[T]]
+    _args: tuple[Any, ...]
+    _kwargs: dict[str, Any]
 
     def describe(self) -> str:
         return f"{describe(self._fn)}(...)"
@@ -101,12 +98,10 @@ def stream(fn: Callable[P, AsyncIterator[T]]) -> Callable[P, Stream[T]]:
 
 
 @final
+@attrs.frozen(eq=False)
 class _IterableSource(Node[T]):
-    __slots__ = ("_iterable", "_once")
-
-    def __init__(self, iterable: Iterable[T]) -> None:
-        self._iterable = iterable
-        self._once = _OneShot() if isinstance(iterable, Iterator) else None
+    _iterable: Iterable[T]
+    _once: _OneShot | None  # for an iterator (a generator object, say): it is read once
 
     def describe(self) -> str:
         return f"from_iterable({type(self._iterable).__name__})"
@@ -124,12 +119,10 @@ class _IterableSource(Node[T]):
 
 
 @final
+@attrs.frozen(eq=False)
 class _AsyncIterableSource(Node[T]):
-    __slots__ = ("_iterable", "_once")
-
-    def __init__(self, iterable: AsyncIterable[T]) -> None:
-        self._iterable = iterable
-        self._once = _OneShot() if isinstance(iterable, AsyncIterator) else None
+    _iterable: AsyncIterable[T]
+    _once: _OneShot | None  # for an iterator (a generator object, say): it is read once
 
     def describe(self) -> str:
         return f"from_iterable({type(self._iterable).__name__})"
@@ -158,9 +151,12 @@ def from_iterable(iterable: Iterable[T] | AsyncIterable[T]) -> Stream[T]:
         # Not in the signature (a Stream is not an iterable) but harmless to accept.
         return iterable  # pyright: ignore[reportUnknownVariableType]
     if isinstance(iterable, AsyncIterable):
-        return Stream(_AsyncIterableSource(iterable))
+        once = _OneShot() if isinstance(iterable, AsyncIterator) else None
+        return Stream(_AsyncIterableSource(iterable, once))
     if isinstance(iterable, Iterable):  # pyright: ignore[reportUnnecessaryIsInstance]
-        return Stream(_IterableSource(iterable))
+        return Stream(
+            _IterableSource(iterable, _OneShot() if isinstance(iterable, Iterator) else None)
+        )
     raise TypeError(
         f"from_iterable() needs an iterable or an async iterable, got {type(iterable).__name__}"
     )
@@ -170,12 +166,10 @@ def from_iterable(iterable: Iterable[T] | AsyncIterable[T]) -> Stream[T]:
 
 
 @final
+@attrs.frozen(eq=False)
 class _ChannelSource(Node[T]):
-    __slots__ = ("_channel", "_once")
-
-    def __init__(self, channel: trio.abc.ReceiveChannel[T]) -> None:
-        self._channel = channel
-        self._once = _OneShot()
+    _channel: trio.abc.ReceiveChannel[T]
+    _once: _OneShot = attrs.field(init=False, factory=_OneShot)
 
     def describe(self) -> str:
         return f"from_channel({type(self._channel).__name__})"

@@ -22,7 +22,7 @@ import trio
 
 from ._batch import BatchNode
 from ._buffer import BufferNode, Overflow
-from ._concurrent import ConcurrentMapNode, check_map_options
+from ._concurrent import ConcurrentMapNode, check_sequential_options
 from ._exceptions import EmptyStreamError
 from ._flat_map import FlatMapNode, SwitchMapNode
 from ._map import FilterNode, MapNode
@@ -196,11 +196,11 @@ class Stream(Generic[T_co]):
         is raised after the calls already started have delivered. Bad options are refused
         here, when the stream is built.
         """
-        check_map_options(concurrency, ordered, window)
         if concurrency is not None:
             return self._then(
                 ConcurrentMapNode(self._node, fn, concurrency, ordered=ordered, window=window)
             )
+        check_sequential_options(ordered, window)
         return self._then(MapNode(self._node, fn))
 
     @overload
@@ -219,7 +219,8 @@ class Stream(Generic[T_co]):
         delivered when that time has passed since its first item. A partial batch is kept
         across a cancelled request, and one cut short by an upstream error is delivered
         before the error is raised."""
-        return self._then(BatchNode(self._node, size, within))
+        node: BatchNode[T_co] = BatchNode(self._node, size, within)
+        return self._then(node)
 
     def take(self, n: int) -> Stream[T_co]:
         """The first ``n`` items. The upstream is stopped as soon as the n-th item is in

@@ -10,24 +10,25 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from itertools import chain, compress, repeat
-from typing import Any, Final, TypeVar, final
+from typing import Any, ClassVar, Final, TypeVar, final
+
+import attrs
 
 from ._sequential import Sequential
 from ._stage import (
     NOT_READY,
     SCHEDULE_EVERY,
     AsyncPull,
+    Dropping,
     End,
-    Node,
     NotReady,
     Pull,
     Resource,
     Scope,
     SyncPull,
-    Yield,
     stop_and_wait,
 )
-from ._validate import check_count
+from ._validate import count
 
 __all__ = ["SkipNode", "TakeNode"]
 
@@ -37,14 +38,11 @@ T = TypeVar("T")
 _NOTHING: Final[Any] = object()
 
 
+@attrs.frozen(eq=False)
 class _Count(Sequential[T]):
-    """A stage with an item count, checked here."""
+    """A stage with an item count."""
 
-    __slots__ = ("_n",)
-
-    def __init__(self, upstream: Node[T], n: int) -> None:
-        super().__init__(upstream)
-        self._n = check_count(self.name, "n", n)
+    _n: int = attrs.field(validator=count())
 
     def describe_self(self) -> str:
         return f"{self.name}({self._n})"
@@ -54,9 +52,9 @@ class _Count(Sequential[T]):
 
 
 @final
+@attrs.frozen(eq=False)
 class TakeNode(_Count[T]):
-    __slots__ = ()
-    name = "take"
+    name: ClassVar[str] = "take"
 
     def fuse(self, upstream: SyncPull[Any]) -> SyncPull[T] | None:
         # Items pass unchanged: a map's results are still checked as they leave the chain.
@@ -144,9 +142,9 @@ class _Take(AsyncPull[T]):
 
 
 @final
+@attrs.frozen(eq=False)
 class SkipNode(_Count[T]):
-    __slots__ = ()
-    name = "skip"
+    name: ClassVar[str] = "skip"
 
     def fuse(self, upstream: SyncPull[Any]) -> SyncPull[T] | None:
         if upstream.check is not None:
@@ -165,25 +163,24 @@ class SkipNode(_Count[T]):
 
 
 @final
-class _SkippedPrefix(Iterator[bool]):
-    """``compress()``'s selectors for the prefix: ``False`` n times. Every `SCHEDULE_EVERY`
-    items it raises `Yield` instead; ``compress`` then drops the item it was deciding, which
-    is counted as skipped, so that a long prefix still lets the driver take schedule points."""
+class _SkippedPrefix(Dropping, Iterator[bool]):
+    """``compress()``'s selectors for the prefix: ``False`` n times. When the budget runs out
+    it raises `Yield` instead; ``compress`` then drops the item it was deciding, which is
+    counted as skipped, so that a long prefix still lets the driver take schedule points."""
 
-    __slots__ = ("_budget", "_left")
+    __slots__ = ("_left",)
 
     def __init__(self, n: int) -> None:
+        self.budget = SCHEDULE_EVERY
         self._left = n
-        self._budget = SCHEDULE_EVERY
 
     def __next__(self) -> bool:
         if self._left <= 0:
             raise StopIteration  # chain() goes on with repeat(True)
         self._left -= 1
-        self._budget -= 1
-        if self._budget <= 0:
-            self._budget = SCHEDULE_EVERY
-            raise Yield
+        self.budget -= 1
+        if self.budget <= 0:
+            self.ask_for_a_schedule_point()
         return False
 
 

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any, NoReturn, TypeVar, final
+from typing import Any, ClassVar, NoReturn, TypeVar, final
 
+import attrs
 import trio
 
 from ._sequential import Sequential
-from ._stage import NOT_READY, AsyncPull, Node, NotReady, Pull, Resource, Scope, stop_and_wait
-from ._validate import check_seconds
+from ._stage import NOT_READY, AsyncPull, NotReady, Pull, Resource, Scope, stop_and_wait
+from ._validate import seconds, to_seconds
 
 __all__ = ["TimeoutNode"]
 
@@ -25,17 +26,12 @@ T = TypeVar("T")
 
 
 @final
+@attrs.frozen(eq=False)
 class TimeoutNode(Sequential[T]):
-    __slots__ = ("_between", "_first", "_total")
-    name = "timeout"
-
-    def __init__(
-        self, upstream: Node[T], first: float | None, between: float | None, total: float | None
-    ) -> None:
-        super().__init__(upstream)
-        self._first = check_seconds("timeout", "first", first)
-        self._between = check_seconds("timeout", "between", between)
-        self._total = check_seconds("timeout", "total", total)
+    name: ClassVar[str] = "timeout"
+    _first: float | None = attrs.field(converter=to_seconds, validator=seconds(optional=True))
+    _between: float | None = attrs.field(converter=to_seconds, validator=seconds(optional=True))
+    _total: float | None = attrs.field(converter=to_seconds, validator=seconds(optional=True))
 
     def describe_self(self) -> str:
         limits = {"first": self._first, "between": self._between, "total": self._total}

@@ -26,6 +26,8 @@ def is_async_callable(fn: Callable[..., Any]) -> bool:
     """
     while isinstance(fn, functools.partial):
         fn = fn.func  # pyright: ignore[reportUnknownMemberType]
+    if isinstance(fn, _BUILTIN_CALLABLES):
+        return False  # never `async def`: skip the slower inspect call (maps are built often)
     if inspect.iscoroutinefunction(fn):
         return True
     if isinstance(fn, _PLAIN_CALLABLES):
@@ -34,13 +36,8 @@ def is_async_callable(fn: Callable[..., Any]) -> bool:
     return call is not None and inspect.iscoroutinefunction(call)
 
 
-_PLAIN_CALLABLES: Final = (
-    types.FunctionType,
-    types.MethodType,
-    types.BuiltinFunctionType,
-    types.MethodDescriptorType,
-    type,
-)
+_BUILTIN_CALLABLES: Final = (types.BuiltinFunctionType, types.MethodDescriptorType, type)
+_PLAIN_CALLABLES: Final = (types.FunctionType, types.MethodType, *_BUILTIN_CALLABLES)
 
 
 #: Types whose instances are known not to be awaitable (a result's type is looked up once).

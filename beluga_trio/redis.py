@@ -28,6 +28,7 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import Any, Final, NoReturn, Protocol, TypeVar, final
 
+import attrs
 import trio
 
 from ._stage import NOT_READY, AsyncPull, Node, NotReady, Pull, Scope
@@ -357,28 +358,22 @@ def _order(entry_id: str) -> tuple[int, int]:
     return int(ms), int(seq or 0)
 
 
+def _milliseconds(seconds: float) -> int:
+    """XREAD's BLOCK: whole milliseconds, at least 1 (0 would block forever)."""
+    return max(1, round(seconds * 1000))
+
+
 @final
+@attrs.frozen(eq=False)
 class _SubscribeNode(Node[tuple[str, T]]):
     """The recipe of a subscription; each opening makes a `_Reader` of it."""
 
-    __slots__ = ("after", "block_ms", "client", "codec", "count", "key")
-
-    def __init__(
-        self,
-        client: coredis.Redis[Any],
-        key: str,
-        after: str | None,
-        *,
-        codec: Codec,
-        block: float,
-        count: int,
-    ) -> None:
-        self.client = client
-        self.key = key
-        self.after = after
-        self.codec = codec
-        self.block_ms = max(1, round(block * 1000))
-        self.count = count
+    client: coredis.Redis[Any]
+    key: str
+    after: str | None
+    codec: Codec = attrs.field(kw_only=True)
+    block_ms: int = attrs.field(kw_only=True, alias="block", converter=_milliseconds)
+    count: int = attrs.field(kw_only=True)
 
     def describe(self) -> str:
         return f"beluga_trio.redis.subscribe({self.key!r}, after={self.after!r})"

@@ -830,63 +830,67 @@ BAD: list[tuple[Callable[[], object], type[Exception], str]] = [
     (
         lambda: ANY.flat_map(3),
         TypeError,
-        r"flat_map\(\) needs a function that returns a Stream, got 3",
+        r"flat_map\(\) needs fn to be a function, got int 3",
     ),
     (
         lambda: ANY.flat_map(returns_stream),
         TypeError,
-        r"flat_map\(\) needs a plain \(not `async def`\) function",
+        r"flat_map\(\) needs fn to be a plain \(not `async def`\) function",
     ),
     (
         lambda: ANY.flat_map(bt.from_iterable, concurrency=0),
         ValueError,
-        r"flat_map\(\) concurrency must be an int >= 1, got 0",
+        r"flat_map\(\) needs concurrency to be an int >= 1, got 0",
     ),
     (
         lambda: ANY.flat_map(bt.from_iterable, concurrency=2.0),
         TypeError,
-        r"concurrency must be an int >= 1, got 2.0",
+        r"flat_map\(\) needs concurrency to be an int, got float 2.0",
     ),
-    (lambda: ANY.switch_map(None), TypeError, r"switch_map\(\) needs a function"),
+    (
+        lambda: ANY.switch_map(None),
+        TypeError,
+        r"switch_map\(\) needs fn to be a function, got NoneType None",
+    ),
     (
         lambda: ANY.scan("add", 0),
         TypeError,
-        r"scan\(\) needs a function fn\(accumulator, item\), got 'add'",
+        r"scan\(\) needs fn to be a function, got str 'add'",
     ),
     (
         lambda: ANY.distinct_until_changed(key=1),
         TypeError,
-        r"key must be a function or None, got 1",
+        r"distinct_until_changed\(\) needs key to be a function, got int 1",
     ),
     (
         lambda: ANY.catch(returns_stream),
         TypeError,
-        r"catch\(\) needs a plain \(not `async def`\) handler",
+        r"catch\(\) needs handler to be a plain \(not `async def`\) function",
     ),
     (
         lambda: ANY.retry(0),
         ValueError,
-        r"retry\(\) needs a number of attempts >= 1, got 0",
+        r"retry\(\) needs attempts to be an int >= 1, got 0",
     ),
     (
         lambda: ANY.retry("3"),
         TypeError,
-        r"retry\(\) needs an int number of attempts >= 1, got '3'",
+        r"retry\(\) needs attempts to be an int, got str '3'",
     ),
     (
         lambda: ANY.retry(2, backoff=-1),
         ValueError,
-        r"backoff= needs a finite number of seconds >= 0, got -1",
+        r"retry\(\) needs backoff to be a finite number of seconds >= 0 or a function .*, got -1$",
     ),
     (
         lambda: ANY.retry(2, backoff="1s"),
         TypeError,
-        r"backoff= needs a number of seconds >= 0 or a function",
+        r"retry\(\) needs backoff to be a number of seconds or a function .*, got str '1s'",
     ),
     (
         lambda: ANY.retry(2, on=trio.Cancelled),
         TypeError,
-        r"on= needs an Exception subclass .* got <class 'trio.Cancelled'>",
+        r"retry\(\) needs on to be an Exception subclass .* got <class 'trio.Cancelled'>",
     ),
     (
         lambda: ANY.retry(2, on=KeyboardInterrupt),
@@ -896,27 +900,27 @@ BAD: list[tuple[Callable[[], object], type[Exception], str]] = [
     (
         lambda: ANY.retry(2, on=()),
         ValueError,
-        r"on= needs at least one exception type",
+        r"retry\(\) needs on to be at least one exception type",
     ),
     (
         lambda: ANY.debounce(0),
         ValueError,
-        r"debounce\(\) needs a finite number of seconds > 0, got 0",
+        r"debounce\(\) needs seconds to be a finite number of seconds > 0, got 0$",
     ),
     (
         lambda: ANY.debounce(math.inf),
         ValueError,
-        r"debounce\(\) needs a finite number of seconds > 0, got inf",
+        r"debounce\(\) needs seconds to be a finite number of seconds > 0, got inf",
     ),
     (
         lambda: ANY.throttle("1"),
         TypeError,
-        r"throttle\(\) needs a number of seconds, got '1'",
+        r"throttle\(\) needs seconds to be a number of seconds, got str '1'",
     ),
     (
         lambda: ANY.throttle(1, keep="last"),
         ValueError,
-        r"throttle\(\) keep= must be one of \('latest', 'first'\), got 'last'",
+        r"throttle\(\) needs keep to be one of 'latest', 'first', got 'last'",
     ),
 ]
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TypeVar, final
 
+import attrs
 import trio
 
 from .._stage import NOT_READY, SCHEDULE_EVERY, AsyncPull, Node, NotReady, Scope
@@ -28,11 +29,9 @@ T = TypeVar("T")
 
 
 @final
+@attrs.frozen(eq=False)
 class _FlattenNode(Node[T]):
-    __slots__ = ("_upstream",)
-
-    def __init__(self, upstream: Node[Sequence[T]]) -> None:
-        self._upstream = upstream
+    _upstream: Node[Sequence[T]]
 
     def describe(self) -> str:
         return self._upstream.describe()
