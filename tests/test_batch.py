@@ -10,12 +10,13 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
-from _helpers import Probe, counting, drain_with_timeouts, no_task_leak, raised_by, tasks_living
+from _helpers import Probe, counting, drain_with_timeouts, raised_by, tasks_living
 from _stage_helpers import ERRORS, ExitState, cancelled_while_consuming, failing, timed
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import beluga_trio as bt
+from beluga_trio.testing import no_leaks
 
 # --------------------------------------------------------------------------------------------
 # Sizes
@@ -33,7 +34,7 @@ import beluga_trio as bt
     ids=["sync", "async", "sync-map"],
 )
 async def test_lists_of_up_to_size(source: Any, within: float | None) -> None:
-    with no_task_leak():
+    with no_leaks():
         assert await source().batch(3, within=within).collect() == [
             [0, 1, 2],
             [3, 4, 5],
@@ -111,7 +112,7 @@ async def test_a_partial_batch_is_flushed_within_seconds_after_its_first_item(
     # items at 1, 2, 3 (first batch fills at 3), 4, 5 then a 20 s gap, 25, then the end at 26
     s = timed(Probe(), [1, 1, 1, 1, 1, 20, 1]).batch(3, within=2.5)
     t0 = trio.current_time()
-    with no_task_leak():
+    with no_leaks():
         async with s.open() as it:
             arrivals: list[tuple[list[str], float]] = [
                 (b, trio.current_time() - t0) async for b in it
@@ -178,7 +179,7 @@ async def test_the_partial_batch_comes_before_an_upstream_error_which_arrives_as
             async for b in it:
                 got.append(b)  # noqa: PERF401 - keeps what arrived before the error
 
-    with no_task_leak():
+    with no_leaks():
         assert await raised_by(consume) is err
     assert got == [[0, 1, 2], [3, 4]]
     assert probe.finalized == 1
@@ -199,7 +200,7 @@ async def test_a_sync_source_error_after_a_partial_batch(kind: str) -> None:
             async for b in it:
                 got.append(b)  # noqa: PERF401 - keeps what arrived before the error
 
-    with no_task_leak():
+    with no_leaks():
         assert await raised_by(consume) is err
     assert got == [[0, 1, 2], [3]]
 
@@ -223,7 +224,7 @@ async def test_keyboard_interrupt_after_a_partial_batch_arrives_as_itself(
             async for b in it:
                 got.append(b)  # noqa: PERF401 - keeps what arrived before the error
 
-    with no_task_leak():
+    with no_leaks():
         assert await raised_by(consume) is ki
     # delivered before Ctrl-C, or Ctrl-C at once: either way nothing else
     assert got in ([[0, 1, 2]], [[0, 1, 2], [3, 4]])
@@ -288,7 +289,7 @@ def test_timeouts_on_anext_lose_no_item(
 ) -> None:
     async def main() -> None:
         probe = Probe()
-        with no_task_leak():
+        with no_leaks():
             async with timed(probe, delays).batch(size, within=within).open() as it:
                 batches, _ = await drain_with_timeouts(it, patience)
         assert [x for b in batches for x in b] == [str(i) for i in range(len(delays))]
@@ -331,7 +332,7 @@ async def test_external_cancellation_is_never_a_clean_end(
     def make() -> bt.Stream[list[int]]:
         return counting(probe, 40, delay=1).batch(2, within=within)
 
-    with no_task_leak():
+    with no_leaks():
         if by == "cancel":
             got, after_loop, caught = await cancelled_while_consuming(make, cancel_after=2)
         else:
@@ -355,6 +356,6 @@ async def test_batches_of_a_buffered_merge(autojump_clock: trio.testing.MockCloc
         .batch(3, within=2)
         .map(total, concurrency=2)
     )
-    with no_task_leak():
+    with no_leaks():
         sums = await s.collect()
     assert sum(sums) == 2 * sum(range(10))

@@ -11,12 +11,13 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
-from _helpers import Probe, counting, drain_with_timeouts, no_task_leak, raised_by, tasks_living
+from _helpers import Probe, counting, drain_with_timeouts, raised_by, tasks_living
 from _stage_helpers import ERRORS, ExitState, all_blocked, cancelled_while_consuming, failing, timed
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import beluga_trio as bt
+from beluga_trio.testing import no_leaks
 
 OVERFLOWS: list[bt.Overflow] = ["wait", "drop_oldest", "drop_newest"]
 
@@ -31,7 +32,7 @@ async def test_a_buffer_that_keeps_up_delivers_every_item_in_order(
     capacity: int, overflow: bt.Overflow
 ) -> None:
     probe = Probe()
-    with no_task_leak():
+    with no_leaks():
         got = await counting(probe, 50).buffer(capacity, overflow=overflow).collect()
     # A lock-step producer behind a consumer that reads at once never fills a buffer of 1+
     # when the policy is "wait"; with drop policies only what overflowed is lost.
@@ -45,7 +46,7 @@ async def test_a_buffer_that_keeps_up_delivers_every_item_in_order(
 
 @pytest.mark.parametrize("capacity", [1, 3, 64])
 async def test_buffer_wait_over_a_sync_source_is_the_identity(capacity: int) -> None:
-    with no_task_leak():
+    with no_leaks():
         assert await bt.from_iterable(range(5000)).buffer(capacity).collect() == list(range(5000))
         async with bt.from_iterable(range(700)).buffer(capacity).open() as it:
             assert [x async for x in it] == list(range(700))
@@ -54,7 +55,7 @@ async def test_buffer_wait_over_a_sync_source_is_the_identity(capacity: int) -> 
 async def test_buffered_stream_iterates_every_item_and_reports_len_and_capacity() -> None:
     probe = Probe()
     seen: list[tuple[int, int, int]] = []
-    with no_task_leak():
+    with no_leaks():
         async with bt.BufferedStream(counting(probe, 10), capacity=4) as buf:
             assert buf.capacity == 4
             await all_blocked()
@@ -68,7 +69,7 @@ async def test_buffered_stream_iterates_every_item_and_reports_len_and_capacity(
 
 
 async def test_a_buffered_stream_is_iterated_once() -> None:
-    with no_task_leak():
+    with no_leaks():
         async with bt.BufferedStream(bt.from_iterable(range(10)), capacity=3) as buf:
             async for x in buf:
                 if x == 2:
@@ -79,7 +80,7 @@ async def test_a_buffered_stream_is_iterated_once() -> None:
 
 
 async def test_a_buffered_stream_cannot_be_iterated_by_two_loops_at_once() -> None:
-    with no_task_leak():
+    with no_leaks():
         async with bt.BufferedStream(bt.from_iterable(range(10)), capacity=3) as buf:
             first = aiter(buf)
             with pytest.raises(RuntimeError):
@@ -111,7 +112,7 @@ def test_buffer_wait_of_any_capacity_is_the_identity(
                 probe.finalized += 1
 
         source = produce() if async_source else bt.from_iterable(xs)
-        with no_task_leak():
+        with no_leaks():
             if patience is None:
                 got = await source.buffer(capacity).collect()
             else:
@@ -165,7 +166,7 @@ def test_drop_policies_deliver_an_ordered_subsequence_and_count_the_rest(
 @pytest.mark.parametrize("capacity", [1, 2, 5, 64])
 async def test_read_ahead_is_bounded_by_capacity_plus_one_in_hand(capacity: int) -> None:
     probe = Probe()
-    with no_task_leak():
+    with no_leaks():
         async with bt.BufferedStream(counting(probe), capacity=capacity) as buf:
             await all_blocked()
             assert capacity <= probe.started <= capacity + 1
@@ -193,7 +194,7 @@ async def test_stream_buffer_reads_ahead_from_the_opening(capacity: int) -> None
     s = counting(probe).buffer(capacity)
     await all_blocked()
     assert probe.entered == 0  # cold until opened
-    with no_task_leak():
+    with no_leaks():
         async with s.open():
             await all_blocked()
             assert capacity <= probe.started <= capacity + 1
@@ -214,7 +215,7 @@ async def test_a_full_wait_buffer_pauses_the_producer_until_an_item_is_taken() -
 
 async def test_drop_oldest_keeps_the_newest_items_and_counts_drops() -> None:
     probe = Probe()
-    with no_task_leak():
+    with no_leaks():
         async with bt.BufferedStream(counting(probe, 100), capacity=5, overflow="drop_oldest") as b:
             await all_blocked()
             # the producer never blocked: it ran to the end
@@ -231,7 +232,7 @@ async def test_drop_oldest_keeps_the_newest_items_and_counts_drops() -> None:
 
 async def test_drop_newest_keeps_the_oldest_items_and_counts_drops() -> None:
     probe = Probe()
-    with no_task_leak():
+    with no_leaks():
         async with bt.BufferedStream(counting(probe, 100), capacity=5, overflow="drop_newest") as b:
             await all_blocked()
             assert probe.started == 100
@@ -247,7 +248,7 @@ async def test_drop_policies_never_block_an_endless_producer(
     overflow: bt.Overflow, autojump_clock: trio.testing.MockClock
 ) -> None:
     probe = Probe()
-    with no_task_leak():
+    with no_leaks():
         async with bt.BufferedStream(counting(probe, delay=1), capacity=3, overflow=overflow) as b:
             await trio.sleep(100.5)
             assert probe.started == 101  # one per second, never paused by the full buffer
@@ -327,7 +328,7 @@ async def test_buffered_items_come_before_the_producers_error_which_arrives_as_i
             async for x in buf:
                 got.append(x)  # noqa: PERF401 - what arrived before the error
 
-    with no_task_leak():
+    with no_leaks():
         assert await raised_by(consume) is err
     # KeyboardInterrupt and SystemExit are interrupts, not stream content: like a child task's
     # in a trio nursery, one cancels the consumer's block at once instead of waiting in line.
@@ -341,7 +342,7 @@ async def test_stream_buffer_raises_the_producers_error_as_itself(
     kind: str, overflow: bt.Overflow
 ) -> None:
     err = ERRORS[kind]()
-    with no_task_leak():
+    with no_leaks():
         exc = await raised_by(failing(Probe(), 3, err).buffer(2, overflow=overflow).collect)
     assert exc is err
     res = await failing(Probe(), 3, ValueError("x")).buffer(8, overflow=overflow).collect_result()
@@ -362,7 +363,7 @@ async def test_an_error_from_a_sync_source_arrives_as_itself_after_its_items() -
             async for x in it:
                 got.append(x)  # noqa: PERF401 - keeps what arrived before the error
 
-    with no_task_leak():
+    with no_leaks():
         assert await raised_by(consume) is err
     assert got == [0, 1, 2]
 
@@ -378,7 +379,7 @@ async def test_an_error_in_the_consumers_body_arrives_as_itself() -> None:
                         raise err
 
         before = probe.finalized
-        with no_task_leak():
+        with no_leaks():
             assert await raised_by(consume) is err
         assert probe.finalized == before + 1
 
@@ -439,7 +440,7 @@ async def test_external_cancellation_is_never_a_clean_end(
 ) -> None:
     """Go: cancellation ends the stream as if it had finished."""
     probe = Probe()
-    with no_task_leak():
+    with no_leaks():
         got, after_loop, caught = await cancelled_while_consuming(
             lambda: counting(probe, 100, delay=1).buffer(4, overflow=overflow), cancel_after=3
         )
@@ -449,7 +450,7 @@ async def test_external_cancellation_is_never_a_clean_end(
     assert probe.finalized == 1
 
     probe = Probe()
-    with no_task_leak():
+    with no_leaks():
         got, after_loop, caught = await cancelled_while_consuming(
             lambda: counting(probe, 100, delay=1).buffer(4, overflow=overflow), deadline=5.5
         )
@@ -465,7 +466,7 @@ async def test_a_deadline_while_waiting_on_a_buffered_stream_is_not_a_clean_end(
     probe = Probe()
     after_loop = False
     got: list[int] = []
-    with no_task_leak(), trio.move_on_after(3.5) as cs:
+    with no_leaks(), trio.move_on_after(3.5) as cs:
         async with bt.BufferedStream(counting(probe, delay=1), capacity=2) as buf:
             async for x in buf:
                 got.append(x)  # noqa: PERF401 - keeps what arrived before the cancellation
@@ -482,7 +483,7 @@ async def test_a_timed_out_anext_loses_no_item(
 ) -> None:
     probe = Probe()
     delays = [0.5, 2, 0.1, 3, 0, 0, 1.5, 4, 0.2, 2]
-    with no_task_leak():
+    with no_leaks():
         async with timed(probe, delays).buffer(capacity).open() as it:
             got, cancelled = await drain_with_timeouts(it, 1.0)
     assert got == [str(i) for i in range(len(delays))]
@@ -504,7 +505,7 @@ async def test_a_cancelled_consumer_of_a_sync_source_is_cancelled_promptly() -> 
     """An endless in-memory source behind a buffer can be cancelled by a (real) deadline."""
     seen = 0
     after = False
-    with no_task_leak(), trio.move_on_after(0.2) as cs:
+    with no_leaks(), trio.move_on_after(0.2) as cs:
         async with bt.from_iterable(itertools.count()).buffer(64).open() as it:
             async for _ in it:
                 seen += 1

@@ -11,7 +11,7 @@ from typing import Any, cast
 import pytest
 import trio
 import trio.testing
-from _helpers import Probe, counting, drain_with_timeouts, no_task_leak, raised_by, tasks_living
+from _helpers import Probe, counting, drain_with_timeouts, raised_by, tasks_living
 from _stage_helpers import (
     ERRORS,
     ExitState,
@@ -24,6 +24,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import beluga_trio as bt
+from beluga_trio.testing import no_leaks
 
 
 def sleeping(flight: InFlight, seconds: Callable[[int], float]) -> Callable[[int], Awaitable[int]]:
@@ -52,7 +53,7 @@ async def test_ordered_results_come_in_input_order_with_at_most_n_in_flight(
     s = counting(probe, len(delays)).map(
         sleeping(flight, lambda x: delays[x]), concurrency=concurrency
     )
-    with no_task_leak():
+    with no_leaks():
         got = await s.collect()
     assert got == [10 * i for i in range(len(delays))]
     assert flight.peak == concurrency, "never more, and the slots are used"
@@ -69,7 +70,7 @@ async def test_unordered_results_come_in_completion_order(
         sleeping(flight, lambda x: delays[x]), concurrency=3, ordered=False
     )
     t0 = trio.current_time()
-    with no_task_leak():
+    with no_leaks():
         async with s.open() as it:
             arrivals: list[tuple[int, float]] = [(x, trio.current_time() - t0) async for x in it]
     # 0, 1, 2 start at 0; 1 ends at 1 -> 3 starts, ends at 1.5 -> 4 starts, ends at 1.6;
@@ -79,7 +80,7 @@ async def test_unordered_results_come_in_completion_order(
 
 
 async def test_sync_fn_with_concurrency() -> None:
-    with no_task_leak():
+    with no_leaks():
         got = await bt.from_iterable(range(1000)).map(lambda x: x * x, concurrency=4).collect()
     assert got == [x * x for x in range(1000)]
     strings = await bt.from_iterable(range(100)).map(str, concurrency=2, ordered=False).collect()
@@ -121,7 +122,7 @@ def test_ordered_concurrent_map_equals_sequential_map(
         source = (
             counting(probe, len(delays)) if async_source else bt.from_iterable(range(len(delays)))
         )
-        with no_task_leak():
+        with no_leaks():
             ordered = await source.map(fn, concurrency=concurrency, window=window).collect()
             unordered = await source.map(
                 fn, concurrency=concurrency, ordered=False, window=window
@@ -168,7 +169,7 @@ async def test_a_slow_first_item_does_not_idle_the_other_slots(
     needs 5 + ceil(7 / 3) = 8)."""
     fn, flight, full_while_item0_runs = _head_of_line()
     t0 = trio.current_time()
-    with no_task_leak():
+    with no_leaks():
         got = await bt.from_iterable(range(8)).map(fn, concurrency=3).collect()
     assert got == list(range(8))
     assert trio.current_time() - t0 == 6
@@ -217,7 +218,7 @@ async def test_read_ahead_is_bounded_when_the_consumer_does_not_read(concurrency
             await trio.lowlevel.checkpoint()
         return x
 
-    with no_task_leak():
+    with no_leaks():
         async with counting(probe).map(fn, concurrency=concurrency).open() as it:
             await all_blocked()
             assert probe.started <= 2 * concurrency + 1
@@ -246,7 +247,7 @@ async def test_a_shared_limiter_bounds_the_sum_of_calls_in_flight(
     async def run(name: str, s: bt.Stream[int]) -> None:
         results[name] = await s.collect()
 
-    with no_task_leak():
+    with no_leaks():
         async with trio.open_nursery() as nursery:
             nursery.start_soon(run, "a", a)
             nursery.start_soon(run, "b", b)
@@ -268,7 +269,7 @@ async def test_a_shared_limiter_within_one_pipeline(autojump_clock: trio.testing
         bt.from_iterable(range(10)).map(fn, concurrency=limiter),
         bt.from_iterable(range(10)).map(fn, concurrency=limiter).map(back, concurrency=limiter),
     )
-    with no_task_leak(), trio.fail_after(1000):
+    with no_leaks(), trio.fail_after(1000):
         got = await s.collect()
     assert len(got) == 20
     assert flight.peak <= 2
@@ -346,7 +347,7 @@ async def test_an_upstream_error_arrives_as_itself_after_the_results_before_it(
             async for x in it:
                 got.append(x)  # noqa: PERF401 - keeps what arrived before the error
 
-    with no_task_leak():
+    with no_leaks():
         assert await raised_by(consume) is err
     expected = [0, 10, 20, 30, 40, 50]
     if isinstance(err, KeyboardInterrupt | SystemExit):
@@ -363,7 +364,7 @@ async def test_a_sync_fn_error_arrives_as_itself() -> None:
             raise err
         return x
 
-    with no_task_leak():
+    with no_leaks():
         res = await bt.from_iterable(range(100)).map(fn, concurrency=4).collect_result()
     assert res.error is err
     assert res.items == list(range(50))
@@ -422,7 +423,7 @@ async def test_take_and_first_stop_everything() -> None:
             await trio.lowlevel.checkpoint()
         return x
 
-    with no_task_leak():
+    with no_leaks():
         assert await counting(probe).map(fn, concurrency=5).take(12).collect() == list(range(12))
         assert await counting(probe).map(fn, concurrency=5).first() == 0
     assert probe.finalized == 2
@@ -441,7 +442,7 @@ async def test_external_cancellation_is_never_a_clean_end(
     def make() -> bt.Stream[int]:
         return counting(probe, 30).map(fn, concurrency=3, ordered=ordered)
 
-    with no_task_leak():
+    with no_leaks():
         if by == "cancel":
             got, after_loop, caught = await cancelled_while_consuming(make, cancel_after=4)
         else:
@@ -496,7 +497,7 @@ async def test_a_timed_out_anext_loses_no_item(
     delays = [0.5, 2, 0.1, 3, 0, 0, 1.5, 4, 0.2, 2, 0.7, 1.1]
     flight = InFlight()
     fn = sleeping(flight, lambda x: delays[x])
-    with no_task_leak():
+    with no_leaks():
         async with (
             counting(Probe(), len(delays)).map(fn, concurrency=2, ordered=ordered).open() as it
         ):
@@ -542,7 +543,7 @@ async def test_ordered_an_error_comes_after_every_earlier_item_still_in_flight(
     flight = InFlight()
     fn = positional(flight, {0: 5, 1: 5, 3: 100}, {2: 1})
     t0 = trio.current_time()
-    with no_task_leak():
+    with no_leaks():
         res = await bt.from_iterable(range(10)).map(fn, concurrency=4).collect_result()
     assert res.items == [0, 1]
     assert isinstance(res.error, FnError)
@@ -574,7 +575,7 @@ async def test_ordered_take_before_the_error_never_sees_it(
     before its position, so it gets its items and no error."""
     flight = InFlight()
     fn = positional(flight, {0: 5, 1: 6, 2: 7}, {3: 0.1})
-    with no_task_leak():
+    with no_leaks():
         got = await bt.from_iterable(range(10)).map(fn, concurrency=4).take(k).collect()
     assert got == list(range(k))
     assert flight.now == 0
@@ -622,7 +623,7 @@ def test_ordered_whether_take_k_sees_an_error_never_depends_on_timing(
 
     async def main() -> None:
         s = bt.from_iterable(range(len(delays))).map(fn, concurrency=concurrency, window=window)
-        with no_task_leak():
+        with no_leaks():
             res = await s.take(k).collect_result()
         if k <= bad:
             assert res.items == list(range(k))
@@ -660,7 +661,7 @@ async def test_an_upstream_error_comes_after_every_call_started_before_it(
     flight = InFlight()
     fn = sleeping(flight, lambda x: 3 - x)
     t0 = trio.current_time()
-    with no_task_leak():
+    with no_leaks():
         res = (
             await failing(Probe(), 3, err).map(fn, concurrency=5, ordered=ordered).collect_result()
         )
@@ -719,7 +720,7 @@ async def test_a_consumer_polling_with_short_timeouts_never_reruns_a_call(
 
     got: list[int] = []
     timeouts = 0
-    with no_task_leak():
+    with no_leaks():
         async with bt.from_iterable(range(12)).map(fn, concurrency=2, ordered=ordered).open() as it:
             while len(got) < 12:
                 with trio.move_on_after(0.3) as cs:
@@ -749,7 +750,7 @@ async def test_stop_iteration_from_fn_fails_the_stream_instead_of_ending_it(
         return sync_fn(x)
 
     fn: Callable[[int], Any] = sync_fn if sync else async_fn
-    with no_task_leak():
+    with no_leaks():
         res = await bt.from_iterable(range(6)).map(fn, concurrency=2).collect_result()
     assert res.items == [0, 1, 2]
     assert type(res.error) is RuntimeError
@@ -783,7 +784,7 @@ async def test_keyboard_interrupt_from_a_call_is_not_grouped_with_a_concurrent_e
         raise KeyboardInterrupt
 
     s = bt.from_iterable(range(2)).map(fn, concurrency=2)
-    with no_task_leak():
+    with no_leaks():
         exc = await raised_by(s.collect)
     assert type(exc) is KeyboardInterrupt
 
@@ -807,7 +808,7 @@ async def test_keyboard_interrupt_from_a_stopped_call_is_not_dropped(
             async for _ in it:
                 break
 
-    with no_task_leak():
+    with no_leaks():
         exc = await raised_by(consume)
     assert type(exc) is KeyboardInterrupt
 
@@ -829,7 +830,7 @@ async def test_a_limiter_whose_tokens_drop_to_zero_waits_and_resumes_when_raised
     async def consume() -> None:
         got.extend(await s.collect())
 
-    with no_task_leak(), trio.fail_after(100):
+    with no_leaks(), trio.fail_after(100):
         async with trio.open_nursery() as nursery:
             nursery.start_soon(consume)
             await trio.sleep(5)
@@ -945,7 +946,7 @@ async def test_leaving_while_workers_wait_for_room_in_the_window(
     waiting for room are stopped with the rest."""
     flight = InFlight()
     fn = sleeping(flight, lambda x: 0.1 * (x % 3))
-    with no_task_leak():
+    with no_leaks():
         async with (
             bt.from_iterable(range(100))
             .map(fn, concurrency=3, window=3, ordered=ordered)

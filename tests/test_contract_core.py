@@ -14,7 +14,6 @@ from _helpers import (
     CHANNEL_KINDS,
     Probe,
     counting,
-    no_task_leak,
     raised_by,
     raising_cleanup,
     receive_side,
@@ -24,6 +23,7 @@ from _helpers import (
 )
 
 import beluga_trio as bt
+from beluga_trio.testing import no_leaks
 
 # --------------------------------------------------------------------------------------------
 # Cold streams
@@ -89,7 +89,7 @@ def _reiterable_streams() -> list[tuple[str, Callable[[], bt.Stream[int]]]]:
 )
 async def test_concurrent_openings_are_independent(make: Callable[[], bt.Stream[int]]) -> None:
     s = make()
-    with no_task_leak():
+    with no_leaks():
         async with s.open() as a, s.open() as b:
             assert await anext(a) == 0
             assert await anext(b) == 0
@@ -189,7 +189,7 @@ async def test_from_async_generator_object_is_closed_when_the_stream_is(stop: st
         finally:
             finalized.append(True)
 
-    with no_task_leak():
+    with no_leaks():
         s = bt.from_iterable(agen())
         if stop == "break":
             async with s.open() as it:
@@ -233,7 +233,7 @@ async def test_from_channel_closes_the_channel_with_the_stream(kind: str) -> Non
         tx.send_nowait(i)
     rx = receive_side(kind, memory_rx)
     s = bt.from_channel(rx)
-    with no_task_leak():
+    with no_leaks():
         async with s.open() as it:
             assert await anext(it) == 0
             assert await anext(it) == 1
@@ -490,7 +490,7 @@ async def test_cancel_scope_in_producer_expires_as_written(
 
 
 async def test_nursery_in_producer_runs_its_tasks(autojump_clock: trio.testing.MockClock) -> None:
-    with no_task_leak():
+    with no_leaks():
         assert await squares_from_worker(4).collect() == [0, 1, 4, 9]
         assert await squares_from_worker(4).take(2).collect() == [0, 1]
         assert await squares_from_worker(4).first() == 0
@@ -571,7 +571,7 @@ def test_take_skip_validate_n(op: str) -> None:
 async def test_take_closes_upstream_when_it_has_n_items() -> None:
     probe = Probe()
     finalized_when_received: list[int] = []
-    with no_task_leak():
+    with no_leaks():
         async with counting(probe, None).take(3).open() as it:
             received = [await anext(it) for _ in range(3)]
             # checked right when the 3rd item arrived, before asking for more
@@ -594,7 +594,7 @@ async def test_take_zero_never_starts_the_producer() -> None:
 
 async def test_first_closes_the_producer_at_once() -> None:
     probe = Probe()
-    with no_task_leak():
+    with no_leaks():
         assert await counting(probe, None).first() == 0
         assert probe.finalized == 1
         assert probe.started == 1

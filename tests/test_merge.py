@@ -17,7 +17,6 @@ from _helpers import (
     contains_identical,
     counting,
     drain_with_timeouts,
-    no_task_leak,
     raised_by,
     reachable,
     tasks_living,
@@ -36,6 +35,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import beluga_trio as bt
+from beluga_trio.testing import no_leaks
 
 # --------------------------------------------------------------------------------------------
 # Items and order
@@ -50,7 +50,7 @@ async def test_items_arrive_in_arrival_order(autojump_clock: trio.testing.MockCl
         timed(c, [5.5], "c"),  # at 5.5
     )
     t0 = trio.current_time()
-    with no_task_leak():
+    with no_leaks():
         async with s.open() as it:
             arrivals: list[tuple[str, float]] = [(x, trio.current_time() - t0) async for x in it]
     assert arrivals == [("a0", 1), ("b0", 2), ("a1", 3), ("b1", 4), ("a2", 5), ("c0", 5.5)]
@@ -67,7 +67,7 @@ async def test_merge_ends_only_when_every_source_has_ended(
 
 
 async def test_merge_of_nothing_is_empty() -> None:
-    with no_task_leak():
+    with no_leaks():
         nothing: bt.Stream[int] = bt.merge()
         assert await nothing.collect() == []
         async with nothing.open() as it:
@@ -81,7 +81,7 @@ async def test_merge_of_one_stream_is_that_stream() -> None:
 
 
 async def test_merge_of_large_sync_sources_keeps_every_item() -> None:
-    with no_task_leak():
+    with no_leaks():
         got = await bt.merge(
             bt.from_iterable(range(0, 20_000)),
             bt.from_iterable(range(20_000, 40_000)),
@@ -178,7 +178,7 @@ async def test_the_first_error_arrives_as_itself_after_the_items_before_it(
                     got.append(x)  # noqa: PERF401 - keeps what arrived before the error
 
     t0 = trio.current_time()
-    with no_task_leak():
+    with no_leaks():
         exc = await raised_by(consume)
     assert exc is err
     assert trio.current_time() - t0 == 2
@@ -221,7 +221,7 @@ async def test_the_first_error_stops_the_other_sources_at_once(
 
     state = ExitState()
     try:
-        with no_task_leak():
+        with no_leaks():
             exc = await raised_by(consume)
     finally:
         state.record([bad, *slow])
@@ -240,7 +240,7 @@ async def test_an_error_stops_an_endless_sync_source() -> None:
         with trio.fail_after(10):  # the endless source must be stopped, not run for ever
             return await bt.merge(endless_sync(probe), failing(Probe(), 5, err)).collect()
 
-    with no_task_leak():
+    with no_leaks():
         exc = await raised_by(run)
     assert exc is err
     assert probe.finalized == 1
@@ -259,7 +259,7 @@ async def test_simultaneous_errors_are_none_lost() -> None:
 
         return bt.from_iterable(gen())
 
-    with no_task_leak():
+    with no_leaks():
         exc = await raised_by(bt.merge(raising(e1), raising(e2)).collect)
     leaves = reachable(exc)
     assert raised
@@ -281,7 +281,7 @@ async def test_an_error_in_the_consumers_body_arrives_as_itself_and_stops_all() 
                     if x == 5:
                         raise err
 
-        with no_task_leak():
+        with no_leaks():
             assert await raised_by(consume) is err
         assert [p.finalized for p in probes] == [1, 1]
 
@@ -294,7 +294,7 @@ async def test_an_error_after_merge_downstream_arrives_as_itself() -> None:
             raise err
         return x
 
-    with no_task_leak():
+    with no_leaks():
         exc = await raised_by(
             bt.merge(counting(Probe(), 10), counting(Probe(), 10)).map(fn).collect
         )
@@ -330,7 +330,7 @@ def test_capacity_must_be_an_int(capacity: Any) -> None:
 @pytest.mark.parametrize("capacity", [1, 4, 64])
 async def test_read_ahead_is_bounded_by_capacity_plus_one_per_source(capacity: int) -> None:
     probes = [Probe(), Probe(), Probe()]
-    with no_task_leak():
+    with no_leaks():
         async with bt.merge(*(counting(p) for p in probes), capacity=capacity).open() as it:
             await all_blocked()
             started = sum(p.started for p in probes)
@@ -346,7 +346,7 @@ async def test_a_sync_source_does_not_starve_the_others() -> None:
     """An endless in-memory source and a slow async one: both make progress."""
     fast = Probe()
     got: list[int] = []
-    with no_task_leak():
+    with no_leaks():
         async with bt.merge(
             endless_sync(fast), counting(Probe()).map(lambda x: -1 - x)
         ).open() as it:
@@ -432,7 +432,7 @@ async def test_cancellation_is_never_a_clean_end(
     def make() -> bt.Stream[int]:
         return bt.merge(counting(probes[0], 50, delay=1), counting(probes[1], 50, delay=1))
 
-    with no_task_leak():
+    with no_leaks():
         if by == "cancel":
             got, after_loop, caught = await cancelled_while_consuming(make, cancel_after=5)
         else:
@@ -481,7 +481,7 @@ async def test_a_shielded_consumer_does_not_see_a_clean_end_when_the_sources_are
 async def test_a_timed_out_anext_loses_no_item(autojump_clock: trio.testing.MockClock) -> None:
     pa, pb = Probe(), Probe()
     s = bt.merge(timed(pa, [0.5, 2, 0.1, 3, 0, 2.5], "a"), timed(pb, [1.7, 0, 4, 0.3], "b"))
-    with no_task_leak():
+    with no_leaks():
         async with s.open() as it:
             got, cancelled = await drain_with_timeouts(it, 1.0)
     assert cancelled >= 2
@@ -505,7 +505,7 @@ def test_timeouts_on_anext_lose_nothing_and_duplicate_nothing(
         s = bt.merge(
             *(timed(p, d, f"{i}:") for i, (p, d) in enumerate(zip(probes, delays, strict=True)))
         )
-        with no_task_leak():
+        with no_leaks():
             async with s.open() as it:
                 got, _ = await drain_with_timeouts(it, patience)
         for i, d in enumerate(delays):

@@ -29,10 +29,10 @@ from typing import Any, TypeVar, cast
 import pytest
 import trio
 import trio.testing
-from _helpers import Probe, counting, no_task_leak, raised_by
+from _helpers import Probe, counting, raised_by
 
 import beluga_trio as bt
-from beluga_trio.testing import ScriptedError, ScriptedProducer
+from beluga_trio.testing import ScriptedError, ScriptedProducer, no_leaks
 
 T = TypeVar("T")
 
@@ -272,7 +272,7 @@ async def test_flat_map_inner_error_arrives_as_itself_and_stops_the_rest(
             return ScriptedProducer([100], raise_before=1, error=err).stream()
         return counting(probes[x], 2 if x == 0 else None, delay=1)
 
-    with no_task_leak():
+    with no_leaks():
         raised = await raised_by(
             bt.from_iterable(range(3)).flat_map(inner, concurrency=concurrency).collect
         )
@@ -287,7 +287,7 @@ async def test_flat_map_leaving_stops_every_inner_stream(
     stream = bt.from_iterable(range(3)).flat_map(
         lambda i: counting(probes[i], None, delay=1), concurrency=3
     )
-    with no_task_leak():
+    with no_leaks():
         async with stream.open() as items:
             await anext(items)
     assert [p.entered for p in probes] == [1, 1, 1]
@@ -364,7 +364,7 @@ async def test_switch_map_outer_error_cancels_the_inner_and_arrives_as_itself(
     err = ScriptedError("outer")
     probe = Probe()
     outer = ScriptedProducer([0], raise_before=1, error=err, delay=1)
-    with no_task_leak():
+    with no_leaks():
         raised = await raised_by(
             outer.stream().switch_map(lambda _: counting(probe, None, delay=0.3)).collect
         )
@@ -768,7 +768,7 @@ async def test_leaving_after_one_item_stops_everything(
     name: str, autojump_clock: trio.testing.MockClock
 ) -> None:
     probe = Probe()
-    with no_task_leak():
+    with no_leaks():
         async with OPERATORS[name](counting(probe, None, delay=1)).open() as items:
             await anext(items)
             await anext(items)
@@ -782,7 +782,7 @@ async def test_a_cancelled_consumer_never_sees_a_clean_end(
 ) -> None:
     probe = Probe()
     after_loop = False
-    with no_task_leak(), trio.move_on_after(2.5) as cs:
+    with no_leaks(), trio.move_on_after(2.5) as cs:
         async with OPERATORS[name](counting(probe, None, delay=1)).open() as items:
             async for _ in items:
                 pass
@@ -990,7 +990,7 @@ async def test_switch_map_inner_error_arrives_as_itself_and_stops_everything(
     def inner(x: int) -> bt.Stream[int]:
         return ScriptedProducer([x], raise_before=1, error=err, delay=0.1).stream()
 
-    with no_task_leak():
+    with no_leaks():
         got, error = await counting(outer, None, delay=1).switch_map(inner).collect_result()
     assert got == [0]
     assert error is err

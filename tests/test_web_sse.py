@@ -15,7 +15,7 @@ import attrs
 import pytest
 import trio
 import trio.testing
-from _helpers import Probe, counting, no_task_leak
+from _helpers import Probe, counting
 from fastapi import FastAPI
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -26,6 +26,7 @@ from web_server import running_app
 
 import beluga_trio as bt
 from beluga_trio.schema import StreamChunk, Usage
+from beluga_trio.testing import no_leaks
 from beluga_trio.web import HEARTBEAT, Outcome, SSEResponse, last_event_id, sse_response, to_json
 
 Message = MutableMapping[str, Any]
@@ -155,7 +156,7 @@ async def test_a_client_that_leaves_stops_the_stream(
     probe = Probe()
     client = Client()
     app = sse_response(counting(probe, None, delay=1.0))
-    with no_task_leak():
+    with no_leaks():
         async with trio.open_nursery() as nursery:
             nursery.start_soon(run, app, client)
             await trio.sleep(3.5)
