@@ -142,6 +142,12 @@ async def test_without_checkpoints_it_never_awaits() -> None:
 
 async def test_counting_and_the_totals_over_every_opening() -> None:
     fake = ScriptedProducer.counting(4)
+    agen = fake.generator()
+    with trio.CancelScope() as scope:
+        scope.cancel()  # it awaits nothing: not per item, not in its cleanup
+        assert [x async for x in agen] == [0, 1, 2, 3]
+    assert fake.last.cleanup_finished
+    fake.runs.clear()
     numbers = fake.stream()
     assert await numbers.collect() == [0, 1, 2, 3]
     assert await numbers.take(2).collect() == [0, 1]
@@ -232,7 +238,7 @@ async def test_it_is_lock_step_under_any_stage() -> None:
 
 async def test_the_docs_totals_example() -> None:
     # docs/testing.md, "A fake producer": the totals of an endless source read by a buffer.
-    source = ScriptedProducer.counting(checkpoint=False)
+    source = ScriptedProducer.counting()
     assert await source.stream().buffer(4).take(3).collect() == [0, 1, 2]
     assert source.cleanups == 1
     assert 3 <= source.started <= 3 + 4 + 1

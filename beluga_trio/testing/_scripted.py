@@ -151,13 +151,17 @@ class ScriptedProducer(Generic[T]):
         error: ErrorSpec | None = None,
         hang_before: int | None = None,
         cleanup_error: ErrorSpec | None = None,
-        cleanup_checkpoints: int = 1,
+        cleanup_checkpoints: int = 0,
         delay: float | Sequence[float] = 0.0,
-        checkpoint: bool = True,
+        checkpoint: bool = False,
     ) -> ScriptedProducer[int]:
         """A scripted producer of ``0, 1, ..., n - 1``, or of ``0, 1, 2, ...`` without end
-        when ``n`` is None (the consumer decides when it stops). The options are those of
-        `ScriptedProducer`."""
+        when ``n`` is None (the consumer decides when it stops).
+
+        The plainest producer there is, a ``for i in range(n): yield i`` body that keeps a
+        record: by default it awaits nothing, neither per item (unless ``delay``) nor in its
+        cleanup (``checkpoint=True, cleanup_checkpoints=1`` give the constructor's defaults).
+        The options are those of `ScriptedProducer`."""
         if n is not None and n < 0:
             raise ValueError(f"n must be >= 0 or None (endless), got {n}")
         return ScriptedProducer(
