@@ -12,12 +12,12 @@ import pytest
 import trio
 import trio.testing
 from _helpers import Probe, counting, drain_with_timeouts, raised_by, tasks_living
-from _stage_helpers import ERRORS, ExitState, all_blocked, cancelled_while_consuming, failing, timed
+from _stage_helpers import ERRORS, ExitState, all_blocked, cancelled_while_consuming
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import beluga_trio as bt
-from beluga_trio.testing import no_leaks
+from beluga_trio.testing import ScriptedProducer, no_leaks
 
 OVERFLOWS: list[bt.Overflow] = ["wait", "drop_oldest", "drop_newest"]
 
@@ -31,9 +31,9 @@ OVERFLOWS: list[bt.Overflow] = ["wait", "drop_oldest", "drop_newest"]
 async def test_a_buffer_that_keeps_up_delivers_every_item_in_order(
     capacity: int, overflow: bt.Overflow
 ) -> None:
-    probe = Probe()
+    probe = ScriptedProducer.counting(50)
     with no_leaks():
-        got = await counting(probe, 50).buffer(capacity, overflow=overflow).collect()
+        got = await probe.stream().buffer(capacity, overflow=overflow).collect()
     # A lock-step producer behind a consumer that reads at once never fills a buffer of 1+
     # when the policy is "wait"; with drop policies only what overflowed is lost.
     if overflow == "wait":
@@ -41,7 +41,7 @@ async def test_a_buffer_that_keeps_up_delivers_every_item_in_order(
     else:
         assert got == sorted(set(got))
         assert set(got) <= set(range(50))
-    assert probe.entered == probe.finalized == 1
+    assert probe.opened == probe.cleanups == 1
 
 
 @pytest.mark.parametrize("capacity", [1, 3, 64])
@@ -53,10 +53,10 @@ async def test_buffer_wait_over_a_sync_source_is_the_identity(capacity: int) -> 
 
 
 async def test_buffered_stream_iterates_every_item_and_reports_len_and_capacity() -> None:
-    probe = Probe()
+    probe = ScriptedProducer.counting(10)
     seen: list[tuple[int, int, int]] = []
     with no_leaks():
-        async with bt.BufferedStream(counting(probe, 10), capacity=4) as buf:
+        async with bt.BufferedStream(probe.stream(), capacity=4) as buf:
             assert buf.capacity == 4
             await all_blocked()
             assert len(buf) == 4  # read ahead as soon as the block is entered
@@ -65,7 +65,7 @@ async def test_buffered_stream_iterates_every_item_and_reports_len_and_capacity(
                 assert 0 <= len(buf) <= buf.capacity
     assert [x for x, _, _ in seen] == list(range(10))
     assert seen[0][1] <= 4
-    assert probe.finalized == 1
+    assert probe.cleanups == 1
 
 
 async def test_a_buffered_stream_is_iterated_once() -> None:
@@ -137,11 +137,9 @@ def test_drop_policies_deliver_an_ordered_subsequence_and_count_the_rest(
     """Whatever the consumer's pace: delivered + dropped == produced, in order, no duplicates."""
 
     async def main() -> None:
-        probe = Probe()
+        probe = ScriptedProducer.counting(n)
         got: list[int] = []
-        async with bt.BufferedStream(
-            counting(probe, n), capacity=capacity, overflow=overflow
-        ) as buf:
+        async with bt.BufferedStream(probe.stream(), capacity=capacity, overflow=overflow) as buf:
             i = 0
             async for x in buf:
                 got.append(x)
@@ -165,9 +163,9 @@ def test_drop_policies_deliver_an_ordered_subsequence_and_count_the_rest(
 
 @pytest.mark.parametrize("capacity", [1, 2, 5, 64])
 async def test_read_ahead_is_bounded_by_capacity_plus_one_in_hand(capacity: int) -> None:
-    probe = Probe()
+    probe = ScriptedProducer.counting()
     with no_leaks():
-        async with bt.BufferedStream(counting(probe), capacity=capacity) as buf:
+        async with bt.BufferedStream(probe.stream(), capacity=capacity) as buf:
             await all_blocked()
             assert capacity <= probe.started <= capacity + 1
             assert len(buf) == capacity
@@ -185,25 +183,25 @@ async def test_read_ahead_is_bounded_by_capacity_plus_one_in_hand(capacity: int)
             assert probe.started <= capacity + 1 + 3
             refilled = capacity if capacity - 3 <= capacity // 2 else capacity - 3
             assert len(buf) == refilled
-    assert probe.finalized == 1
+    assert probe.cleanups == 1
 
 
 @pytest.mark.parametrize("capacity", [1, 4, 32])
 async def test_stream_buffer_reads_ahead_from_the_opening(capacity: int) -> None:
-    probe = Probe()
-    s = counting(probe).buffer(capacity)
+    probe = ScriptedProducer.counting()
+    s = probe.stream().buffer(capacity)
     await all_blocked()
-    assert probe.entered == 0  # cold until opened
+    assert probe.opened == 0  # cold until opened
     with no_leaks():
         async with s.open():
             await all_blocked()
             assert capacity <= probe.started <= capacity + 1
-    assert probe.finalized == 1
+    assert probe.cleanups == 1
 
 
 async def test_a_full_wait_buffer_pauses_the_producer_until_an_item_is_taken() -> None:
-    probe = Probe()
-    async with bt.BufferedStream(counting(probe), capacity=3) as buf:
+    probe = ScriptedProducer.counting()
+    async with bt.BufferedStream(probe.stream(), capacity=3) as buf:
         it = aiter(buf)
         # Full: the producer waits for room holding no item. It is woken once the buffer is
         # down to half (1 of 3 here) and fills it again: a wake-up per half buffer, not per item.
@@ -214,13 +212,13 @@ async def test_a_full_wait_buffer_pauses_the_producer_until_an_item_is_taken() -
 
 
 async def test_drop_oldest_keeps_the_newest_items_and_counts_drops() -> None:
-    probe = Probe()
+    probe = ScriptedProducer.counting(100)
     with no_leaks():
-        async with bt.BufferedStream(counting(probe, 100), capacity=5, overflow="drop_oldest") as b:
+        async with bt.BufferedStream(probe.stream(), capacity=5, overflow="drop_oldest") as b:
             await all_blocked()
             # the producer never blocked: it ran to the end
             assert probe.started == 100
-            assert probe.finalized == 1
+            assert probe.cleanups == 1
             assert len(b) == 5
             assert b.statistics() == bt.BufferStatistics(
                 capacity=5, overflow="drop_oldest", buffered=5, peak=5, dropped=95
@@ -231,12 +229,12 @@ async def test_drop_oldest_keeps_the_newest_items_and_counts_drops() -> None:
 
 
 async def test_drop_newest_keeps_the_oldest_items_and_counts_drops() -> None:
-    probe = Probe()
+    probe = ScriptedProducer.counting(100)
     with no_leaks():
-        async with bt.BufferedStream(counting(probe, 100), capacity=5, overflow="drop_newest") as b:
+        async with bt.BufferedStream(probe.stream(), capacity=5, overflow="drop_newest") as b:
             await all_blocked()
             assert probe.started == 100
-            assert probe.finalized == 1
+            assert probe.cleanups == 1
             assert b.statistics() == bt.BufferStatistics(
                 capacity=5, overflow="drop_newest", buffered=5, peak=5, dropped=95
             )
@@ -247,9 +245,9 @@ async def test_drop_newest_keeps_the_oldest_items_and_counts_drops() -> None:
 async def test_drop_policies_never_block_an_endless_producer(
     overflow: bt.Overflow, autojump_clock: trio.testing.MockClock
 ) -> None:
-    probe = Probe()
+    probe = ScriptedProducer.counting(delay=1)
     with no_leaks():
-        async with bt.BufferedStream(counting(probe, delay=1), capacity=3, overflow=overflow) as b:
+        async with bt.BufferedStream(probe.stream(), capacity=3, overflow=overflow) as b:
             await trio.sleep(100.5)
             assert probe.started == 101  # one per second, never paused by the full buffer
             stats = b.statistics()
@@ -261,12 +259,12 @@ async def test_drop_policies_never_block_an_endless_producer(
             else:
                 assert [await anext(it) for _ in range(3)] == [0, 1, 2]
             assert await anext(it) == 100  # the one that was in the producer's hand
-    assert probe.finalized == 1
+    assert probe.cleanups == 1
 
 
 async def test_statistics_track_peak_and_buffered() -> None:
-    probe = Probe()
-    async with bt.BufferedStream(counting(probe, 10), capacity=8) as buf:
+    probe = ScriptedProducer.counting(10)
+    async with bt.BufferedStream(probe.stream(), capacity=8) as buf:
         await all_blocked()
         it = aiter(buf)
         for _ in range(6):
@@ -317,13 +315,13 @@ async def test_buffered_items_come_before_the_producers_error_which_arrives_as_i
     kind: str,
 ) -> None:
     err = ERRORS[kind]()
-    probe = Probe()
+    probe = ScriptedProducer(range(5), raise_before=5, error=err, cleanup_checkpoints=0)
     got: list[int] = []
 
     async def consume() -> None:
-        async with bt.BufferedStream(failing(probe, 5, err), capacity=10) as buf:
+        async with bt.BufferedStream(probe.stream(), capacity=10) as buf:
             await all_blocked()
-            assert probe.finalized == 1  # the producer has already raised
+            assert probe.cleanups == 1  # the producer has already raised
             assert len(buf) == 5
             async for x in buf:
                 got.append(x)  # noqa: PERF401 - what arrived before the error
@@ -343,9 +341,21 @@ async def test_stream_buffer_raises_the_producers_error_as_itself(
 ) -> None:
     err = ERRORS[kind]()
     with no_leaks():
-        exc = await raised_by(failing(Probe(), 3, err).buffer(2, overflow=overflow).collect)
+        exc = await raised_by(
+            ScriptedProducer(range(3), raise_before=3, error=err, cleanup_checkpoints=0)
+            .stream()
+            .buffer(2, overflow=overflow)
+            .collect
+        )
     assert exc is err
-    res = await failing(Probe(), 3, ValueError("x")).buffer(8, overflow=overflow).collect_result()
+    res = (
+        await ScriptedProducer(
+            range(3), raise_before=3, error=ValueError("x"), cleanup_checkpoints=0
+        )
+        .stream()
+        .buffer(8, overflow=overflow)
+        .collect_result()
+    )
     assert res.items == [0, 1, 2]
 
 
@@ -369,19 +379,19 @@ async def test_an_error_from_a_sync_source_arrives_as_itself_after_its_items() -
 
 
 async def test_an_error_in_the_consumers_body_arrives_as_itself() -> None:
-    probe = Probe()
+    probe = ScriptedProducer.counting()
     for err in [ValueError("body"), ExceptionGroup("mine", [KeyError(1)]), KeyboardInterrupt()]:
 
         async def consume(err: BaseException = err) -> None:
-            async with bt.BufferedStream(counting(probe), capacity=4) as buf:
+            async with bt.BufferedStream(probe.stream(), capacity=4) as buf:
                 async for x in buf:
                     if x == 1:
                         raise err
 
-        before = probe.finalized
+        before = probe.cleanups
         with no_leaks():
             assert await raised_by(consume) is err
-        assert probe.finalized == before + 1
+        assert probe.cleanups == before + 1
 
 
 # --------------------------------------------------------------------------------------------
@@ -463,39 +473,46 @@ async def test_external_cancellation_is_never_a_clean_end(
 async def test_a_deadline_while_waiting_on_a_buffered_stream_is_not_a_clean_end(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    probe = Probe()
+    probe = ScriptedProducer.counting(delay=1)
     after_loop = False
     got: list[int] = []
     with no_leaks(), trio.move_on_after(3.5) as cs:
-        async with bt.BufferedStream(counting(probe, delay=1), capacity=2) as buf:
+        async with bt.BufferedStream(probe.stream(), capacity=2) as buf:
             async for x in buf:
                 got.append(x)  # noqa: PERF401 - keeps what arrived before the cancellation
             after_loop = True
     assert cs.cancelled_caught
     assert not after_loop
     assert got == [0, 1, 2]
-    assert probe.finalized == 1
+    assert probe.cleanups == 1
 
 
 @pytest.mark.parametrize("capacity", [1, 3])
 async def test_a_timed_out_anext_loses_no_item(
     autojump_clock: trio.testing.MockClock, capacity: int
 ) -> None:
-    probe = Probe()
     delays = [0.5, 2, 0.1, 3, 0, 0, 1.5, 4, 0.2, 2]
+    probe = ScriptedProducer(
+        [f"{i}" for i in range(len(delays))], delay=delays, cleanup_checkpoints=0
+    )
     with no_leaks():
-        async with timed(probe, delays).buffer(capacity).open() as it:
+        async with probe.stream().buffer(capacity).open() as it:
             got, cancelled = await drain_with_timeouts(it, 1.0)
     assert got == [str(i) for i in range(len(delays))]
     assert cancelled >= 3
-    assert probe.finalized == 1
+    assert probe.cleanups == 1
 
 
 async def test_a_timed_out_anext_on_a_buffered_stream_loses_no_item(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     delays = [1.5, 0, 2.5, 0.2, 3, 0]
-    async with bt.BufferedStream(timed(Probe(), delays), capacity=2) as buf:
+    async with bt.BufferedStream(
+        ScriptedProducer(
+            [f"{i}" for i in range(len(delays))], delay=delays, cleanup_checkpoints=0
+        ).stream(),
+        capacity=2,
+    ) as buf:
         got, cancelled = await drain_with_timeouts(aiter(buf), 1.0)
     assert got == [str(i) for i in range(len(delays))]
     assert cancelled >= 3
@@ -521,11 +538,11 @@ async def test_a_shielded_consumer_does_not_see_a_clean_end_when_the_producer_is
 ) -> None:
     """The producer task is cancelled by a scope the consumer is shielded from: the consumer
     must get an error, not an end of stream that looks like the producer finished."""
-    probe = Probe()
+    probe = ScriptedProducer.counting(10, delay=1)
     got: list[int] = []
     after_loop = False
     with trio.CancelScope() as outer:
-        async with counting(probe, 10, delay=1).buffer(3, overflow=overflow).open() as it:
+        async with probe.stream().buffer(3, overflow=overflow).open() as it:
             with trio.CancelScope(shield=True):
                 try:
                     async for x in it:
@@ -536,4 +553,4 @@ async def test_a_shielded_consumer_does_not_see_a_clean_end_when_the_producer_is
                 except trio.BrokenResourceError:
                     pass  # an error that says the stream cannot go on: fine
     assert not after_loop, f"looked like a clean end after {got}"
-    assert probe.finalized == 1
+    assert probe.cleanups == 1

@@ -12,19 +12,12 @@ import pytest
 import trio
 import trio.testing
 from _helpers import Probe, counting, drain_with_timeouts, raised_by, tasks_living
-from _stage_helpers import (
-    ERRORS,
-    ExitState,
-    InFlight,
-    all_blocked,
-    cancelled_while_consuming,
-    failing,
-)
+from _stage_helpers import ERRORS, ExitState, InFlight, all_blocked, cancelled_while_consuming
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import beluga_trio as bt
-from beluga_trio.testing import no_leaks
+from beluga_trio.testing import ScriptedProducer, no_leaks
 
 
 def sleeping(flight: InFlight, seconds: Callable[[int], float]) -> Callable[[int], Awaitable[int]]:
@@ -49,16 +42,14 @@ async def test_ordered_results_come_in_input_order_with_at_most_n_in_flight(
 ) -> None:
     flight = InFlight()
     delays = [3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5, 8, 9, 7, 9, 3, 2, 3, 8, 4]
-    probe = Probe()
-    s = counting(probe, len(delays)).map(
-        sleeping(flight, lambda x: delays[x]), concurrency=concurrency
-    )
+    probe = ScriptedProducer.counting(len(delays))
+    s = probe.stream().map(sleeping(flight, lambda x: delays[x]), concurrency=concurrency)
     with no_leaks():
         got = await s.collect()
     assert got == [10 * i for i in range(len(delays))]
     assert flight.peak == concurrency, "never more, and the slots are used"
     assert flight.calls == flight.finished == len(delays)
-    assert probe.finalized == 1
+    assert probe.cleanups == 1
 
 
 async def test_unordered_results_come_in_completion_order(
@@ -88,7 +79,7 @@ async def test_sync_fn_with_concurrency() -> None:
 
 
 async def test_a_concurrent_map_is_cold_and_reopenable() -> None:
-    probe = Probe()
+    probe = ScriptedProducer.counting(5)
     calls = 0
 
     async def fn(x: int) -> int:
@@ -97,12 +88,12 @@ async def test_a_concurrent_map_is_cold_and_reopenable() -> None:
         await trio.lowlevel.checkpoint()
         return x
 
-    s = counting(probe, 5).map(fn, concurrency=2)
+    s = probe.stream().map(fn, concurrency=2)
     await all_blocked()
-    assert (probe.entered, calls) == (0, 0)
+    assert (probe.opened, calls) == (0, 0)
     assert await s.collect() == [0, 1, 2, 3, 4]
     assert await s.collect() == [0, 1, 2, 3, 4]
-    assert (probe.entered, calls) == (2, 10)
+    assert (probe.opened, calls) == (2, 10)
 
 
 @settings(deadline=None, max_examples=50)
@@ -118,10 +109,8 @@ def test_ordered_concurrent_map_equals_sequential_map(
     async def main() -> None:
         flight = InFlight()
         fn = sleeping(flight, lambda x: delays[x])
-        probe = Probe()
-        source = (
-            counting(probe, len(delays)) if async_source else bt.from_iterable(range(len(delays)))
-        )
+        probe = ScriptedProducer.counting(len(delays))
+        source = probe.stream() if async_source else bt.from_iterable(range(len(delays)))
         with no_leaks():
             ordered = await source.map(fn, concurrency=concurrency, window=window).collect()
             unordered = await source.map(
@@ -130,7 +119,7 @@ def test_ordered_concurrent_map_equals_sequential_map(
         assert ordered == await source.map(fn).collect()
         assert sorted(unordered) == ordered
         assert flight.peak <= concurrency
-        assert probe.finalized == probe.entered
+        assert probe.cleanups == probe.opened
 
     trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
 
@@ -210,7 +199,7 @@ async def test_a_slow_item_does_not_stall_an_unordered_map(
 
 @pytest.mark.parametrize("concurrency", [1, 3, 10])
 async def test_read_ahead_is_bounded_when_the_consumer_does_not_read(concurrency: int) -> None:
-    probe = Probe()
+    probe = ScriptedProducer.counting()
     flight = InFlight()
 
     async def fn(x: int) -> int:
@@ -219,14 +208,14 @@ async def test_read_ahead_is_bounded_when_the_consumer_does_not_read(concurrency
         return x
 
     with no_leaks():
-        async with counting(probe).map(fn, concurrency=concurrency).open() as it:
+        async with probe.stream().map(fn, concurrency=concurrency).open() as it:
             await all_blocked()
             assert probe.started <= 2 * concurrency + 1
             assert flight.calls <= 2 * concurrency
             assert await anext(it) == 0
             await all_blocked()
             assert probe.started <= 2 * concurrency + 2
-    assert probe.finalized == 1
+    assert probe.cleanups == 1
 
 
 # --------------------------------------------------------------------------------------------
@@ -343,7 +332,12 @@ async def test_an_upstream_error_arrives_as_itself_after_the_results_before_it(
     got: list[int] = []
 
     async def consume() -> None:
-        async with failing(Probe(), 6, err).map(fn, concurrency=3).open() as it:
+        async with (
+            ScriptedProducer(range(6), raise_before=6, error=err, cleanup_checkpoints=0)
+            .stream()
+            .map(fn, concurrency=3)
+            .open() as it
+        ):
             async for x in it:
                 got.append(x)  # noqa: PERF401 - keeps what arrived before the error
 
@@ -415,7 +409,7 @@ async def test_breaking_out_cancels_the_calls_in_flight_and_stops_the_producer(
 
 
 async def test_take_and_first_stop_everything() -> None:
-    probe = Probe()
+    probe = ScriptedProducer.counting()
     flight = InFlight()
 
     async def fn(x: int) -> int:
@@ -424,9 +418,9 @@ async def test_take_and_first_stop_everything() -> None:
         return x
 
     with no_leaks():
-        assert await counting(probe).map(fn, concurrency=5).take(12).collect() == list(range(12))
-        assert await counting(probe).map(fn, concurrency=5).first() == 0
-    assert probe.finalized == 2
+        assert await probe.stream().map(fn, concurrency=5).take(12).collect() == list(range(12))
+        assert await probe.stream().map(fn, concurrency=5).first() == 0
+    assert probe.cleanups == 2
     assert flight.now == 0
 
 
@@ -435,12 +429,12 @@ async def test_take_and_first_stop_everything() -> None:
 async def test_external_cancellation_is_never_a_clean_end(
     autojump_clock: trio.testing.MockClock, by: str, ordered: bool
 ) -> None:
-    probe = Probe()
+    probe = ScriptedProducer.counting(30)
     flight = InFlight()
     fn = sleeping(flight, lambda x: 1)
 
     def make() -> bt.Stream[int]:
-        return counting(probe, 30).map(fn, concurrency=3, ordered=ordered)
+        return probe.stream().map(fn, concurrency=3, ordered=ordered)
 
     with no_leaks():
         if by == "cancel":
@@ -450,7 +444,7 @@ async def test_external_cancellation_is_never_a_clean_end(
     assert not after_loop
     assert caught
     assert len(got) == (4 if by == "cancel" else 6)
-    assert probe.finalized == 1
+    assert probe.cleanups == 1
     assert flight.now == 0
 
 
@@ -471,12 +465,12 @@ async def test_cancellation_while_every_call_is_done_is_not_a_clean_end() -> Non
 async def test_a_shielded_consumer_does_not_see_a_clean_end_when_the_calls_are_cancelled(
     autojump_clock: trio.testing.MockClock, ordered: bool
 ) -> None:
-    probe = Probe()
+    probe = ScriptedProducer.counting(20)
     flight = InFlight()
     fn = sleeping(flight, lambda x: 1)
     after_loop = False
     with trio.CancelScope() as outer:
-        async with counting(probe, 20).map(fn, concurrency=3, ordered=ordered).open() as it:
+        async with probe.stream().map(fn, concurrency=3, ordered=ordered).open() as it:
             with trio.CancelScope(shield=True):
                 try:
                     async for x in it:
@@ -486,7 +480,7 @@ async def test_a_shielded_consumer_does_not_see_a_clean_end_when_the_calls_are_c
                 except trio.BrokenResourceError:
                     pass  # an error that says the stream cannot go on: fine
     assert not after_loop, "the map looked finished"
-    assert probe.finalized == 1
+    assert probe.cleanups == 1
     assert flight.now == 0
 
 
@@ -499,7 +493,10 @@ async def test_a_timed_out_anext_loses_no_item(
     fn = sleeping(flight, lambda x: delays[x])
     with no_leaks():
         async with (
-            counting(Probe(), len(delays)).map(fn, concurrency=2, ordered=ordered).open() as it
+            ScriptedProducer.counting(len(delays))
+            .stream()
+            .map(fn, concurrency=2, ordered=ordered)
+            .open() as it
         ):
             got, cancelled = await drain_with_timeouts(it, 0.6)
     assert cancelled >= 3
@@ -663,7 +660,10 @@ async def test_an_upstream_error_comes_after_every_call_started_before_it(
     t0 = trio.current_time()
     with no_leaks():
         res = (
-            await failing(Probe(), 3, err).map(fn, concurrency=5, ordered=ordered).collect_result()
+            await ScriptedProducer(range(3), raise_before=3, error=err, cleanup_checkpoints=0)
+            .stream()
+            .map(fn, concurrency=5, ordered=ordered)
+            .collect_result()
         )
     assert res.error is err
     assert trio.current_time() - t0 == 3
@@ -931,7 +931,12 @@ async def test_an_error_from_a_call_before_an_upstream_error_comes_first(
     upstream = FnError("upstream")
     flight = InFlight()
     fn = positional(flight, {0: 1, 2: 3}, {1: 2})
-    res = await failing(Probe(), 3, upstream).map(fn, concurrency=5).collect_result()
+    res = (
+        await ScriptedProducer(range(3), raise_before=3, error=upstream, cleanup_checkpoints=0)
+        .stream()
+        .map(fn, concurrency=5)
+        .collect_result()
+    )
     assert res.items == [0]
     assert isinstance(res.error, FnError)
     assert res.error.args == (1,)

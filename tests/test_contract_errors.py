@@ -31,7 +31,7 @@ from _helpers import (
 )
 
 import beluga_trio as bt
-from beluga_trio.testing import no_leaks
+from beluga_trio.testing import ScriptedProducer, no_leaks
 
 # --------------------------------------------------------------------------------------------
 # Leaving is stopping
@@ -358,11 +358,16 @@ FAILING: dict[str, Callable[[BaseException], bt.Stream[int]]] = {
     "generator": _generator_raising,
     "async-generator": _async_generator_raising,
     "map-sync": lambda e: bt.from_iterable(range(9)).map(_raise_at_2(e)),
-    "map-async": lambda e: counting(Probe(), 9).map(_async_raise_at_2(e)),
-    "filter-sync": lambda e: counting(Probe(), 9).filter(_pred_raise_at_2(e)),
+    "map-async": lambda e: ScriptedProducer.counting(9).stream().map(_async_raise_at_2(e)),
+    "filter-sync": lambda e: ScriptedProducer.counting(9).stream().filter(_pred_raise_at_2(e)),
     "filter-async": lambda e: bt.from_iterable(range(9)).filter(_async_pred_raise_at_2(e)),
     "deep-pipeline": lambda e: (
-        counting(Probe(), 20).skip(1).map(lambda x: x - 1).map(_raise_at_2(e)).take(10)
+        ScriptedProducer.counting(20)
+        .stream()
+        .skip(1)
+        .map(lambda x: x - 1)
+        .map(_raise_at_2(e))
+        .take(10)
     ),
 }
 
@@ -473,8 +478,8 @@ async def test_reduce_and_for_each_fn_errors_arrive_as_themselves(use_async: boo
         await trio.lowlevel.checkpoint()
         sync_visit(x)
 
-    probe = Probe()
-    s = counting(probe, 10)
+    probe = ScriptedProducer.counting(10)
+    s = probe.stream()
     with no_leaks():
         if use_async:
             exc = await raised_by(lambda: s.reduce(async_fold, 0))
@@ -486,7 +491,7 @@ async def test_reduce_and_for_each_fn_errors_arrive_as_themselves(use_async: boo
         else:
             exc = await raised_by(lambda: s.for_each(sync_visit))
         assert exc is err
-    assert probe.finalized == 2
+    assert probe.cleanups == 2
 
 
 @pytest.mark.parametrize("producer", list(PRODUCERS.values()), ids=list(PRODUCERS))
@@ -676,13 +681,16 @@ async def _slow_double(x: int) -> int:
 
 
 LOSSLESS: dict[str, Callable[[trio.Nursery], tuple[bt.Stream[int], list[int]]]] = {
-    "producer": lambda _: (counting(Probe(), 8, delay=1.0), list(range(8))),
+    "producer": lambda _: (ScriptedProducer.counting(8, delay=1.0).stream(), list(range(8))),
     "channel": lambda n: (_channel_fed_by(n, 8, "memory"), list(range(8))),
     "generic-channel": lambda n: (_channel_fed_by(n, 8, "generic"), list(range(8))),
     "async-generator": lambda _: (_sleepy_async_generator(8), list(range(8))),
     "async-map": lambda _: (bt.from_iterable(range(8)).map(_slow_double), list(range(0, 16, 2))),
     "producer-async-map-filter": lambda _: (
-        counting(Probe(), 12, delay=0.5).map(_slow_double).filter(lambda x: x % 4 == 0),
+        ScriptedProducer.counting(12, delay=0.5)
+        .stream()
+        .map(_slow_double)
+        .filter(lambda x: x % 4 == 0),
         list(range(0, 24, 4)),
     ),
 }
@@ -794,7 +802,7 @@ EVERY_ITEM: dict[str, Callable[[], bt.Stream[int]]] = {
         bt.from_iterable(range(10**9)).map(lambda x: x).filter(lambda x: x >= 0)
     ),
     "range-skip-take": lambda: bt.from_iterable(range(10**9)).skip(0).take(10**8),
-    "producer": lambda: counting(Probe(), None),
+    "producer": lambda: ScriptedProducer.counting().stream(),
     "async-map": lambda: bt.from_iterable(range(10**9)).map(_async_identity),
     "memory-channel": lambda: _full_channel("memory"),
     "generic-channel": lambda: _full_channel("generic"),

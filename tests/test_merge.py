@@ -35,7 +35,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import beluga_trio as bt
-from beluga_trio.testing import no_leaks
+from beluga_trio.testing import ScriptedProducer, no_leaks
 
 # --------------------------------------------------------------------------------------------
 # Items and order
@@ -60,7 +60,13 @@ async def test_items_arrive_in_arrival_order(autojump_clock: trio.testing.MockCl
 async def test_merge_ends_only_when_every_source_has_ended(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    s = bt.merge(bt.from_iterable([]), timed(Probe(), [10], "late"), bt.from_iterable(["x"]))
+    s = bt.merge(
+        bt.from_iterable([]),
+        ScriptedProducer(
+            [f"late{i}" for i in range(len([10]))], delay=[10], cleanup_checkpoints=0
+        ).stream(),
+        bt.from_iterable(["x"]),
+    )
     t0 = trio.current_time()
     assert await s.collect() == ["x", "late0"]
     assert trio.current_time() - t0 == 10
@@ -75,9 +81,9 @@ async def test_merge_of_nothing_is_empty() -> None:
 
 
 async def test_merge_of_one_stream_is_that_stream() -> None:
-    probe = Probe()
-    assert await bt.merge(counting(probe, 300)).collect() == list(range(300))
-    assert probe.entered == probe.finalized == 1
+    probe = ScriptedProducer.counting(300)
+    assert await bt.merge(probe.stream()).collect() == list(range(300))
+    assert probe.opened == probe.cleanups == 1
 
 
 async def test_merge_of_large_sync_sources_keeps_every_item() -> None:
@@ -238,7 +244,12 @@ async def test_an_error_stops_an_endless_sync_source() -> None:
 
     async def run() -> list[int]:
         with trio.fail_after(10):  # the endless source must be stopped, not run for ever
-            return await bt.merge(endless_sync(probe), failing(Probe(), 5, err)).collect()
+            return await bt.merge(
+                endless_sync(probe),
+                ScriptedProducer(
+                    range(5), raise_before=5, error=err, cleanup_checkpoints=0
+                ).stream(),
+            ).collect()
 
     with no_leaks():
         exc = await raised_by(run)
@@ -296,7 +307,9 @@ async def test_an_error_after_merge_downstream_arrives_as_itself() -> None:
 
     with no_leaks():
         exc = await raised_by(
-            bt.merge(counting(Probe(), 10), counting(Probe(), 10)).map(fn).collect
+            bt.merge(ScriptedProducer.counting(10).stream(), ScriptedProducer.counting(10).stream())
+            .map(fn)
+            .collect
         )
     assert exc is err
 
@@ -310,7 +323,7 @@ async def test_capacity_zero_is_refused_or_merges_correctly() -> None:
     """The contract does not say whether an unbuffered merge is allowed; either way it must
     not lose or invent items."""
     try:
-        s = bt.merge(bt.from_iterable([1, 2]), counting(Probe(), 3), capacity=0)
+        s = bt.merge(bt.from_iterable([1, 2]), ScriptedProducer.counting(3).stream(), capacity=0)
     except ValueError:
         return
     assert sorted(await s.collect()) == [0, 1, 1, 2, 2]
@@ -348,7 +361,7 @@ async def test_a_sync_source_does_not_starve_the_others() -> None:
     got: list[int] = []
     with no_leaks():
         async with bt.merge(
-            endless_sync(fast), counting(Probe()).map(lambda x: -1 - x)
+            endless_sync(fast), ScriptedProducer.counting().stream().map(lambda x: -1 - x)
         ).open() as it:
             async for x in it:
                 got.append(x)

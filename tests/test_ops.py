@@ -178,12 +178,12 @@ async def test_chain_opens_each_source_after_the_one_before_has_stopped(
 async def test_chain_error_ends_it_and_later_sources_never_open(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    later = Probe()
+    later = ScriptedProducer.counting()
     raised = await raised_by(
-        bt.chain(ScriptedProducer(range(2), raise_before=1).stream(), counting(later)).collect
+        bt.chain(ScriptedProducer(range(2), raise_before=1).stream(), later.stream()).collect
     )
     assert isinstance(raised, ScriptedError)
-    assert later.entered == 0
+    assert later.opened == 0
 
 
 # ----------------------------------------------------------------------------- flat_map
@@ -362,14 +362,12 @@ async def test_switch_map_outer_error_cancels_the_inner_and_arrives_as_itself(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     err = ScriptedError("outer")
-    probe = Probe()
+    probe = ScriptedProducer.counting(delay=0.3)
     outer = ScriptedProducer([0], raise_before=1, error=err, delay=1)
     with no_leaks():
-        raised = await raised_by(
-            outer.stream().switch_map(lambda _: counting(probe, None, delay=0.3)).collect
-        )
+        raised = await raised_by(outer.stream().switch_map(lambda _: probe.stream()).collect)
     assert raised is err
-    assert probe.finalized == 1
+    assert probe.cleanups == 1
 
 
 async def test_switch_map_calls_fn_once_per_item(autojump_clock: trio.testing.MockClock) -> None:
@@ -537,7 +535,7 @@ async def test_catch_never_catches_cancellation_or_keyboard_interrupt(
         return bt.from_iterable([0])
 
     with trio.move_on_after(1) as cs:
-        await counting(Probe(), None, delay=0.4).catch(handler).collect()
+        await ScriptedProducer.counting(delay=0.4).stream().catch(handler).collect()
     assert cs.cancelled_caught
 
     source = ScriptedProducer([1], raise_before=1, error=KeyboardInterrupt)
@@ -557,7 +555,7 @@ async def test_catch_does_not_catch_errors_of_the_handlers_stream(
 
 
 async def test_catch_with_a_timeout_upstream(autojump_clock: trio.testing.MockClock) -> None:
-    slow = counting(Probe(), None, delay=10).timeout(first=1)
+    slow = ScriptedProducer.counting(delay=10).stream().timeout(first=1)
     got = await slow.catch(lambda e: bt.from_iterable([type(e).__name__])).collect()
     assert got == ["TooSlowError"]
 
@@ -748,7 +746,7 @@ async def test_throttle_leading_item_after_a_quiet_period_goes_through_at_once(
 # ------------------------------------------------------------------ leaving stops all
 
 OPERATORS: dict[str, Callable[[bt.Stream[int]], bt.Stream[Any]]] = {
-    "zip": lambda s: bt.zip(s, counting(Probe(), None, delay=0.5)),
+    "zip": lambda s: bt.zip(s, ScriptedProducer.counting(delay=0.5).stream()),
     "chain": lambda s: bt.chain(s, s),
     "flat_map": lambda s: s.flat_map(lambda x: bt.from_iterable([x, x])),
     "flat_map-3": lambda s: s.flat_map(lambda x: bt.from_iterable([x, x]), concurrency=3),
@@ -767,29 +765,29 @@ OPERATORS: dict[str, Callable[[bt.Stream[int]], bt.Stream[Any]]] = {
 async def test_leaving_after_one_item_stops_everything(
     name: str, autojump_clock: trio.testing.MockClock
 ) -> None:
-    probe = Probe()
+    probe = ScriptedProducer.counting(delay=1)
     with no_leaks():
-        async with OPERATORS[name](counting(probe, None, delay=1)).open() as items:
+        async with OPERATORS[name](probe.stream()).open() as items:
             await anext(items)
             await anext(items)
-        assert probe.entered == probe.finalized
-    assert probe.entered >= 1
+        assert probe.opened == probe.cleanups
+    assert probe.opened >= 1
 
 
 @pytest.mark.parametrize("name", sorted(OPERATORS))
 async def test_a_cancelled_consumer_never_sees_a_clean_end(
     name: str, autojump_clock: trio.testing.MockClock
 ) -> None:
-    probe = Probe()
+    probe = ScriptedProducer.counting(delay=1)
     after_loop = False
     with no_leaks(), trio.move_on_after(2.5) as cs:
-        async with OPERATORS[name](counting(probe, None, delay=1)).open() as items:
+        async with OPERATORS[name](probe.stream()).open() as items:
             async for _ in items:
                 pass
             after_loop = True
     assert cs.cancelled_caught
     assert not after_loop
-    assert probe.entered == probe.finalized
+    assert probe.opened == probe.cleanups
 
 
 @pytest.mark.parametrize("name", sorted(OPERATORS))
@@ -985,16 +983,16 @@ async def test_switch_map_inner_error_arrives_as_itself_and_stops_everything(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     err = ScriptedError("inner")
-    outer = Probe()
+    outer = ScriptedProducer.counting(delay=1)
 
     def inner(x: int) -> bt.Stream[int]:
         return ScriptedProducer([x], raise_before=1, error=err, delay=0.1).stream()
 
     with no_leaks():
-        got, error = await counting(outer, None, delay=1).switch_map(inner).collect_result()
+        got, error = await outer.stream().switch_map(inner).collect_result()
     assert got == [0]
     assert error is err
-    assert outer.entered == outer.finalized == 1
+    assert outer.opened == outer.cleanups == 1
 
 
 async def test_flat_map_concurrent_outer_error_comes_after_the_started_inner_streams(
