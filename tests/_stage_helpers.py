@@ -8,13 +8,14 @@ import itertools
 from collections.abc import AsyncGenerator, Callable, Generator, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import trio
 import trio.testing
 from _helpers import Probe, tasks_living
 
 import beluga_trio as bt
+from beluga_trio.testing import ScriptedProducer
 
 T = TypeVar("T")
 
@@ -143,8 +144,10 @@ class ExitState:
     finalized: list[int] = field(default_factory=list[int])
     tasks: int = -1
 
-    def record(self, probes: Sequence[Probe]) -> None:
-        self.finalized = [p.finalized for p in probes]
+    def record(self, producers: Sequence[ScriptedProducer[Any] | Probe]) -> None:
+        self.finalized = [
+            p.cleanups if isinstance(p, ScriptedProducer) else p.finalized for p in producers
+        ]
         self.tasks = tasks_living()
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
-from _helpers import Probe, counting, drain_with_timeouts, raised_by, tasks_living
+from _helpers import drain_with_timeouts, raised_by, tasks_living
 from _stage_helpers import ERRORS, ExitState, cancelled_while_consuming
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -356,11 +356,11 @@ def test_timeouts_on_anext_lose_no_item(
 async def test_breaking_out_stops_the_producer_before_the_block_ends(
     autojump_clock: trio.testing.MockClock, within: float | None
 ) -> None:
-    probe = Probe()
+    probe = ScriptedProducer.counting(delay=0.2)
     state = ExitState()
     before = tasks_living()
     try:
-        async with counting(probe, delay=0.2).batch(4, within=within).open() as it:
+        async with probe.stream().batch(4, within=within).open() as it:
             async for b in it:
                 if b[-1] >= 6:
                     break

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
-from _helpers import Probe, counting, drain_with_timeouts, raised_by, tasks_living
+from _helpers import Probe, drain_with_timeouts, raised_by, tasks_living
 from _stage_helpers import ERRORS, ExitState, all_blocked, cancelled_while_consuming
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -406,19 +406,19 @@ async def test_breaking_out_stops_the_producer_before_the_block_ends(
     autojump_clock: trio.testing.MockClock, how: str, delay: float
 ) -> None:
     """Go: a consumer that stops reading a BufferedStream leaves its goroutine blocked."""
-    probe = Probe()
+    probe = ScriptedProducer.counting(delay=delay)
     state = ExitState()
     before = tasks_living()
     got: list[int] = []
     try:
         if how == "BufferedStream":
-            async with bt.BufferedStream(counting(probe, delay=delay), capacity=4) as buf:
+            async with bt.BufferedStream(probe.stream(), capacity=4) as buf:
                 async for x in buf:
                     got.append(x)
                     if x == 2:
                         break
         else:
-            async with counting(probe, delay=delay).buffer(4).open() as it:
+            async with probe.stream().buffer(4).open() as it:
                 async for x in it:
                     got.append(x)
                     if x == 2:
@@ -431,11 +431,11 @@ async def test_breaking_out_stops_the_producer_before_the_block_ends(
 
 
 async def test_leaving_without_reading_stops_a_producer_blocked_on_a_full_buffer() -> None:
-    probe = Probe()
+    probe = ScriptedProducer.counting()
     state = ExitState()
     before = tasks_living()
     try:
-        async with bt.BufferedStream(counting(probe), capacity=2):
+        async with bt.BufferedStream(probe.stream(), capacity=2):
             await all_blocked()
             assert probe.started == 2  # full: the producer waits for room, holding no item
     finally:
@@ -449,25 +449,25 @@ async def test_external_cancellation_is_never_a_clean_end(
     autojump_clock: trio.testing.MockClock, overflow: bt.Overflow
 ) -> None:
     """Go: cancellation ends the stream as if it had finished."""
-    probe = Probe()
+    probe = ScriptedProducer.counting(100, delay=1)
     with no_leaks():
         got, after_loop, caught = await cancelled_while_consuming(
-            lambda: counting(probe, 100, delay=1).buffer(4, overflow=overflow), cancel_after=3
+            lambda: probe.stream().buffer(4, overflow=overflow), cancel_after=3
         )
     assert got == [0, 1, 2]
     assert not after_loop
     assert caught
-    assert probe.finalized == 1
+    assert probe.cleanups == 1
 
-    probe = Probe()
+    probe = ScriptedProducer.counting(100, delay=1)
     with no_leaks():
         got, after_loop, caught = await cancelled_while_consuming(
-            lambda: counting(probe, 100, delay=1).buffer(4, overflow=overflow), deadline=5.5
+            lambda: probe.stream().buffer(4, overflow=overflow), deadline=5.5
         )
     assert got == [0, 1, 2, 3, 4]
     assert not after_loop
     assert caught
-    assert probe.finalized == 1
+    assert probe.cleanups == 1
 
 
 async def test_a_deadline_while_waiting_on_a_buffered_stream_is_not_a_clean_end(

@@ -11,7 +11,7 @@ from typing import Any, cast
 import pytest
 import trio
 import trio.testing
-from _helpers import Probe, counting, drain_with_timeouts, raised_by, tasks_living
+from _helpers import drain_with_timeouts, raised_by, tasks_living
 from _stage_helpers import ERRORS, ExitState, InFlight, all_blocked, cancelled_while_consuming
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -288,7 +288,7 @@ async def test_an_error_in_fn_cancels_the_calls_in_flight_and_arrives_as_itself(
 ) -> None:
     err = ERRORS[kind]()
     flight = InFlight()
-    probe = Probe()
+    probe = ScriptedProducer.counting()
 
     async def fn(x: int) -> int:
         with flight.call():
@@ -302,7 +302,7 @@ async def test_an_error_in_fn_cancels_the_calls_in_flight_and_arrives_as_itself(
 
     async def consume() -> None:
         with trio.fail_after(100):  # the endless source must be stopped, not run for ever
-            async with counting(probe).map(fn, concurrency=4, ordered=ordered).open() as it:
+            async with probe.stream().map(fn, concurrency=4, ordered=ordered).open() as it:
                 async for x in it:
                     got.append(x)  # noqa: PERF401 - keeps what arrived before the error
 
@@ -386,13 +386,13 @@ async def test_breaking_out_cancels_the_calls_in_flight_and_stops_the_producer(
     autojump_clock: trio.testing.MockClock, ordered: bool
 ) -> None:
     flight = InFlight()
-    probe = Probe()
+    probe = ScriptedProducer.counting()
     fn = sleeping(flight, lambda x: 1 + x % 4)
     state = ExitState()
     before = tasks_living()
     got: list[int] = []
     try:
-        async with counting(probe).map(fn, concurrency=4, ordered=ordered).open() as it:
+        async with probe.stream().map(fn, concurrency=4, ordered=ordered).open() as it:
             async for x in it:
                 got.append(x)
                 if len(got) == 5:

@@ -26,9 +26,7 @@ from _stage_helpers import (
     ExitState,
     all_blocked,
     cancelled_while_consuming,
-    checkpointing,
     endless_sync,
-    failing,
     timed,
 )
 from hypothesis import given, settings
@@ -43,18 +41,22 @@ from beluga_trio.testing import ScriptedProducer, no_leaks
 
 
 async def test_items_arrive_in_arrival_order(autojump_clock: trio.testing.MockClock) -> None:
-    a, b, c = Probe(), Probe(), Probe()
+    a = ScriptedProducer(
+        [f"a{i}" for i in range(len([1, 2, 2]))], delay=[1, 2, 2], cleanup_checkpoints=0
+    )
+    b = ScriptedProducer([f"b{i}" for i in range(len([2, 2]))], delay=[2, 2], cleanup_checkpoints=0)
+    c = ScriptedProducer([f"c{i}" for i in range(len([5.5]))], delay=[5.5], cleanup_checkpoints=0)
     s = bt.merge(
-        timed(a, [1, 2, 2], "a"),  # at 1, 3, 5
-        timed(b, [2, 2], "b"),  # at 2, 4
-        timed(c, [5.5], "c"),  # at 5.5
+        a.stream(),  # at 1, 3, 5
+        b.stream(),  # at 2, 4
+        c.stream(),  # at 5.5
     )
     t0 = trio.current_time()
     with no_leaks():
         async with s.open() as it:
             arrivals: list[tuple[str, float]] = [(x, trio.current_time() - t0) async for x in it]
     assert arrivals == [("a0", 1), ("b0", 2), ("a1", 3), ("b1", 4), ("a2", 5), ("c0", 5.5)]
-    assert (a.finalized, b.finalized, c.finalized) == (1, 1, 1)
+    assert (a.cleanups, b.cleanups, c.cleanups) == (1, 1, 1)
 
 
 async def test_merge_ends_only_when_every_source_has_ended(
@@ -100,13 +102,14 @@ async def test_merge_of_large_sync_sources_keeps_every_item() -> None:
 
 
 async def test_merged_streams_are_cold_and_reopenable() -> None:
-    a, b = Probe(), Probe()
-    s = bt.merge(counting(a, 3), counting(b, 2))
+    a = ScriptedProducer.counting(3)
+    b = ScriptedProducer.counting(2)
+    s = bt.merge(a.stream(), b.stream())
     await all_blocked()
-    assert a.entered == b.entered == 0
+    assert a.opened == b.opened == 0
     assert sorted(await s.collect()) == [0, 0, 1, 1, 2]
     assert sorted(await s.collect()) == [0, 0, 1, 1, 2]
-    assert a.entered == b.entered == 2
+    assert a.opened == b.opened == 2
 
 
 def test_merge_takes_only_streams() -> None:
@@ -130,14 +133,14 @@ def test_merge_is_the_multiset_union_and_keeps_each_sources_order(
 
     async def main() -> None:
         sources: list[bt.Stream[tuple[int, int]]] = []
-        probes: list[Probe] = []
+        probes: list[ScriptedProducer[tuple[int, int]]] = []
         for xs, kind in zip(tagged, itertools.cycle(kinds), strict=False):
             if kind == "sync":
                 sources.append(bt.from_iterable(xs))
             else:
-                probe = Probe()
+                probe = ScriptedProducer(xs, cleanup_checkpoints=0)
                 probes.append(probe)
-                source = checkpointing(probe, xs)
+                source = probe.stream()
                 sources.append(source if kind == "async" else source.map(lambda t: t))
         got: list[tuple[int, int]] = []
         before = tasks_living()
@@ -151,7 +154,7 @@ def test_merge_is_the_multiset_union_and_keeps_each_sources_order(
         finally:
             state.record(probes)
         assert state.tasks == before
-        assert state.finalized == [p.entered for p in probes]
+        assert state.finalized == [p.opened for p in probes]
         for i, xs in enumerate(tagged):
             mine = [t for t in got if t[0] == i]
             assert mine == xs[: len(mine)]
@@ -171,14 +174,17 @@ async def test_the_first_error_arrives_as_itself_after_the_items_before_it(
     autojump_clock: trio.testing.MockClock, kind: str
 ) -> None:
     err = ERRORS[kind]()
-    bad, good = Probe(), Probe()
+    bad = ScriptedProducer(
+        range(100, 100 + 2), raise_before=2, error=err, delay=1, cleanup_checkpoints=0
+    )
+    good = ScriptedProducer.counting(delay=0.75)
     got: list[int] = []
 
     async def consume() -> None:
         with trio.fail_after(100):  # the endless source must be stopped, not run for ever
             async with bt.merge(
-                failing(bad, 2, err, delay=1, first=100),  # 100 at 1, 101 at 2, raises at 2
-                counting(good, delay=0.75),  # 0 at .75, 1 at 1.5, 2 at 2.25 ...
+                bad.stream(),  # 100 at 1, 101 at 2, raises at 2
+                good.stream(),  # 0 at .75, 1 at 1.5, 2 at 2.25 ...
             ).open() as it:
                 async for x in it:
                     got.append(x)  # noqa: PERF401 - keeps what arrived before the error
@@ -189,7 +195,7 @@ async def test_the_first_error_arrives_as_itself_after_the_items_before_it(
     assert exc is err
     assert trio.current_time() - t0 == 2
     assert got == [0, 100, 1, 101]
-    assert bad.finalized == good.finalized == 1
+    assert bad.cleanups == good.cleanups == 1
 
 
 async def test_the_first_error_stops_the_other_sources_at_once(
@@ -198,7 +204,7 @@ async def test_the_first_error_stops_the_other_sources_at_once(
     """The other producers are interrupted in the middle of an item (a long sleep) and their
     ``finally`` has run when the error reaches the consumer."""
     err = ValueError("boom")
-    bad = Probe()
+    bad = ScriptedProducer(range(1), raise_before=1, error=err, delay=3, cleanup_checkpoints=0)
     slow = [Probe(), Probe()]
     finally_at: list[float] = []
     t0 = trio.current_time()
@@ -219,9 +225,7 @@ async def test_the_first_error_stops_the_other_sources_at_once(
 
     async def consume() -> None:
         with trio.fail_after(100):  # fails the test, rather than hanging it, if not stopped
-            async with bt.merge(
-                sleeper(slow[0]), failing(bad, 1, err, delay=3), sleeper(slow[1])
-            ).open() as it:
+            async with bt.merge(sleeper(slow[0]), bad.stream(), sleeper(slow[1])).open() as it:
                 async for _ in it:
                     pass
 
@@ -492,8 +496,17 @@ async def test_a_shielded_consumer_does_not_see_a_clean_end_when_the_sources_are
 
 
 async def test_a_timed_out_anext_loses_no_item(autojump_clock: trio.testing.MockClock) -> None:
-    pa, pb = Probe(), Probe()
-    s = bt.merge(timed(pa, [0.5, 2, 0.1, 3, 0, 2.5], "a"), timed(pb, [1.7, 0, 4, 0.3], "b"))
+    pa = ScriptedProducer(
+        [f"a{i}" for i in range(len([0.5, 2, 0.1, 3, 0, 2.5]))],
+        delay=[0.5, 2, 0.1, 3, 0, 2.5],
+        cleanup_checkpoints=0,
+    )
+    pb = ScriptedProducer(
+        [f"b{i}" for i in range(len([1.7, 0, 4, 0.3]))],
+        delay=[1.7, 0, 4, 0.3],
+        cleanup_checkpoints=0,
+    )
+    s = bt.merge(pa.stream(), pb.stream())
     with no_leaks():
         async with s.open() as it:
             got, cancelled = await drain_with_timeouts(it, 1.0)

@@ -97,12 +97,13 @@ async def test_zip_pairs_in_lock_step_and_ends_with_the_shortest(
 async def test_zip_stops_the_other_sources_before_delivering_the_end(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    long, short = Probe(), Probe()
-    async with bt.zip(counting(long), counting(short, 2)).open() as items:
+    long = ScriptedProducer.counting()
+    short = ScriptedProducer.counting(2)
+    async with bt.zip(long.stream(), short.stream()).open() as items:
         assert [x async for x in items] == [(0, 0), (1, 1)]
         # The end was delivered after the endless source had stopped.
-        assert long.finalized == 1
-        assert short.finalized == 1
+        assert long.cleanups == 1
+        assert short.cleanups == 1
 
 
 async def test_zip_error_arrives_as_itself(autojump_clock: trio.testing.MockClock) -> None:
