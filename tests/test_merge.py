@@ -15,7 +15,6 @@ import trio.testing
 from _helpers import (
     Probe,
     contains_identical,
-    counting,
     drain_with_timeouts,
     raised_by,
     reachable,
@@ -285,20 +284,20 @@ async def test_simultaneous_errors_are_none_lost() -> None:
 
 
 async def test_an_error_in_the_consumers_body_arrives_as_itself_and_stops_all() -> None:
-    probes = [Probe(), Probe()]
+    probes = [ScriptedProducer.counting(), ScriptedProducer.counting()]
     for err in [ValueError("body"), ExceptionGroup("mine", [KeyError(1)]), KeyboardInterrupt()]:
         for p in probes:
-            p.finalized = p.entered = 0
+            p.runs.clear()
 
         async def consume(err: BaseException = err) -> None:
-            async with bt.merge(counting(probes[0]), counting(probes[1])).open() as it:
+            async with bt.merge(probes[0].stream(), probes[1].stream()).open() as it:
                 async for x in it:
                     if x == 5:
                         raise err
 
         with no_leaks():
             assert await raised_by(consume) is err
-        assert [p.finalized for p in probes] == [1, 1]
+        assert [p.cleanups for p in probes] == [1, 1]
 
 
 async def test_an_error_after_merge_downstream_arrives_as_itself() -> None:
@@ -346,9 +345,9 @@ def test_capacity_must_be_an_int(capacity: Any) -> None:
 
 @pytest.mark.parametrize("capacity", [1, 4, 64])
 async def test_read_ahead_is_bounded_by_capacity_plus_one_per_source(capacity: int) -> None:
-    probes = [Probe(), Probe(), Probe()]
+    probes = [ScriptedProducer.counting() for _ in range(3)]
     with no_leaks():
-        async with bt.merge(*(counting(p) for p in probes), capacity=capacity).open() as it:
+        async with bt.merge(*(p.stream() for p in probes), capacity=capacity).open() as it:
             await all_blocked()
             started = sum(p.started for p in probes)
             assert capacity <= started <= capacity + len(probes)
@@ -356,7 +355,7 @@ async def test_read_ahead_is_bounded_by_capacity_plus_one_per_source(capacity: i
                 await anext(it)
             await all_blocked()
             assert sum(p.started for p in probes) <= capacity + len(probes) + 10
-    assert [p.finalized for p in probes] == [1, 1, 1]
+    assert [p.cleanups for p in probes] == [1, 1, 1]
 
 
 async def test_a_sync_source_does_not_starve_the_others() -> None:
@@ -385,13 +384,17 @@ async def test_a_sync_source_does_not_starve_the_others() -> None:
 async def test_leaving_early_stops_every_source_before_the_block_ends(
     autojump_clock: trio.testing.MockClock, route: str
 ) -> None:
-    probes = [Probe(), Probe(), Probe()]
+    probes = [
+        ScriptedProducer.counting(delay=1),
+        ScriptedProducer.counting(delay=1.5),
+        ScriptedProducer.counting(),
+    ]
 
     def make() -> bt.Stream[int]:
         return bt.merge(
-            counting(probes[0], delay=1),
-            counting(probes[1], delay=1.5).map(lambda x: 100 + x),
-            counting(probes[2]).map(lambda x: 1000 + x),
+            probes[0].stream(),
+            probes[1].stream().map(lambda x: 100 + x),
+            probes[2].stream().map(lambda x: 1000 + x),
         )
 
     state = ExitState()
@@ -428,11 +431,11 @@ async def test_leaving_early_stops_every_source_before_the_block_ends(
 
 
 async def test_leaving_without_reading_stops_sources_blocked_on_a_full_channel() -> None:
-    probes = [Probe(), Probe()]
+    probes = [ScriptedProducer.counting(), ScriptedProducer.counting()]
     state = ExitState()
     before = tasks_living()
     try:
-        async with bt.merge(counting(probes[0]), counting(probes[1]), capacity=2).open():
+        async with bt.merge(probes[0].stream(), probes[1].stream(), capacity=2).open():
             await all_blocked()
     finally:
         state.record(probes)
@@ -444,10 +447,10 @@ async def test_leaving_without_reading_stops_sources_blocked_on_a_full_channel()
 async def test_cancellation_is_never_a_clean_end(
     autojump_clock: trio.testing.MockClock, by: str
 ) -> None:
-    probes = [Probe(), Probe()]
+    probes = [ScriptedProducer.counting(50, delay=1), ScriptedProducer.counting(50, delay=1)]
 
     def make() -> bt.Stream[int]:
-        return bt.merge(counting(probes[0], 50, delay=1), counting(probes[1], 50, delay=1))
+        return bt.merge(probes[0].stream(), probes[1].stream())
 
     with no_leaks():
         if by == "cancel":
@@ -457,7 +460,7 @@ async def test_cancellation_is_never_a_clean_end(
     assert len(got) == (5 if by == "cancel" else 6)
     assert not after_loop, "the cancelled merge looked finished"
     assert caught
-    assert [p.finalized for p in probes] == [1, 1]
+    assert [p.cleanups for p in probes] == [1, 1]
 
 
 async def test_cancelling_a_merge_of_finished_sources_is_not_a_clean_end() -> None:
@@ -477,12 +480,10 @@ async def test_cancelling_a_merge_of_finished_sources_is_not_a_clean_end() -> No
 async def test_a_shielded_consumer_does_not_see_a_clean_end_when_the_sources_are_cancelled(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    probes = [Probe(), Probe()]
+    probes = [ScriptedProducer.counting(10, delay=1), ScriptedProducer.counting(10, delay=1.5)]
     after_loop = False
     with trio.CancelScope() as outer:
-        async with bt.merge(
-            counting(probes[0], 10, delay=1), counting(probes[1], 10, delay=1.5)
-        ).open() as it:
+        async with bt.merge(probes[0].stream(), probes[1].stream()).open() as it:
             with trio.CancelScope(shield=True):
                 try:
                     async for x in it:
@@ -492,7 +493,7 @@ async def test_a_shielded_consumer_does_not_see_a_clean_end_when_the_sources_are
                 except trio.BrokenResourceError:
                     pass  # an error that says the stream cannot go on: fine
     assert not after_loop, "the merge looked finished"
-    assert [p.finalized for p in probes] == [1, 1]
+    assert [p.cleanups for p in probes] == [1, 1]
 
 
 async def test_a_timed_out_anext_loses_no_item(autojump_clock: trio.testing.MockClock) -> None:
