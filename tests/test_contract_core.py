@@ -12,8 +12,6 @@ import trio
 import trio.testing
 from _helpers import (
     CHANNEL_KINDS,
-    Probe,
-    counting,
     raised_by,
     raising_cleanup,
     receive_side,
@@ -595,13 +593,13 @@ async def test_take_zero_never_starts_the_producer() -> None:
 
 
 async def test_first_closes_the_producer_at_once() -> None:
-    probe = Probe()
+    endless, five = ScriptedProducer.counting(), ScriptedProducer.counting(5)
     with no_leaks():
-        assert await counting(probe, None).first() == 0
-        assert probe.finalized == 1
-        assert probe.started == 1
-        assert await counting(probe, 5).skip(2).first() == 2
-        assert probe.finalized == 2
+        assert await endless.stream().first() == 0
+        assert endless.cleanups == 1
+        assert endless.started == 1
+        assert await five.stream().skip(2).first() == 2
+        assert five.cleanups == 1
 
 
 async def test_last_and_invoke() -> None:

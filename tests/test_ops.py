@@ -29,7 +29,7 @@ from typing import Any, TypeVar, cast
 import pytest
 import trio
 import trio.testing
-from _helpers import Probe, counting, raised_by
+from _helpers import raised_by
 
 import beluga_trio as bt
 from beluga_trio.testing import ScriptedError, ScriptedProducer, no_leaks
@@ -266,33 +266,31 @@ async def test_flat_map_inner_error_arrives_as_itself_and_stops_the_rest(
     concurrency: int, autojump_clock: trio.testing.MockClock
 ) -> None:
     err = ValueError("inner")
-    probes = [Probe() for _ in range(3)]
+    sources = {0: ScriptedProducer.counting(2, delay=1), 2: ScriptedProducer.counting(delay=1)}
 
     def inner(x: int) -> bt.Stream[int]:
         if x == 1:
             return ScriptedProducer([100], raise_before=1, error=err).stream()
-        return counting(probes[x], 2 if x == 0 else None, delay=1)
+        return sources[x].stream()
 
     with no_leaks():
         raised = await raised_by(
             bt.from_iterable(range(3)).flat_map(inner, concurrency=concurrency).collect
         )
     assert raised is err
-    assert all(p.entered == p.finalized for p in probes)
+    assert all(p.opened == p.cleanups for p in sources.values())
 
 
 async def test_flat_map_leaving_stops_every_inner_stream(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    probes = [Probe() for _ in range(3)]
-    stream = bt.from_iterable(range(3)).flat_map(
-        lambda i: counting(probes[i], None, delay=1), concurrency=3
-    )
+    probes = [ScriptedProducer.counting(delay=1) for _ in range(3)]
+    stream = bt.from_iterable(range(3)).flat_map(lambda i: probes[i].stream(), concurrency=3)
     with no_leaks():
         async with stream.open() as items:
             await anext(items)
-    assert [p.entered for p in probes] == [1, 1, 1]
-    assert [p.finalized for p in probes] == [1, 1, 1]
+    assert [p.opened for p in probes] == [1, 1, 1]
+    assert [p.cleanups for p in probes] == [1, 1, 1]
 
 
 # --------------------------------------------------------------------------- switch_map
