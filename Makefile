@@ -22,11 +22,13 @@ FLAKE8_ASYNC := $(VENV)/bin/flake8-async --enable=ASYNC \
 .PHONY: demo serve test check lint typecheck mypy pyright pytest pytest-quick memory bench bench-smoke soak docs clean
 
 # The development tools are PEP 735 dependency groups in pyproject.toml (not extras). They are
-# installed with uv (pinned; ~4x less CPU and time than pip for the dev group, measured in
-# docs/contributing.md), itself installed from the package registry into the virtual environment.
+# installed with uv (pinned; a fraction of pip's time, measured in docs/contributing.md), itself
+# installed from the package registry into the virtual environment. --compile-bytecode, as pip
+# does: without .pyc files (and with PYTHONDONTWRITEBYTECODE set) every Python process of the
+# tests and checkers would compile its imports again (about 1 CPU second each).
 UV_VERSION := 0.13.9
 UV := $(VENV)/bin/uv
-INSTALL := $(UV) pip install --quiet --python $(PY)
+INSTALL := $(UV) pip install --quiet --compile-bytecode --python $(PY)
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
