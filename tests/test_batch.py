@@ -112,7 +112,7 @@ async def test_a_partial_batch_is_flushed_within_seconds_after_its_first_item(
     # items at 1, 2, 3 (first batch fills at 3), 4, 5 then a 20 s gap, 25, then the end at 26
     s = (
         ScriptedProducer(
-            [f"{i}" for i in range(len([1, 1, 1, 1, 1, 20, 1]))],
+            [str(i) for i in range(7)],
             delay=[1, 1, 1, 1, 1, 20, 1],
             cleanup_checkpoints=0,
         )
@@ -137,7 +137,7 @@ async def test_the_within_clock_starts_at_the_first_item_not_at_the_request(
 ) -> None:
     s = (
         ScriptedProducer(
-            [f"{i}" for i in range(len([10, 1, 1, 10]))],
+            [str(i) for i in range(4)],
             delay=[10, 1, 1, 10],
             cleanup_checkpoints=0,
         )
@@ -166,9 +166,7 @@ async def test_within_counts_from_the_first_item_even_if_the_consumer_is_late(
 
 async def test_within_never_delivers_an_empty_batch(autojump_clock: trio.testing.MockClock) -> None:
     s = (
-        ScriptedProducer(
-            [f"{i}" for i in range(len([30, 30]))], delay=[30, 30], cleanup_checkpoints=0
-        )
+        ScriptedProducer([str(i) for i in range(2)], delay=[30, 30], cleanup_checkpoints=0)
         .stream()
         .batch(4, within=1)
     )
@@ -289,7 +287,7 @@ async def test_a_cancelled_request_keeps_the_partial_batch(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     probe = ScriptedProducer(
-        [f"{i}" for i in range(len([0, 0, 10, 0, 0]))],
+        [str(i) for i in range(5)],
         delay=[0, 0, 10, 0, 0],
         cleanup_checkpoints=0,
     )
@@ -307,9 +305,7 @@ async def test_a_cancelled_request_with_within_keeps_the_partial_batch_and_its_d
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     s = (
-        ScriptedProducer(
-            [f"{i}" for i in range(len([1, 1, 20]))], delay=[1, 1, 20], cleanup_checkpoints=0
-        )
+        ScriptedProducer([str(i) for i in range(3)], delay=[1, 1, 20], cleanup_checkpoints=0)
         .stream()
         .batch(10, within=5)
     )
@@ -335,7 +331,7 @@ def test_timeouts_on_anext_lose_no_item(
 ) -> None:
     async def main() -> None:
         probe = ScriptedProducer(
-            [f"{i}" for i in range(len(delays))], delay=delays, cleanup_checkpoints=0
+            [str(i) for i in range(len(delays))], delay=delays, cleanup_checkpoints=0
         )
         with no_leaks():
             async with probe.stream().batch(size, within=within).open() as it:

@@ -493,7 +493,7 @@ async def test_a_timed_out_anext_loses_no_item(
 ) -> None:
     delays = [0.5, 2, 0.1, 3, 0, 0, 1.5, 4, 0.2, 2]
     probe = ScriptedProducer(
-        [f"{i}" for i in range(len(delays))], delay=delays, cleanup_checkpoints=0
+        [str(i) for i in range(len(delays))], delay=delays, cleanup_checkpoints=0
     )
     with no_leaks():
         async with probe.stream().buffer(capacity).open() as it:
@@ -509,7 +509,7 @@ async def test_a_timed_out_anext_on_a_buffered_stream_loses_no_item(
     delays = [1.5, 0, 2.5, 0.2, 3, 0]
     async with bt.BufferedStream(
         ScriptedProducer(
-            [f"{i}" for i in range(len(delays))], delay=delays, cleanup_checkpoints=0
+            [str(i) for i in range(len(delays))], delay=delays, cleanup_checkpoints=0
         ).stream(),
         capacity=2,
     ) as buf:

@@ -40,11 +40,9 @@ from beluga_trio.testing import ScriptedProducer, no_leaks
 
 
 async def test_items_arrive_in_arrival_order(autojump_clock: trio.testing.MockClock) -> None:
-    a = ScriptedProducer(
-        [f"a{i}" for i in range(len([1, 2, 2]))], delay=[1, 2, 2], cleanup_checkpoints=0
-    )
-    b = ScriptedProducer([f"b{i}" for i in range(len([2, 2]))], delay=[2, 2], cleanup_checkpoints=0)
-    c = ScriptedProducer([f"c{i}" for i in range(len([5.5]))], delay=[5.5], cleanup_checkpoints=0)
+    a = ScriptedProducer([f"a{i}" for i in range(3)], delay=[1, 2, 2], cleanup_checkpoints=0)
+    b = ScriptedProducer([f"b{i}" for i in range(2)], delay=[2, 2], cleanup_checkpoints=0)
+    c = ScriptedProducer([f"c{i}" for i in range(1)], delay=[5.5], cleanup_checkpoints=0)
     s = bt.merge(
         a.stream(),  # at 1, 3, 5
         b.stream(),  # at 2, 4
@@ -64,7 +62,7 @@ async def test_merge_ends_only_when_every_source_has_ended(
     s = bt.merge(
         bt.from_iterable([]),
         ScriptedProducer(
-            [f"late{i}" for i in range(len([10]))], delay=[10], cleanup_checkpoints=0
+            [f"late{i}" for i in range(1)], delay=[10], cleanup_checkpoints=0
         ).stream(),
         bt.from_iterable(["x"]),
     )
@@ -498,12 +496,12 @@ async def test_a_shielded_consumer_does_not_see_a_clean_end_when_the_sources_are
 
 async def test_a_timed_out_anext_loses_no_item(autojump_clock: trio.testing.MockClock) -> None:
     pa = ScriptedProducer(
-        [f"a{i}" for i in range(len([0.5, 2, 0.1, 3, 0, 2.5]))],
+        [f"a{i}" for i in range(6)],
         delay=[0.5, 2, 0.1, 3, 0, 2.5],
         cleanup_checkpoints=0,
     )
     pb = ScriptedProducer(
-        [f"b{i}" for i in range(len([1.7, 0, 4, 0.3]))],
+        [f"b{i}" for i in range(4)],
         delay=[1.7, 0, 4, 0.3],
         cleanup_checkpoints=0,
     )
