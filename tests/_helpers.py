@@ -1,9 +1,30 @@
-"""Shared helpers for the black-box contract tests (public API of ``beluga_trio`` only).
+"""Helpers for the black-box tests that the public toolkit (`beluga_trio.testing`) does not
+provide, and should not (public API of ``beluga_trio`` only).
+
+Use the toolkit first: ``no_leaks()`` for a leak check, ``ScriptedProducer`` (``counting`` for
+the plain one) for a producer whose items and cleanup a test counts, ``cancel_sweep`` and
+``assert_prefix``. What is left here is specific to this suite:
+
+* producers the toolkit's scripted one cannot be, because doing it is what they test: they hold a
+  cancel scope or a nursery across ``yield``, or await in ``finally`` and record how it went
+  (the contract says a ``@bt.stream`` body may do that), and the `Probe` those and the tests'
+  own inline producers count in;
+* ``raised_by``: what an awaitable raised, as an expression (``assert await raised_by(f) is
+  err``), any `BaseException` included, for the "arrives as itself" checks (``pytest.raises``
+  needs a block, and ruff's PT011 rightly refuses its ``BaseException`` form elsewhere);
+* ``tasks_living``: trio's task count at one instant, which `ExitState` records at the moment a
+  block exits (``no_leaks()`` checks at the end of its own block, a different instant);
+* exception-graph and channel helpers, ``drain_with_timeouts`` and ``Watchdog``.
+
+``no_task_leak`` and ``counting`` are the old forms of ``no_leaks()`` and
+``ScriptedProducer.counting``, kept only for tests/test_fan_out.py, test_share.py and
+test_redis.py until their owners move them over (they were being edited in parallel); new tests
+do not use them.
 
 The producers below hold a cancel scope or a nursery across ``yield`` and await in ``finally``
-on purpose: the contract says a ``@bt.stream`` body may do that. flake8-async warns about those
-patterns (ASYNC101/102/119); the ``# noqa`` comments silence it and the file-level ruff
-directive keeps ruff from objecting to codes it does not know or does not enable.
+on purpose. flake8-async warns about those patterns (ASYNC101/102/119); the ``# noqa`` comments
+silence it and the file-level ruff directive keeps ruff from objecting to codes it does not
+know or does not enable.
 """
 
 # ruff: noqa: RUF100, RUF102
@@ -36,7 +57,10 @@ def tasks_living() -> int:
 
 @contextmanager
 def no_task_leak() -> Generator[None, None, None]:
-    """Assert that the block leaves exactly as many living tasks as it found."""
+    """Assert that the block leaves exactly as many living tasks as it found.
+
+    Old form of ``beluga_trio.testing.no_leaks()`` (which also follows async generators);
+    only for the files named in the module docstring."""
     before = tasks_living()
     yield
     after = tasks_living()
@@ -55,6 +79,9 @@ class Probe:
 
 def counting(probe: Probe, n: int | None = None, *, delay: float = 0.0) -> bt.Stream[int]:
     """A ``@bt.stream`` producer of ``0, 1, ..., n - 1`` (endless when ``n`` is None).
+
+    Old form of ``beluga_trio.testing.ScriptedProducer.counting(n, delay=...)``; only for the
+    files named in the module docstring and producers that share one `Probe`.
 
     Each item first bumps ``probe.started``, then sleeps ``delay`` seconds (if any), then
     bumps ``probe.produced`` and yields. ``probe.finalized`` is bumped by its ``finally``.

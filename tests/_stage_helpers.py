@@ -1,5 +1,14 @@
 """Helpers for the tests of the concurrency stages (buffer, merge, fan_out, concurrent map,
 batch). Public API of ``beluga_trio`` only; builds on ``tests/_helpers.py``.
+
+New tests use ``beluga_trio.testing.ScriptedProducer`` for a producer they count:
+``ScriptedProducer(range(first, first + n), raise_before=n, error=err, cleanup_checkpoints=0)``
+is ``failing``, ``ScriptedProducer(items, delay=delays, cleanup_checkpoints=0)`` is ``timed``
+and ``ScriptedProducer(xs, cleanup_checkpoints=0)`` is ``checkpointing``. Those three stay here
+for tests/test_fan_out.py (being edited in parallel) until it moves over. The rest is specific
+to these tests: the errors every "arrives as itself" test raises, an endless *synchronous*
+source (the sync fast path, which no ``@stream`` producer takes), the in-flight counter of a
+concurrent map, what was true when a block exited, and a bounded ``wait_all_tasks_blocked``.
 """
 
 from __future__ import annotations
@@ -8,13 +17,14 @@ import itertools
 from collections.abc import AsyncGenerator, Callable, Generator, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import trio
 import trio.testing
 from _helpers import Probe, tasks_living
 
 import beluga_trio as bt
+from beluga_trio.testing import ScriptedProducer
 
 T = TypeVar("T")
 
@@ -143,8 +153,10 @@ class ExitState:
     finalized: list[int] = field(default_factory=list[int])
     tasks: int = -1
 
-    def record(self, probes: Sequence[Probe]) -> None:
-        self.finalized = [p.finalized for p in probes]
+    def record(self, producers: Sequence[ScriptedProducer[Any] | Probe]) -> None:
+        self.finalized = [
+            p.cleanups if isinstance(p, ScriptedProducer) else p.finalized for p in producers
+        ]
         self.tasks = tasks_living()
 
 

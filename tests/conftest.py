@@ -1,7 +1,7 @@
 """Shared test configuration.
 
-Leak checks are explicit (``tests/_helpers.py``: ``no_task_leak()``) and placed right after
-the ``async with`` they guard. Inside one trio test, nurseries already guarantee that every
+Leak checks are explicit (``beluga_trio.testing.no_leaks()``) and placed right around the
+``async with`` they guard. Inside one trio test, nurseries already guarantee that every
 task a test started has ended when the test ends, so the only leak worth looking for is a task
 that outlives the stream's own block, and only a check right after that block can see it. (An
 autouse trio fixture would not work anyway: pytest-trio runs only the trio fixtures a test

@@ -10,12 +10,13 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
-from _helpers import Probe, counting, drain_with_timeouts, no_task_leak, raised_by, tasks_living
-from _stage_helpers import ERRORS, ExitState, cancelled_while_consuming, failing, timed
+from _helpers import drain_with_timeouts, raised_by, tasks_living
+from _stage_helpers import ERRORS, ExitState, cancelled_while_consuming
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import beluga_trio as bt
+from beluga_trio.testing import ScriptedProducer, no_leaks
 
 # --------------------------------------------------------------------------------------------
 # Sizes
@@ -27,13 +28,13 @@ import beluga_trio as bt
     "source",
     [
         lambda: bt.from_iterable(range(10)),
-        lambda: counting(Probe(), 10),
+        lambda: ScriptedProducer.counting(10).stream(),
         lambda: bt.from_iterable(range(10)).map(lambda x: x),
     ],
     ids=["sync", "async", "sync-map"],
 )
 async def test_lists_of_up_to_size(source: Any, within: float | None) -> None:
-    with no_task_leak():
+    with no_leaks():
         assert await source().batch(3, within=within).collect() == [
             [0, 1, 2],
             [3, 4, 5],
@@ -50,7 +51,7 @@ async def test_lists_of_up_to_size(source: Any, within: float | None) -> None:
 
 async def test_an_empty_stream_has_no_batches() -> None:
     assert await bt.from_iterable([]).batch(3).collect() == []
-    assert await counting(Probe(), 0).batch(3, within=1).collect() == []
+    assert await ScriptedProducer.counting(0).stream().batch(3, within=1).collect() == []
 
 
 @settings(deadline=None, max_examples=60)
@@ -109,9 +110,17 @@ async def test_a_partial_batch_is_flushed_within_seconds_after_its_first_item(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     # items at 1, 2, 3 (first batch fills at 3), 4, 5 then a 20 s gap, 25, then the end at 26
-    s = timed(Probe(), [1, 1, 1, 1, 1, 20, 1]).batch(3, within=2.5)
+    s = (
+        ScriptedProducer(
+            [str(i) for i in range(7)],
+            delay=[1, 1, 1, 1, 1, 20, 1],
+            cleanup_checkpoints=0,
+        )
+        .stream()
+        .batch(3, within=2.5)
+    )
     t0 = trio.current_time()
-    with no_task_leak():
+    with no_leaks():
         async with s.open() as it:
             arrivals: list[tuple[list[str], float]] = [
                 (b, trio.current_time() - t0) async for b in it
@@ -126,7 +135,15 @@ async def test_a_partial_batch_is_flushed_within_seconds_after_its_first_item(
 async def test_the_within_clock_starts_at_the_first_item_not_at_the_request(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    s = timed(Probe(), [10, 1, 1, 10]).batch(10, within=2.5)
+    s = (
+        ScriptedProducer(
+            [str(i) for i in range(4)],
+            delay=[10, 1, 1, 10],
+            cleanup_checkpoints=0,
+        )
+        .stream()
+        .batch(10, within=2.5)
+    )
     t0 = trio.current_time()
     async with s.open() as it:
         assert await anext(it) == ["0", "1", "2"]
@@ -139,7 +156,7 @@ async def test_within_counts_from_the_first_item_even_if_the_consumer_is_late(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     """A consumer that asks late gets what is due, and later items go to the next batch."""
-    s = counting(Probe(), 6, delay=1).buffer(10).batch(10, within=2.5)
+    s = ScriptedProducer.counting(6, delay=1).stream().buffer(10).batch(10, within=2.5)
     async with s.open() as it:
         await trio.sleep(100)  # everything is buffered by now
         assert await anext(it) == [0, 1, 2, 3, 4, 5]
@@ -148,7 +165,11 @@ async def test_within_counts_from_the_first_item_even_if_the_consumer_is_late(
 
 
 async def test_within_never_delivers_an_empty_batch(autojump_clock: trio.testing.MockClock) -> None:
-    s = timed(Probe(), [30, 30]).batch(4, within=1)
+    s = (
+        ScriptedProducer([str(i) for i in range(2)], delay=[30, 30], cleanup_checkpoints=0)
+        .stream()
+        .batch(4, within=1)
+    )
     t0 = trio.current_time()
     assert await s.collect() == [["0"], ["1"]]
     assert trio.current_time() - t0 == 60
@@ -170,18 +191,18 @@ async def test_the_partial_batch_comes_before_an_upstream_error_which_arrives_as
     kind: str, within: float | None
 ) -> None:
     err = ERRORS[kind]()
-    probe = Probe()
+    probe = ScriptedProducer(range(5), raise_before=5, error=err, cleanup_checkpoints=0)
     got: list[list[int]] = []
 
     async def consume() -> None:
-        async with failing(probe, 5, err).batch(3, within=within).open() as it:
+        async with probe.stream().batch(3, within=within).open() as it:
             async for b in it:
                 got.append(b)  # noqa: PERF401 - keeps what arrived before the error
 
-    with no_task_leak():
+    with no_leaks():
         assert await raised_by(consume) is err
     assert got == [[0, 1, 2], [3, 4]]
-    assert probe.finalized == 1
+    assert probe.cleanups == 1
 
 
 @pytest.mark.parametrize("kind", list(EXCEPTIONS), ids=list(EXCEPTIONS))
@@ -199,7 +220,7 @@ async def test_a_sync_source_error_after_a_partial_batch(kind: str) -> None:
             async for b in it:
                 got.append(b)  # noqa: PERF401 - keeps what arrived before the error
 
-    with no_task_leak():
+    with no_leaks():
         assert await raised_by(consume) is err
     assert got == [[0, 1, 2], [3]]
 
@@ -215,7 +236,11 @@ async def test_keyboard_interrupt_after_a_partial_batch_arrives_as_itself(
         yield from range(5)
         raise ki
 
-    source = bt.from_iterable(gen()) if sync else failing(Probe(), 5, ki)
+    source = (
+        bt.from_iterable(gen())
+        if sync
+        else ScriptedProducer(range(5), raise_before=5, error=ki, cleanup_checkpoints=0).stream()
+    )
     got: list[list[int]] = []
 
     async def consume() -> None:
@@ -223,7 +248,7 @@ async def test_keyboard_interrupt_after_a_partial_batch_arrives_as_itself(
             async for b in it:
                 got.append(b)  # noqa: PERF401 - keeps what arrived before the error
 
-    with no_task_leak():
+    with no_leaks():
         assert await raised_by(consume) is ki
     # delivered before Ctrl-C, or Ctrl-C at once: either way nothing else
     assert got in ([[0, 1, 2]], [[0, 1, 2], [3, 4]])
@@ -231,14 +256,24 @@ async def test_keyboard_interrupt_after_a_partial_batch_arrives_as_itself(
 
 async def test_an_error_on_a_batch_boundary_is_not_preceded_by_an_empty_batch() -> None:
     err = ValueError("x")
-    res = await failing(Probe(), 6, err).batch(3).collect_result()
+    res = (
+        await ScriptedProducer(range(6), raise_before=6, error=err, cleanup_checkpoints=0)
+        .stream()
+        .batch(3)
+        .collect_result()
+    )
     assert res.items == [[0, 1, 2], [3, 4, 5]]
     assert res.error is err
 
 
 async def test_collect_result_gives_the_batches_and_the_error() -> None:
     err = KeyError("k")
-    res = await failing(Probe(), 4, err).batch(3, within=1).collect_result()
+    res = (
+        await ScriptedProducer(range(4), raise_before=4, error=err, cleanup_checkpoints=0)
+        .stream()
+        .batch(3, within=1)
+        .collect_result()
+    )
     assert res.items == [[0, 1, 2], [3]]
     assert res.error is err
 
@@ -251,9 +286,13 @@ async def test_collect_result_gives_the_batches_and_the_error() -> None:
 async def test_a_cancelled_request_keeps_the_partial_batch(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    probe = Probe()
+    probe = ScriptedProducer(
+        [str(i) for i in range(5)],
+        delay=[0, 0, 10, 0, 0],
+        cleanup_checkpoints=0,
+    )
     # 0 and 1 at once, then 2 after 10 s
-    s = timed(probe, [0, 0, 10, 0, 0]).batch(3)
+    s = probe.stream().batch(3)
     async with s.open() as it:
         with trio.move_on_after(1) as cs:
             await anext(it)
@@ -265,7 +304,11 @@ async def test_a_cancelled_request_keeps_the_partial_batch(
 async def test_a_cancelled_request_with_within_keeps_the_partial_batch_and_its_deadline(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    s = timed(Probe(), [1, 1, 20]).batch(10, within=5)
+    s = (
+        ScriptedProducer([str(i) for i in range(3)], delay=[1, 1, 20], cleanup_checkpoints=0)
+        .stream()
+        .batch(10, within=5)
+    )
     t0 = trio.current_time()
     async with s.open() as it:
         with trio.move_on_after(3) as cs:
@@ -287,13 +330,15 @@ def test_timeouts_on_anext_lose_no_item(
     delays: list[float], size: int, within: float | None, patience: float
 ) -> None:
     async def main() -> None:
-        probe = Probe()
-        with no_task_leak():
-            async with timed(probe, delays).batch(size, within=within).open() as it:
+        probe = ScriptedProducer(
+            [str(i) for i in range(len(delays))], delay=delays, cleanup_checkpoints=0
+        )
+        with no_leaks():
+            async with probe.stream().batch(size, within=within).open() as it:
                 batches, _ = await drain_with_timeouts(it, patience)
         assert [x for b in batches for x in b] == [str(i) for i in range(len(delays))]
         assert all(1 <= len(b) <= size for b in batches)
-        assert probe.finalized == 1
+        assert probe.cleanups == 1
 
     trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
 
@@ -307,11 +352,11 @@ def test_timeouts_on_anext_lose_no_item(
 async def test_breaking_out_stops_the_producer_before_the_block_ends(
     autojump_clock: trio.testing.MockClock, within: float | None
 ) -> None:
-    probe = Probe()
+    probe = ScriptedProducer.counting(delay=0.2)
     state = ExitState()
     before = tasks_living()
     try:
-        async with counting(probe, delay=0.2).batch(4, within=within).open() as it:
+        async with probe.stream().batch(4, within=within).open() as it:
             async for b in it:
                 if b[-1] >= 6:
                     break
@@ -326,12 +371,12 @@ async def test_breaking_out_stops_the_producer_before_the_block_ends(
 async def test_external_cancellation_is_never_a_clean_end(
     autojump_clock: trio.testing.MockClock, by: str, within: float | None
 ) -> None:
-    probe = Probe()
+    probe = ScriptedProducer.counting(40, delay=1)
 
     def make() -> bt.Stream[list[int]]:
-        return counting(probe, 40, delay=1).batch(2, within=within)
+        return probe.stream().batch(2, within=within)
 
-    with no_task_leak():
+    with no_leaks():
         if by == "cancel":
             got, after_loop, caught = await cancelled_while_consuming(make, cancel_after=2)
         else:
@@ -339,7 +384,7 @@ async def test_external_cancellation_is_never_a_clean_end(
     assert got == [[0, 1], [2, 3]]
     assert not after_loop
     assert caught
-    assert probe.finalized == 1
+    assert probe.cleanups == 1
 
 
 async def test_batches_of_a_buffered_merge(autojump_clock: trio.testing.MockClock) -> None:
@@ -350,11 +395,14 @@ async def test_batches_of_a_buffered_merge(autojump_clock: trio.testing.MockCloc
         return sum(b)
 
     s = (
-        bt.merge(counting(Probe(), 10, delay=1), counting(Probe(), 10, delay=1.5))
+        bt.merge(
+            ScriptedProducer.counting(10, delay=1).stream(),
+            ScriptedProducer.counting(10, delay=1.5).stream(),
+        )
         .buffer(4)
         .batch(3, within=2)
         .map(total, concurrency=2)
     )
-    with no_task_leak():
+    with no_leaks():
         sums = await s.collect()
     assert sum(sums) == 2 * sum(range(10))

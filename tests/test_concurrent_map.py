@@ -11,19 +11,13 @@ from typing import Any, cast
 import pytest
 import trio
 import trio.testing
-from _helpers import Probe, counting, drain_with_timeouts, no_task_leak, raised_by, tasks_living
-from _stage_helpers import (
-    ERRORS,
-    ExitState,
-    InFlight,
-    all_blocked,
-    cancelled_while_consuming,
-    failing,
-)
+from _helpers import drain_with_timeouts, raised_by, tasks_living
+from _stage_helpers import ERRORS, ExitState, InFlight, all_blocked, cancelled_while_consuming
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import beluga_trio as bt
+from beluga_trio.testing import ScriptedProducer, no_leaks
 
 
 def sleeping(flight: InFlight, seconds: Callable[[int], float]) -> Callable[[int], Awaitable[int]]:
@@ -48,16 +42,14 @@ async def test_ordered_results_come_in_input_order_with_at_most_n_in_flight(
 ) -> None:
     flight = InFlight()
     delays = [3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5, 8, 9, 7, 9, 3, 2, 3, 8, 4]
-    probe = Probe()
-    s = counting(probe, len(delays)).map(
-        sleeping(flight, lambda x: delays[x]), concurrency=concurrency
-    )
-    with no_task_leak():
+    probe = ScriptedProducer.counting(len(delays))
+    s = probe.stream().map(sleeping(flight, lambda x: delays[x]), concurrency=concurrency)
+    with no_leaks():
         got = await s.collect()
     assert got == [10 * i for i in range(len(delays))]
     assert flight.peak == concurrency, "never more, and the slots are used"
     assert flight.calls == flight.finished == len(delays)
-    assert probe.finalized == 1
+    assert probe.cleanups == 1
 
 
 async def test_unordered_results_come_in_completion_order(
@@ -69,7 +61,7 @@ async def test_unordered_results_come_in_completion_order(
         sleeping(flight, lambda x: delays[x]), concurrency=3, ordered=False
     )
     t0 = trio.current_time()
-    with no_task_leak():
+    with no_leaks():
         async with s.open() as it:
             arrivals: list[tuple[int, float]] = [(x, trio.current_time() - t0) async for x in it]
     # 0, 1, 2 start at 0; 1 ends at 1 -> 3 starts, ends at 1.5 -> 4 starts, ends at 1.6;
@@ -79,7 +71,7 @@ async def test_unordered_results_come_in_completion_order(
 
 
 async def test_sync_fn_with_concurrency() -> None:
-    with no_task_leak():
+    with no_leaks():
         got = await bt.from_iterable(range(1000)).map(lambda x: x * x, concurrency=4).collect()
     assert got == [x * x for x in range(1000)]
     strings = await bt.from_iterable(range(100)).map(str, concurrency=2, ordered=False).collect()
@@ -87,7 +79,7 @@ async def test_sync_fn_with_concurrency() -> None:
 
 
 async def test_a_concurrent_map_is_cold_and_reopenable() -> None:
-    probe = Probe()
+    probe = ScriptedProducer.counting(5)
     calls = 0
 
     async def fn(x: int) -> int:
@@ -96,12 +88,12 @@ async def test_a_concurrent_map_is_cold_and_reopenable() -> None:
         await trio.lowlevel.checkpoint()
         return x
 
-    s = counting(probe, 5).map(fn, concurrency=2)
+    s = probe.stream().map(fn, concurrency=2)
     await all_blocked()
-    assert (probe.entered, calls) == (0, 0)
+    assert (probe.opened, calls) == (0, 0)
     assert await s.collect() == [0, 1, 2, 3, 4]
     assert await s.collect() == [0, 1, 2, 3, 4]
-    assert (probe.entered, calls) == (2, 10)
+    assert (probe.opened, calls) == (2, 10)
 
 
 @settings(deadline=None, max_examples=50)
@@ -117,11 +109,9 @@ def test_ordered_concurrent_map_equals_sequential_map(
     async def main() -> None:
         flight = InFlight()
         fn = sleeping(flight, lambda x: delays[x])
-        probe = Probe()
-        source = (
-            counting(probe, len(delays)) if async_source else bt.from_iterable(range(len(delays)))
-        )
-        with no_task_leak():
+        probe = ScriptedProducer.counting(len(delays))
+        source = probe.stream() if async_source else bt.from_iterable(range(len(delays)))
+        with no_leaks():
             ordered = await source.map(fn, concurrency=concurrency, window=window).collect()
             unordered = await source.map(
                 fn, concurrency=concurrency, ordered=False, window=window
@@ -129,7 +119,7 @@ def test_ordered_concurrent_map_equals_sequential_map(
         assert ordered == await source.map(fn).collect()
         assert sorted(unordered) == ordered
         assert flight.peak <= concurrency
-        assert probe.finalized == probe.entered
+        assert probe.cleanups == probe.opened
 
     trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
 
@@ -168,7 +158,7 @@ async def test_a_slow_first_item_does_not_idle_the_other_slots(
     needs 5 + ceil(7 / 3) = 8)."""
     fn, flight, full_while_item0_runs = _head_of_line()
     t0 = trio.current_time()
-    with no_task_leak():
+    with no_leaks():
         got = await bt.from_iterable(range(8)).map(fn, concurrency=3).collect()
     assert got == list(range(8))
     assert trio.current_time() - t0 == 6
@@ -209,7 +199,7 @@ async def test_a_slow_item_does_not_stall_an_unordered_map(
 
 @pytest.mark.parametrize("concurrency", [1, 3, 10])
 async def test_read_ahead_is_bounded_when_the_consumer_does_not_read(concurrency: int) -> None:
-    probe = Probe()
+    probe = ScriptedProducer.counting()
     flight = InFlight()
 
     async def fn(x: int) -> int:
@@ -217,15 +207,15 @@ async def test_read_ahead_is_bounded_when_the_consumer_does_not_read(concurrency
             await trio.lowlevel.checkpoint()
         return x
 
-    with no_task_leak():
-        async with counting(probe).map(fn, concurrency=concurrency).open() as it:
+    with no_leaks():
+        async with probe.stream().map(fn, concurrency=concurrency).open() as it:
             await all_blocked()
             assert probe.started <= 2 * concurrency + 1
             assert flight.calls <= 2 * concurrency
             assert await anext(it) == 0
             await all_blocked()
             assert probe.started <= 2 * concurrency + 2
-    assert probe.finalized == 1
+    assert probe.cleanups == 1
 
 
 # --------------------------------------------------------------------------------------------
@@ -246,7 +236,7 @@ async def test_a_shared_limiter_bounds_the_sum_of_calls_in_flight(
     async def run(name: str, s: bt.Stream[int]) -> None:
         results[name] = await s.collect()
 
-    with no_task_leak():
+    with no_leaks():
         async with trio.open_nursery() as nursery:
             nursery.start_soon(run, "a", a)
             nursery.start_soon(run, "b", b)
@@ -268,7 +258,7 @@ async def test_a_shared_limiter_within_one_pipeline(autojump_clock: trio.testing
         bt.from_iterable(range(10)).map(fn, concurrency=limiter),
         bt.from_iterable(range(10)).map(fn, concurrency=limiter).map(back, concurrency=limiter),
     )
-    with no_task_leak(), trio.fail_after(1000):
+    with no_leaks(), trio.fail_after(1000):
         got = await s.collect()
     assert len(got) == 20
     assert flight.peak <= 2
@@ -298,7 +288,7 @@ async def test_an_error_in_fn_cancels_the_calls_in_flight_and_arrives_as_itself(
 ) -> None:
     err = ERRORS[kind]()
     flight = InFlight()
-    probe = Probe()
+    probe = ScriptedProducer.counting()
 
     async def fn(x: int) -> int:
         with flight.call():
@@ -312,7 +302,7 @@ async def test_an_error_in_fn_cancels_the_calls_in_flight_and_arrives_as_itself(
 
     async def consume() -> None:
         with trio.fail_after(100):  # the endless source must be stopped, not run for ever
-            async with counting(probe).map(fn, concurrency=4, ordered=ordered).open() as it:
+            async with probe.stream().map(fn, concurrency=4, ordered=ordered).open() as it:
                 async for x in it:
                     got.append(x)  # noqa: PERF401 - keeps what arrived before the error
 
@@ -342,11 +332,16 @@ async def test_an_upstream_error_arrives_as_itself_after_the_results_before_it(
     got: list[int] = []
 
     async def consume() -> None:
-        async with failing(Probe(), 6, err).map(fn, concurrency=3).open() as it:
+        async with (
+            ScriptedProducer(range(6), raise_before=6, error=err, cleanup_checkpoints=0)
+            .stream()
+            .map(fn, concurrency=3)
+            .open() as it
+        ):
             async for x in it:
                 got.append(x)  # noqa: PERF401 - keeps what arrived before the error
 
-    with no_task_leak():
+    with no_leaks():
         assert await raised_by(consume) is err
     expected = [0, 10, 20, 30, 40, 50]
     if isinstance(err, KeyboardInterrupt | SystemExit):
@@ -363,7 +358,7 @@ async def test_a_sync_fn_error_arrives_as_itself() -> None:
             raise err
         return x
 
-    with no_task_leak():
+    with no_leaks():
         res = await bt.from_iterable(range(100)).map(fn, concurrency=4).collect_result()
     assert res.error is err
     assert res.items == list(range(50))
@@ -391,13 +386,13 @@ async def test_breaking_out_cancels_the_calls_in_flight_and_stops_the_producer(
     autojump_clock: trio.testing.MockClock, ordered: bool
 ) -> None:
     flight = InFlight()
-    probe = Probe()
+    probe = ScriptedProducer.counting()
     fn = sleeping(flight, lambda x: 1 + x % 4)
     state = ExitState()
     before = tasks_living()
     got: list[int] = []
     try:
-        async with counting(probe).map(fn, concurrency=4, ordered=ordered).open() as it:
+        async with probe.stream().map(fn, concurrency=4, ordered=ordered).open() as it:
             async for x in it:
                 got.append(x)
                 if len(got) == 5:
@@ -414,7 +409,7 @@ async def test_breaking_out_cancels_the_calls_in_flight_and_stops_the_producer(
 
 
 async def test_take_and_first_stop_everything() -> None:
-    probe = Probe()
+    probe = ScriptedProducer.counting()
     flight = InFlight()
 
     async def fn(x: int) -> int:
@@ -422,10 +417,10 @@ async def test_take_and_first_stop_everything() -> None:
             await trio.lowlevel.checkpoint()
         return x
 
-    with no_task_leak():
-        assert await counting(probe).map(fn, concurrency=5).take(12).collect() == list(range(12))
-        assert await counting(probe).map(fn, concurrency=5).first() == 0
-    assert probe.finalized == 2
+    with no_leaks():
+        assert await probe.stream().map(fn, concurrency=5).take(12).collect() == list(range(12))
+        assert await probe.stream().map(fn, concurrency=5).first() == 0
+    assert probe.cleanups == 2
     assert flight.now == 0
 
 
@@ -434,14 +429,14 @@ async def test_take_and_first_stop_everything() -> None:
 async def test_external_cancellation_is_never_a_clean_end(
     autojump_clock: trio.testing.MockClock, by: str, ordered: bool
 ) -> None:
-    probe = Probe()
+    probe = ScriptedProducer.counting(30)
     flight = InFlight()
     fn = sleeping(flight, lambda x: 1)
 
     def make() -> bt.Stream[int]:
-        return counting(probe, 30).map(fn, concurrency=3, ordered=ordered)
+        return probe.stream().map(fn, concurrency=3, ordered=ordered)
 
-    with no_task_leak():
+    with no_leaks():
         if by == "cancel":
             got, after_loop, caught = await cancelled_while_consuming(make, cancel_after=4)
         else:
@@ -449,7 +444,7 @@ async def test_external_cancellation_is_never_a_clean_end(
     assert not after_loop
     assert caught
     assert len(got) == (4 if by == "cancel" else 6)
-    assert probe.finalized == 1
+    assert probe.cleanups == 1
     assert flight.now == 0
 
 
@@ -470,12 +465,12 @@ async def test_cancellation_while_every_call_is_done_is_not_a_clean_end() -> Non
 async def test_a_shielded_consumer_does_not_see_a_clean_end_when_the_calls_are_cancelled(
     autojump_clock: trio.testing.MockClock, ordered: bool
 ) -> None:
-    probe = Probe()
+    probe = ScriptedProducer.counting(20)
     flight = InFlight()
     fn = sleeping(flight, lambda x: 1)
     after_loop = False
     with trio.CancelScope() as outer:
-        async with counting(probe, 20).map(fn, concurrency=3, ordered=ordered).open() as it:
+        async with probe.stream().map(fn, concurrency=3, ordered=ordered).open() as it:
             with trio.CancelScope(shield=True):
                 try:
                     async for x in it:
@@ -485,7 +480,7 @@ async def test_a_shielded_consumer_does_not_see_a_clean_end_when_the_calls_are_c
                 except trio.BrokenResourceError:
                     pass  # an error that says the stream cannot go on: fine
     assert not after_loop, "the map looked finished"
-    assert probe.finalized == 1
+    assert probe.cleanups == 1
     assert flight.now == 0
 
 
@@ -496,9 +491,12 @@ async def test_a_timed_out_anext_loses_no_item(
     delays = [0.5, 2, 0.1, 3, 0, 0, 1.5, 4, 0.2, 2, 0.7, 1.1]
     flight = InFlight()
     fn = sleeping(flight, lambda x: delays[x])
-    with no_task_leak():
+    with no_leaks():
         async with (
-            counting(Probe(), len(delays)).map(fn, concurrency=2, ordered=ordered).open() as it
+            ScriptedProducer.counting(len(delays))
+            .stream()
+            .map(fn, concurrency=2, ordered=ordered)
+            .open() as it
         ):
             got, cancelled = await drain_with_timeouts(it, 0.6)
     assert cancelled >= 3
@@ -542,7 +540,7 @@ async def test_ordered_an_error_comes_after_every_earlier_item_still_in_flight(
     flight = InFlight()
     fn = positional(flight, {0: 5, 1: 5, 3: 100}, {2: 1})
     t0 = trio.current_time()
-    with no_task_leak():
+    with no_leaks():
         res = await bt.from_iterable(range(10)).map(fn, concurrency=4).collect_result()
     assert res.items == [0, 1]
     assert isinstance(res.error, FnError)
@@ -574,7 +572,7 @@ async def test_ordered_take_before_the_error_never_sees_it(
     before its position, so it gets its items and no error."""
     flight = InFlight()
     fn = positional(flight, {0: 5, 1: 6, 2: 7}, {3: 0.1})
-    with no_task_leak():
+    with no_leaks():
         got = await bt.from_iterable(range(10)).map(fn, concurrency=4).take(k).collect()
     assert got == list(range(k))
     assert flight.now == 0
@@ -622,7 +620,7 @@ def test_ordered_whether_take_k_sees_an_error_never_depends_on_timing(
 
     async def main() -> None:
         s = bt.from_iterable(range(len(delays))).map(fn, concurrency=concurrency, window=window)
-        with no_task_leak():
+        with no_leaks():
             res = await s.take(k).collect_result()
         if k <= bad:
             assert res.items == list(range(k))
@@ -660,9 +658,12 @@ async def test_an_upstream_error_comes_after_every_call_started_before_it(
     flight = InFlight()
     fn = sleeping(flight, lambda x: 3 - x)
     t0 = trio.current_time()
-    with no_task_leak():
+    with no_leaks():
         res = (
-            await failing(Probe(), 3, err).map(fn, concurrency=5, ordered=ordered).collect_result()
+            await ScriptedProducer(range(3), raise_before=3, error=err, cleanup_checkpoints=0)
+            .stream()
+            .map(fn, concurrency=5, ordered=ordered)
+            .collect_result()
         )
     assert res.error is err
     assert trio.current_time() - t0 == 3
@@ -719,7 +720,7 @@ async def test_a_consumer_polling_with_short_timeouts_never_reruns_a_call(
 
     got: list[int] = []
     timeouts = 0
-    with no_task_leak():
+    with no_leaks():
         async with bt.from_iterable(range(12)).map(fn, concurrency=2, ordered=ordered).open() as it:
             while len(got) < 12:
                 with trio.move_on_after(0.3) as cs:
@@ -749,7 +750,7 @@ async def test_stop_iteration_from_fn_fails_the_stream_instead_of_ending_it(
         return sync_fn(x)
 
     fn: Callable[[int], Any] = sync_fn if sync else async_fn
-    with no_task_leak():
+    with no_leaks():
         res = await bt.from_iterable(range(6)).map(fn, concurrency=2).collect_result()
     assert res.items == [0, 1, 2]
     assert type(res.error) is RuntimeError
@@ -783,7 +784,7 @@ async def test_keyboard_interrupt_from_a_call_is_not_grouped_with_a_concurrent_e
         raise KeyboardInterrupt
 
     s = bt.from_iterable(range(2)).map(fn, concurrency=2)
-    with no_task_leak():
+    with no_leaks():
         exc = await raised_by(s.collect)
     assert type(exc) is KeyboardInterrupt
 
@@ -807,7 +808,7 @@ async def test_keyboard_interrupt_from_a_stopped_call_is_not_dropped(
             async for _ in it:
                 break
 
-    with no_task_leak():
+    with no_leaks():
         exc = await raised_by(consume)
     assert type(exc) is KeyboardInterrupt
 
@@ -829,7 +830,7 @@ async def test_a_limiter_whose_tokens_drop_to_zero_waits_and_resumes_when_raised
     async def consume() -> None:
         got.extend(await s.collect())
 
-    with no_task_leak(), trio.fail_after(100):
+    with no_leaks(), trio.fail_after(100):
         async with trio.open_nursery() as nursery:
             nursery.start_soon(consume)
             await trio.sleep(5)
@@ -930,7 +931,12 @@ async def test_an_error_from_a_call_before_an_upstream_error_comes_first(
     upstream = FnError("upstream")
     flight = InFlight()
     fn = positional(flight, {0: 1, 2: 3}, {1: 2})
-    res = await failing(Probe(), 3, upstream).map(fn, concurrency=5).collect_result()
+    res = (
+        await ScriptedProducer(range(3), raise_before=3, error=upstream, cleanup_checkpoints=0)
+        .stream()
+        .map(fn, concurrency=5)
+        .collect_result()
+    )
     assert res.items == [0]
     assert isinstance(res.error, FnError)
     assert res.error.args == (1,)
@@ -945,7 +951,7 @@ async def test_leaving_while_workers_wait_for_room_in_the_window(
     waiting for room are stopped with the rest."""
     flight = InFlight()
     fn = sleeping(flight, lambda x: 0.1 * (x % 3))
-    with no_task_leak():
+    with no_leaks():
         async with (
             bt.from_iterable(range(100))
             .map(fn, concurrency=3, window=3, ordered=ordered)

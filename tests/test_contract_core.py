@@ -12,9 +12,6 @@ import trio
 import trio.testing
 from _helpers import (
     CHANNEL_KINDS,
-    Probe,
-    counting,
-    no_task_leak,
     raised_by,
     raising_cleanup,
     receive_side,
@@ -24,6 +21,7 @@ from _helpers import (
 )
 
 import beluga_trio as bt
+from beluga_trio.testing import ScriptedProducer, no_leaks
 
 # --------------------------------------------------------------------------------------------
 # Cold streams
@@ -31,7 +29,7 @@ import beluga_trio as bt
 
 
 async def test_building_a_pipeline_runs_nothing() -> None:
-    probe = Probe()
+    probe = ScriptedProducer.counting(5)
     generator_runs: list[int] = []
 
     def numbers() -> Iterator[int]:
@@ -42,12 +40,12 @@ async def test_building_a_pipeline_runs_nothing() -> None:
     tx.send_nowait(7)
     before = tasks_living()
 
-    pipeline = counting(probe, 5).map(lambda x: x * 2).filter(lambda x: x > 0).skip(1).take(2)
+    pipeline = probe.stream().map(lambda x: x * 2).filter(lambda x: x > 0).skip(1).take(2)
     from_gen = bt.from_iterable(numbers()).map(lambda x: x + 1)
     from_chan = bt.from_channel(rx).map(lambda x: x + 1)
 
     await trio.testing.wait_all_tasks_blocked()
-    assert probe.entered == 0
+    assert probe.opened == 0
     assert probe.started == 0
     assert generator_runs == []
     assert rx.statistics().current_buffer_used == 1  # nothing was received
@@ -61,23 +59,23 @@ async def test_building_a_pipeline_runs_nothing() -> None:
 
 
 async def test_each_opening_runs_the_producer_from_the_start() -> None:
-    probe = Probe()
-    s = counting(probe, 5)
+    probe = ScriptedProducer.counting(5)
+    s = probe.stream()
     assert await s.collect() == [0, 1, 2, 3, 4]
     assert await s.collect() == [0, 1, 2, 3, 4]
-    assert probe.entered == 2
+    assert probe.opened == 2
     async with s.open() as it:
         assert await anext(it) == 0
         assert await anext(it) == 1
     async with s.open() as it:
         assert await anext(it) == 0
-    assert probe.entered == 4
-    assert probe.finalized == 4
+    assert probe.opened == 4
+    assert probe.cleanups == 4
 
 
 def _reiterable_streams() -> list[tuple[str, Callable[[], bt.Stream[int]]]]:
     return [
-        ("stream", lambda: counting(Probe(), 4)),
+        ("stream", lambda: ScriptedProducer.counting(4).stream()),
         ("list", lambda: bt.from_iterable([0, 1, 2, 3])),
         ("range", lambda: bt.from_iterable(range(4))),
         ("list-map", lambda: bt.from_iterable([0, 2, 4, 6]).map(lambda x: x // 2)),
@@ -89,7 +87,7 @@ def _reiterable_streams() -> list[tuple[str, Callable[[], bt.Stream[int]]]]:
 )
 async def test_concurrent_openings_are_independent(make: Callable[[], bt.Stream[int]]) -> None:
     s = make()
-    with no_task_leak():
+    with no_leaks():
         async with s.open() as a, s.open() as b:
             assert await anext(a) == 0
             assert await anext(b) == 0
@@ -189,7 +187,7 @@ async def test_from_async_generator_object_is_closed_when_the_stream_is(stop: st
         finally:
             finalized.append(True)
 
-    with no_task_leak():
+    with no_leaks():
         s = bt.from_iterable(agen())
         if stop == "break":
             async with s.open() as it:
@@ -233,7 +231,7 @@ async def test_from_channel_closes_the_channel_with_the_stream(kind: str) -> Non
         tx.send_nowait(i)
     rx = receive_side(kind, memory_rx)
     s = bt.from_channel(rx)
-    with no_task_leak():
+    with no_leaks():
         async with s.open() as it:
             assert await anext(it) == 0
             assert await anext(it) == 1
@@ -340,7 +338,7 @@ async def test_async_for_directly_on_a_stream_raises_type_error_naming_open() ->
 async def test_iterator_is_closed_after_the_block(
     autojump_clock: trio.testing.MockClock, consumed_all: bool, source: str
 ) -> None:
-    s = counting(Probe(), 3) if source == "stream" else bt.from_iterable([0, 1, 2])
+    s = ScriptedProducer.counting(3).stream() if source == "stream" else bt.from_iterable([0, 1, 2])
     async with s.open() as it:
         assert await anext(it) == 0
         if consumed_all:
@@ -360,9 +358,9 @@ async def test_iterator_keeps_raising_stop_after_the_end() -> None:
 
 
 async def test_second_concurrent_anext_raises_busy(autojump_clock: trio.testing.MockClock) -> None:
-    probe = Probe()
+    probe = ScriptedProducer.counting(5, delay=1.0)
     got: list[int] = []
-    async with counting(probe, 5, delay=1.0).open() as it:
+    async with probe.stream().open() as it:
 
         async def first_reader() -> None:
             got.append(await anext(it))
@@ -387,8 +385,8 @@ async def test_second_concurrent_anext_raises_busy(autojump_clock: trio.testing.
 async def test_lock_step_exactly_k_started_after_k_received(
     autojump_clock: trio.testing.MockClock, delay: float
 ) -> None:
-    probe = Probe()
-    async with counting(probe, 10, delay=delay).open() as it:
+    probe = ScriptedProducer.counting(10, delay=delay)
+    async with probe.stream().open() as it:
         await trio.sleep(10)
         assert probe.started == 0
         for k in range(1, 6):
@@ -401,12 +399,12 @@ async def test_lock_step_exactly_k_started_after_k_received(
 async def test_lock_step_k_plus_one_while_a_request_is_pending(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    probe = Probe()
+    probe = ScriptedProducer.counting(10, delay=1.0)
 
     async def ask(it: AsyncIterator[int], got: list[int]) -> None:
         got.append(await anext(it))
 
-    async with counting(probe, 10, delay=1.0).open() as it:
+    async with probe.stream().open() as it:
         for k in range(4):
             got: list[int] = []
             async with trio.open_nursery() as nursery:
@@ -432,8 +430,8 @@ async def test_lock_step_survives_operators(
     autojump_clock: trio.testing.MockClock,
     stages: Callable[[bt.Stream[int]], bt.Stream[int]],
 ) -> None:
-    probe = Probe()
-    async with stages(counting(probe, 10)).open() as it:
+    probe = ScriptedProducer.counting(10)
+    async with stages(probe.stream()).open() as it:
         for k in range(1, 5):
             await anext(it)
             await trio.sleep(10)
@@ -441,9 +439,9 @@ async def test_lock_step_survives_operators(
 
 
 async def test_cancelled_requests_leave_no_credit(autojump_clock: trio.testing.MockClock) -> None:
-    probe = Probe()
+    probe = ScriptedProducer.counting(6, delay=1.0)
     received: list[int] = []
-    async with counting(probe, 6, delay=1.0).open() as it:
+    async with probe.stream().open() as it:
         received.append(await anext(it))
         for _ in range(5):
             with trio.move_on_after(0.1) as cs:
@@ -461,9 +459,9 @@ async def test_cancelled_requests_leave_no_credit(autojump_clock: trio.testing.M
 async def test_requests_cancelled_before_they_start_leave_no_credit(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    probe = Probe()
+    probe = ScriptedProducer.counting(6)
     received: list[int] = []
-    async with counting(probe, 6).open() as it:
+    async with probe.stream().open() as it:
         received.append(await anext(it))
         for _ in range(5):
             with trio.CancelScope() as cs:
@@ -490,7 +488,7 @@ async def test_cancel_scope_in_producer_expires_as_written(
 
 
 async def test_nursery_in_producer_runs_its_tasks(autojump_clock: trio.testing.MockClock) -> None:
-    with no_task_leak():
+    with no_leaks():
         assert await squares_from_worker(4).collect() == [0, 1, 4, 9]
         assert await squares_from_worker(4).take(2).collect() == [0, 1]
         assert await squares_from_worker(4).first() == 0
@@ -528,7 +526,7 @@ async def test_async_map_fn_really_runs_asynchronously(
         return x + 100
 
     start = trio.current_time()
-    assert await counting(Probe(), 3).map(slow).collect() == [100, 101, 102]
+    assert await ScriptedProducer.counting(3).stream().map(slow).collect() == [100, 101, 102]
     assert trio.current_time() - start == pytest.approx(3)
 
 
@@ -537,7 +535,9 @@ async def test_filter_sync_and_async() -> None:
     assert await s.filter(lambda x: x % 2 == 0).collect() == [0, 2, 4, 6]
     assert await s.filter(_async_is_odd).collect() == [1, 3, 5]
     assert await s.filter(lambda x: False).collect() == []
-    assert await counting(Probe(), 6).filter(_async_is_odd).map(_async_double).collect() == [
+    assert await ScriptedProducer.counting(6).stream().filter(_async_is_odd).map(
+        _async_double
+    ).collect() == [
         2,
         6,
         10,
@@ -554,7 +554,7 @@ async def test_take_and_skip() -> None:
     assert await s.skip(100).collect() == []
     assert await s.skip(2).take(3).collect() == [2, 3, 4]
     assert await s.take(3).skip(2).collect() == [2]
-    assert await counting(Probe(), 10).skip(8).collect() == [8, 9]
+    assert await ScriptedProducer.counting(10).stream().skip(8).collect() == [8, 9]
 
 
 @pytest.mark.parametrize("op", ["take", "skip"])
@@ -569,13 +569,13 @@ def test_take_skip_validate_n(op: str) -> None:
 
 
 async def test_take_closes_upstream_when_it_has_n_items() -> None:
-    probe = Probe()
+    probe = ScriptedProducer.counting()
     finalized_when_received: list[int] = []
-    with no_task_leak():
-        async with counting(probe, None).take(3).open() as it:
+    with no_leaks():
+        async with probe.stream().take(3).open() as it:
             received = [await anext(it) for _ in range(3)]
             # checked right when the 3rd item arrived, before asking for more
-            finalized_when_received.append(probe.finalized)
+            finalized_when_received.append(probe.cleanups)
             with pytest.raises(StopAsyncIteration):
                 await anext(it)
         assert received == [0, 1, 2]
@@ -584,30 +584,30 @@ async def test_take_closes_upstream_when_it_has_n_items() -> None:
 
 
 async def test_take_zero_never_starts_the_producer() -> None:
-    probe = Probe()
-    assert await counting(probe, 10).take(0).collect() == []
-    async with counting(probe, 10).take(0).open() as it:
+    probe = ScriptedProducer.counting(10)
+    assert await probe.stream().take(0).collect() == []
+    async with probe.stream().take(0).open() as it:
         with pytest.raises(StopAsyncIteration):
             await anext(it)
-    assert probe.entered == 0
+    assert probe.opened == 0
 
 
 async def test_first_closes_the_producer_at_once() -> None:
-    probe = Probe()
-    with no_task_leak():
-        assert await counting(probe, None).first() == 0
-        assert probe.finalized == 1
-        assert probe.started == 1
-        assert await counting(probe, 5).skip(2).first() == 2
-        assert probe.finalized == 2
+    endless, five = ScriptedProducer.counting(), ScriptedProducer.counting(5)
+    with no_leaks():
+        assert await endless.stream().first() == 0
+        assert endless.cleanups == 1
+        assert endless.started == 1
+        assert await five.stream().skip(2).first() == 2
+        assert five.cleanups == 1
 
 
 async def test_last_and_invoke() -> None:
     assert await bt.from_iterable([4, 5, 6]).last() == 6
     assert await bt.invoke(bt.from_iterable([4, 5, 6])) == 6
-    probe = Probe()
-    assert await counting(probe, 4).map(_async_double).last() == 6
-    assert probe.finalized == 1
+    probe = ScriptedProducer.counting(4)
+    assert await probe.stream().map(_async_double).last() == 6
+    assert probe.cleanups == 1
 
 
 TERMINALS: list[Callable[[bt.Stream[int]], Awaitable[int]]] = [
@@ -617,7 +617,7 @@ TERMINALS: list[Callable[[bt.Stream[int]], Awaitable[int]]] = [
 ]
 EMPTY: list[Callable[[], bt.Stream[int]]] = [
     lambda: bt.from_iterable(list[int]()),
-    lambda: counting(Probe(), 0),
+    lambda: ScriptedProducer.counting(0).stream(),
     lambda: bt.from_iterable(range(10)).filter(lambda x: x > 100),
     lambda: bt.from_iterable(range(10)).skip(10),
 ]
@@ -651,7 +651,7 @@ async def test_for_each_sync_and_async() -> None:
         await trio.lowlevel.checkpoint()
         seen.append(-x)
 
-    s = counting(Probe(), 4)
+    s = ScriptedProducer.counting(4).stream()
     for_each: Callable[[Callable[[int], object]], Awaitable[object]] = s.for_each
     assert await for_each(seen.append) is None
     assert seen == [0, 1, 2, 3]
@@ -680,7 +680,7 @@ async def test_collect_result_returns_items_before_the_error_and_the_error() -> 
             raise err
         return x
 
-    result = await counting(Probe(), 10).map(explode_on_3).collect_result()
+    result = await ScriptedProducer.counting(10).stream().map(explode_on_3).collect_result()
     assert result.items == [0, 1, 2]
     assert result.error is err
     result = await bt.collect_result(bt.from_iterable(range(10)).map(explode_on_3))

@@ -21,7 +21,6 @@ from _helpers import (
     contains_identical,
     counting,
     drain_with_timeouts,
-    no_task_leak,
     nursery_holding_producer,
     raised_by,
     raising_cleanup,
@@ -32,6 +31,7 @@ from _helpers import (
 )
 
 import beluga_trio as bt
+from beluga_trio.testing import ScriptedProducer, no_leaks
 
 # --------------------------------------------------------------------------------------------
 # Leaving is stopping
@@ -207,7 +207,7 @@ async def test_cleanup_after_a_plain_stop_is_not_cancelled(
     stop: Callable[[bt.Stream[int]], Awaitable[None]],
 ) -> None:
     rec = CleanupRecord()
-    with trio.fail_after(10), no_task_leak():
+    with trio.fail_after(10), no_leaks():
         await stop(awaiting_cleanup_producer(rec))
     assert rec.ran
     assert not rec.cancelled, "the producer's cleanup ran cancelled"
@@ -228,7 +228,7 @@ async def test_cleanup_error_is_not_swallowed(
     stop: Callable[[bt.Stream[int]], Awaitable[None]], awaiting: bool
 ) -> None:
     err = ValueError("cleanup")
-    with trio.fail_after(10), no_task_leak():
+    with trio.fail_after(10), no_leaks():
         exc = await raised_by(lambda: stop(raising_cleanup(err, awaiting=awaiting)))
     assert exc is err, repr(exc)
 
@@ -243,7 +243,7 @@ async def test_cleanup_error_and_body_error_both_arrive(awaiting: bool) -> None:
             assert await anext(it) == 0
             raise body_err
 
-    with trio.fail_after(10), no_task_leak():
+    with trio.fail_after(10), no_leaks():
         exc = await raised_by(consume)
     everything = reachable(exc)
     assert contains_identical(everything, cleanup_err), repr(exc)
@@ -275,7 +275,7 @@ async def test_cleanup_error_is_not_swallowed_on_cancellation(
                         else:
                             cs.deadline = trio.current_time() + 0.5  # while it computes
 
-    with trio.fail_after(1000), no_task_leak():
+    with trio.fail_after(1000), no_leaks():
         exc = await raised_by(consume)
     assert contains_identical(reachable(exc), err), repr(exc)
 
@@ -358,11 +358,16 @@ FAILING: dict[str, Callable[[BaseException], bt.Stream[int]]] = {
     "generator": _generator_raising,
     "async-generator": _async_generator_raising,
     "map-sync": lambda e: bt.from_iterable(range(9)).map(_raise_at_2(e)),
-    "map-async": lambda e: counting(Probe(), 9).map(_async_raise_at_2(e)),
-    "filter-sync": lambda e: counting(Probe(), 9).filter(_pred_raise_at_2(e)),
+    "map-async": lambda e: ScriptedProducer.counting(9).stream().map(_async_raise_at_2(e)),
+    "filter-sync": lambda e: ScriptedProducer.counting(9).stream().filter(_pred_raise_at_2(e)),
     "filter-async": lambda e: bt.from_iterable(range(9)).filter(_async_pred_raise_at_2(e)),
     "deep-pipeline": lambda e: (
-        counting(Probe(), 20).skip(1).map(lambda x: x - 1).map(_raise_at_2(e)).take(10)
+        ScriptedProducer.counting(20)
+        .stream()
+        .skip(1)
+        .map(lambda x: x - 1)
+        .map(_raise_at_2(e))
+        .take(10)
     ),
 }
 
@@ -411,7 +416,7 @@ async def test_one_error_arrives_as_itself(
     terminal: Callable[[bt.Stream[int]], Awaitable[object]],
 ) -> None:
     err = ValueError("the one")
-    with no_task_leak():
+    with no_leaks():
         exc = await raised_by(lambda: terminal(failing(err)))
     assert exc is err, repr(exc)
 
@@ -421,7 +426,7 @@ async def test_collect_result_captures_the_error_itself(
     failing: Callable[[BaseException], bt.Stream[int]],
 ) -> None:
     err = ValueError("the one")
-    with no_task_leak():
+    with no_leaks():
         result = await failing(err).collect_result()
     assert result.items == [0, 1]
     assert result.error is err
@@ -473,9 +478,9 @@ async def test_reduce_and_for_each_fn_errors_arrive_as_themselves(use_async: boo
         await trio.lowlevel.checkpoint()
         sync_visit(x)
 
-    probe = Probe()
-    s = counting(probe, 10)
-    with no_task_leak():
+    probe = ScriptedProducer.counting(10)
+    s = probe.stream()
+    with no_leaks():
         if use_async:
             exc = await raised_by(lambda: s.reduce(async_fold, 0))
         else:
@@ -486,7 +491,7 @@ async def test_reduce_and_for_each_fn_errors_arrive_as_themselves(use_async: boo
         else:
             exc = await raised_by(lambda: s.for_each(sync_visit))
         assert exc is err
-    assert probe.finalized == 2
+    assert probe.cleanups == 2
 
 
 @pytest.mark.parametrize("producer", list(PRODUCERS.values()), ids=list(PRODUCERS))
@@ -501,7 +506,7 @@ async def test_consumer_body_error_arrives_as_itself(
 
     for err in [ValueError("body"), ExceptionGroup("mine", [KeyError(1)]), KeyboardInterrupt()]:
         probe = Probe()
-        with trio.fail_after(1000), no_task_leak():
+        with trio.fail_after(1000), no_leaks():
             exc = await raised_by(partial(consume, probe, err))
         assert exc is err, repr(exc)
         assert probe.finalized == 1
@@ -512,7 +517,7 @@ async def test_after_an_error_the_stream_is_finished(
     failing: Callable[[BaseException], bt.Stream[int]],
 ) -> None:
     err = ValueError("once")
-    with no_task_leak():
+    with no_leaks():
         async with failing(err).open() as it:
             assert await anext(it) == 0
             assert await anext(it) == 1
@@ -578,7 +583,7 @@ async def test_cancelled_iteration_is_never_a_clean_end(
     got: list[int] = []
     after_loop = False
     after_block = False
-    with trio.fail_after(1000), no_task_leak():
+    with trio.fail_after(1000), no_leaks():
         with trio.move_on_after(1) as cs:
             async with make().open() as it:
                 async for x in it:
@@ -636,7 +641,7 @@ async def test_cancelled_terminal_raises_cancelled(
     terminal: Callable[[bt.Stream[int]], Awaitable[object]],
 ) -> None:
     returned: list[object] = []
-    with trio.fail_after(1000), no_task_leak():
+    with trio.fail_after(1000), no_leaks():
         with trio.move_on_after(1) as cs:
             returned.append(await terminal(make()))
         assert cs.cancelled_caught
@@ -676,13 +681,16 @@ async def _slow_double(x: int) -> int:
 
 
 LOSSLESS: dict[str, Callable[[trio.Nursery], tuple[bt.Stream[int], list[int]]]] = {
-    "producer": lambda _: (counting(Probe(), 8, delay=1.0), list(range(8))),
+    "producer": lambda _: (ScriptedProducer.counting(8, delay=1.0).stream(), list(range(8))),
     "channel": lambda n: (_channel_fed_by(n, 8, "memory"), list(range(8))),
     "generic-channel": lambda n: (_channel_fed_by(n, 8, "generic"), list(range(8))),
     "async-generator": lambda _: (_sleepy_async_generator(8), list(range(8))),
     "async-map": lambda _: (bt.from_iterable(range(8)).map(_slow_double), list(range(0, 16, 2))),
     "producer-async-map-filter": lambda _: (
-        counting(Probe(), 12, delay=0.5).map(_slow_double).filter(lambda x: x % 4 == 0),
+        ScriptedProducer.counting(12, delay=0.5)
+        .stream()
+        .map(_slow_double)
+        .filter(lambda x: x % 4 == 0),
         list(range(0, 24, 4)),
     ),
 }
@@ -695,7 +703,7 @@ async def test_cancelled_anext_loses_nothing(
     make: Callable[[trio.Nursery], tuple[bt.Stream[int], list[int]]],
     patience: float,
 ) -> None:
-    with trio.fail_after(1000), no_task_leak():
+    with trio.fail_after(1000), no_leaks():
         async with trio.open_nursery() as nursery:
             s, expected = make(nursery)
             async with s.open() as it:
@@ -794,7 +802,7 @@ EVERY_ITEM: dict[str, Callable[[], bt.Stream[int]]] = {
         bt.from_iterable(range(10**9)).map(lambda x: x).filter(lambda x: x >= 0)
     ),
     "range-skip-take": lambda: bt.from_iterable(range(10**9)).skip(0).take(10**8),
-    "producer": lambda: counting(Probe(), None),
+    "producer": lambda: ScriptedProducer.counting().stream(),
     "async-map": lambda: bt.from_iterable(range(10**9)).map(_async_identity),
     "memory-channel": lambda: _full_channel("memory"),
     "generic-channel": lambda: _full_channel("generic"),
@@ -808,7 +816,7 @@ async def test_every_item_is_a_cancellation_point(
 ) -> None:
     got: list[int] = []
     after_loop = False
-    with trio.fail_after(10), no_task_leak():
+    with trio.fail_after(10), no_leaks():
         with trio.CancelScope() as cs:
             async with make().open() as it:
                 async for x in it:

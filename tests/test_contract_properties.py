@@ -9,11 +9,12 @@ from typing import NamedTuple
 
 import trio
 import trio.testing
-from _helpers import Probe, no_task_leak, tasks_living
+from _helpers import Probe, tasks_living
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import beluga_trio as bt
+from beluga_trio.testing import no_leaks
 
 
 class MapOption(NamedTuple):
@@ -133,7 +134,7 @@ def test_pipeline_collect_matches_list_computation(
 
     async def main() -> None:
         probe = Probe()
-        with trio.fail_after(10), no_task_leak():
+        with trio.fail_after(10), no_leaks():
             got = await _pipeline(kind=kind, xs=xs, probe=probe, f=f, p=p, k=k, n=n).collect()
         assert got == expected
         assert probe.finalized == probe.entered
@@ -211,7 +212,7 @@ def test_timeouts_on_anext_lose_nothing_and_leave_no_credit(
         received: list[int] = []
         done = False
         step = 0
-        with trio.fail_after(10**9), no_task_leak():
+        with trio.fail_after(10**9), no_leaks():
             async with produce().open() as it:
                 while not done:
                     wait = patience[step % len(patience)]

@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
-from _helpers import no_task_leak
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -19,6 +18,7 @@ import beluga_trio as bt
 from beluga_trio._events import Event, EventType
 from beluga_trio.llm import Aggregator, Fail, Pause, ScriptedModel, aggregate, to_events
 from beluga_trio.schema import Message, Role, StreamChunk, ToolCall, Usage
+from beluga_trio.testing import no_leaks
 
 # ---------------------------------------------------------------------------- aggregation
 
@@ -89,7 +89,7 @@ async def test_aggregate_opens_and_closes_the_stream(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     model = ScriptedModel(["Hel", "lo"], delay=0.5, usage=Usage(1, 2))
-    with no_task_leak():
+    with no_leaks():
         message = await aggregate(model.stream("hi"))
     assert message.content == "Hello"
     assert message.usage == Usage(1, 2)
@@ -198,7 +198,7 @@ async def test_to_events_data_tool_calls_then_done_with_usage_and_timing(
         delay=0.1,
         usage=Usage(7, 4),
     )
-    with no_task_leak():
+    with no_leaks():
         events = await to_events(model.stream("hi")).collect()
     assert [e.type for e in events] == ["data", "data", "tool_call", "done"]
     assert [e.payload for e in events[:2]] == ["Hel", "lo"]
@@ -298,7 +298,7 @@ async def test_leaving_the_events_early_closes_the_model_stream(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     model = ScriptedModel(list("abcdefgh"), delay=1)
-    with no_task_leak():
+    with no_leaks():
         async with to_events(model.stream("hi")).open() as events:
             async for event in events:
                 if event.payload == "c":

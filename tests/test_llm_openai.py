@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator, Iterator
 import httpx2
 import pytest
 import trio
-from _helpers import no_task_leak
 from llm_server import USAGE, StubServer, running_stub
 
 from beluga_trio._events import EventType
@@ -24,6 +23,7 @@ from beluga_trio.llm import (
 )
 from beluga_trio.llm.openai import OpenAIChatModel
 from beluga_trio.schema import Message, Role, StreamChunk, ToolCall, Usage
+from beluga_trio.testing import no_leaks
 
 KEY = "sk-test-SECRET-0123456789abcdef"
 
@@ -81,7 +81,7 @@ def assert_no_key(exc: BaseException) -> None:
 
 async def test_text_deltas_usage_in_the_last_chunk(server: StubServer, test_id: str) -> None:
     model = model_for(server, "text", test_id)
-    with no_task_leak():
+    with no_leaks():
         chunks = await model.stream("Say hello").collect()
     assert [c.delta for c in chunks if c.delta] == ["Hel", "lo, ", "w\u00f6rld"]
     assert chunks[-2].finish_reason == "stop"
@@ -189,7 +189,7 @@ async def test_a_shared_client_is_used_left_open_and_its_connection_reused(
 
 async def test_an_early_break_closes_the_response_at_once(server: StubServer, test_id: str) -> None:
     model = model_for(server, "endless", test_id)
-    with no_task_leak():
+    with no_leaks():
         async with model.stream("count").open() as chunks:
             async for chunk in chunks:
                 if chunk.delta == "t3 ":
@@ -203,7 +203,7 @@ async def test_an_early_break_closes_the_response_at_once(server: StubServer, te
 
 
 async def test_first_closes_the_response_at_once(server: StubServer, test_id: str) -> None:
-    with no_task_leak():
+    with no_leaks():
         first = await model_for(server, "endless", test_id).stream("count").first()
     assert first == StreamChunk(delta="t0 ", model_id="stub-model")
     record = await server.wait_for_disconnect(test_id, patience=1)
@@ -215,7 +215,7 @@ async def test_a_slow_first_token_times_out_and_closes_the_response(
 ) -> None:
     model = model_for(server, "slow_first", test_id)
     started = time.monotonic()
-    with no_task_leak(), pytest.raises(trio.TooSlowError):
+    with no_leaks(), pytest.raises(trio.TooSlowError):
         await model.stream("hi").timeout(first=0.2).collect()
     assert time.monotonic() - started < 1.5  # the server would answer after 2 s
     record = await server.wait_for_disconnect(test_id, patience=1)
@@ -227,7 +227,7 @@ async def test_a_timeout_between_tokens_closes_the_response(
 ) -> None:
     # Tokens come every 20 ms; a 10 ms limit between them expires after the first few.
     model = model_for(server, "endless", test_id)
-    with no_task_leak():
+    with no_leaks():
         items, error = await model.stream("hi").timeout(between=0.005).collect_result()
     assert isinstance(error, trio.TooSlowError)
     record = await server.wait_for_disconnect(test_id, patience=1)
@@ -246,7 +246,7 @@ async def test_an_outer_cancellation_closes_the_response(server: StubServer, tes
         if len(received) == 3:
             scope.cancel()
 
-    with no_task_leak(), trio.CancelScope() as scope:
+    with no_leaks(), trio.CancelScope() as scope:
         await model.stream("hi").for_each(take)
     assert scope.cancelled_caught
     assert len(received) >= 3
@@ -258,7 +258,7 @@ async def test_an_outer_cancellation_closes_the_response(server: StubServer, tes
 
 
 async def test_401_says_so_and_never_holds_the_key(server: StubServer, test_id: str) -> None:
-    with no_task_leak(), pytest.raises(ModelHTTPError) as caught:
+    with no_leaks(), pytest.raises(ModelHTTPError) as caught:
         await model_for(server, "status_401", test_id).invoke("hi")
     error = caught.value
     assert error.status_code == 401
@@ -291,7 +291,7 @@ async def test_an_unreachable_server(test_id: str) -> None:
         await sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     model = OpenAIChatModel("m", base_url=f"http://127.0.0.1:{port}/v1", api_key=KEY)
-    with no_task_leak(), pytest.raises(ModelConnectionError, match="cannot reach") as caught:
+    with no_leaks(), pytest.raises(ModelConnectionError, match="cannot reach") as caught:
         async with model:
             await model.invoke("hi")
     assert isinstance(caught.value.__cause__, httpx2.ConnectError)
@@ -302,7 +302,7 @@ async def test_an_unreachable_server(test_id: str) -> None:
 
 
 async def test_a_mid_stream_disconnect(server: StubServer, test_id: str) -> None:
-    with no_task_leak():
+    with no_leaks():
         items, error = await model_for(server, "disconnect", test_id).stream("hi").collect_result()
     assert isinstance(error, ModelConnectionError)
     assert "broke off" in str(error)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import trio
 import trio.testing
-from _helpers import no_task_leak
 
 import beluga_trio as bt
 from beluga_trio.llm import (
@@ -18,6 +17,7 @@ from beluga_trio.llm import (
     split_words,
 )
 from beluga_trio.schema import Message, Role, StreamChunk, ToolCall, Usage
+from beluga_trio.testing import no_leaks
 
 
 def test_split_words_joins_back() -> None:
@@ -130,7 +130,7 @@ async def test_leaving_early_stops_the_script_lock_step(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     model = ScriptedModel(split_words("one two three four five six"), delay=1)
-    with no_task_leak():
+    with no_leaks():
         async with model.stream("hi").open() as chunks:
             async for chunk in chunks:
                 if chunk.delta == " two":

@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator, Iterator
 import httpx2
 import pytest
 import trio
-from _helpers import no_task_leak
 from llm_server import USAGE_DETAILS, StubServer, running_stub
 
 from beluga_trio.llm import (
@@ -25,6 +24,7 @@ from beluga_trio.llm import (
 from beluga_trio.llm._errors import QUOTE_LIMIT
 from beluga_trio.llm.openai import OpenAIChatModel
 from beluga_trio.schema import Usage
+from beluga_trio.testing import no_leaks
 
 KEY = "sk-proj-Zq8vW3kR5tY7uI9oP1aS2dF4gH6jK8lL"
 
@@ -112,7 +112,7 @@ async def test_usage_with_cached_and_reasoning_tokens(server: StubServer, test_i
 
 async def test_a_vllm_error_object_in_the_stream_raises(server: StubServer, test_id: str) -> None:
     model = model_for(server, "vllm_error", test_id)
-    with no_task_leak():
+    with no_leaks():
         items, error = await model.stream("hi").collect_result()
     assert isinstance(error, ModelStreamError)
     assert error.message == "CUDA out of memory. Tried to allocate 20.00 MiB"
@@ -180,7 +180,7 @@ async def test_503_with_an_http_date(server: StubServer, test_id: str) -> None:
 
 async def test_retries_until_the_server_answers(server: StubServer, test_id: str) -> None:
     model = model_for(server, "flaky", test_id, retries=2, retry_backoff=0.001)
-    with no_task_leak():
+    with no_leaks():
         reply = await model.invoke("hi")
     assert reply.content == "Hello, w\u00f6rld"
     assert [r.attempt for r in server.records(test_id)] == [1, 2, 3]
@@ -205,7 +205,7 @@ async def test_a_server_asking_to_wait_too_long_is_not_retried(
 
 async def test_no_retry_once_a_chunk_reached_the_consumer(server: StubServer, test_id: str) -> None:
     model = model_for(server, "flaky_midstream", test_id, retries=3, retry_backoff=0.001)
-    with no_task_leak():
+    with no_leaks():
         items, error = await model.stream("hi").collect_result()
     assert isinstance(error, ModelConnectionError)
     assert [c.delta for c in items] == ["Hel"]  # no prefix seen twice
@@ -302,7 +302,7 @@ async def test_an_http_timeout_is_a_connection_error(server: StubServer, test_id
     # The server answers after 2 s; httpx2's read timeout (0.2 s) expires first. Depends on
     # the core delivering a producer's own error as itself (issue 10).
     model = model_for(server, "slow_first", test_id, timeout=httpx2.Timeout(0.2))
-    with no_task_leak(), pytest.raises(ModelConnectionError, match="timed out") as caught:
+    with no_leaks(), pytest.raises(ModelConnectionError, match="timed out") as caught:
         await model.invoke("hi")
     assert isinstance(caught.value.__cause__, httpx2.ReadTimeout)
 
@@ -312,7 +312,7 @@ async def test_an_http_timeout_is_a_connection_error(server: StubServer, test_id
 
 async def test_an_event_that_never_ends_is_bounded(server: StubServer, test_id: str) -> None:
     model = model_for(server, "endless_event", test_id)
-    with no_task_leak(), pytest.raises(MalformedEventError, match="more than") as caught:
+    with no_leaks(), pytest.raises(MalformedEventError, match="more than") as caught:
         await model.invoke("hi")
     assert len(str(caught.value)) < 1000
     record = await server.wait_for_disconnect(test_id)

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 
 import pytest
 import trio
-from _helpers import no_task_leak
 
 import beluga_trio as bt
+from beluga_trio.testing import no_leaks
 
 BUFFER = 1024  # fan_out's default
 SLOW_EVERY = 16  # the slow consumer passes a full schedule point every 16 items
@@ -85,7 +85,7 @@ async def test_fan_out_memory_does_not_grow_with_the_stream(small_n: int, large_
     if not was_tracing:
         tracemalloc.start()
     try:
-        with no_task_leak():
+        with no_leaks():
             await _fan_out_with_a_lagging_consumer(small_n // 10)  # warm-up: one-time allocations
             small = await _fan_out_with_a_lagging_consumer(small_n)
             large = await _fan_out_with_a_lagging_consumer(large_n)

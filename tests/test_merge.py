@@ -15,9 +15,7 @@ import trio.testing
 from _helpers import (
     Probe,
     contains_identical,
-    counting,
     drain_with_timeouts,
-    no_task_leak,
     raised_by,
     reachable,
     tasks_living,
@@ -27,15 +25,14 @@ from _stage_helpers import (
     ExitState,
     all_blocked,
     cancelled_while_consuming,
-    checkpointing,
     endless_sync,
-    failing,
     timed,
 )
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import beluga_trio as bt
+from beluga_trio.testing import ScriptedProducer, no_leaks
 
 # --------------------------------------------------------------------------------------------
 # Items and order
@@ -43,31 +40,39 @@ import beluga_trio as bt
 
 
 async def test_items_arrive_in_arrival_order(autojump_clock: trio.testing.MockClock) -> None:
-    a, b, c = Probe(), Probe(), Probe()
+    a = ScriptedProducer([f"a{i}" for i in range(3)], delay=[1, 2, 2], cleanup_checkpoints=0)
+    b = ScriptedProducer([f"b{i}" for i in range(2)], delay=[2, 2], cleanup_checkpoints=0)
+    c = ScriptedProducer([f"c{i}" for i in range(1)], delay=[5.5], cleanup_checkpoints=0)
     s = bt.merge(
-        timed(a, [1, 2, 2], "a"),  # at 1, 3, 5
-        timed(b, [2, 2], "b"),  # at 2, 4
-        timed(c, [5.5], "c"),  # at 5.5
+        a.stream(),  # at 1, 3, 5
+        b.stream(),  # at 2, 4
+        c.stream(),  # at 5.5
     )
     t0 = trio.current_time()
-    with no_task_leak():
+    with no_leaks():
         async with s.open() as it:
             arrivals: list[tuple[str, float]] = [(x, trio.current_time() - t0) async for x in it]
     assert arrivals == [("a0", 1), ("b0", 2), ("a1", 3), ("b1", 4), ("a2", 5), ("c0", 5.5)]
-    assert (a.finalized, b.finalized, c.finalized) == (1, 1, 1)
+    assert (a.cleanups, b.cleanups, c.cleanups) == (1, 1, 1)
 
 
 async def test_merge_ends_only_when_every_source_has_ended(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    s = bt.merge(bt.from_iterable([]), timed(Probe(), [10], "late"), bt.from_iterable(["x"]))
+    s = bt.merge(
+        bt.from_iterable([]),
+        ScriptedProducer(
+            [f"late{i}" for i in range(1)], delay=[10], cleanup_checkpoints=0
+        ).stream(),
+        bt.from_iterable(["x"]),
+    )
     t0 = trio.current_time()
     assert await s.collect() == ["x", "late0"]
     assert trio.current_time() - t0 == 10
 
 
 async def test_merge_of_nothing_is_empty() -> None:
-    with no_task_leak():
+    with no_leaks():
         nothing: bt.Stream[int] = bt.merge()
         assert await nothing.collect() == []
         async with nothing.open() as it:
@@ -75,13 +80,13 @@ async def test_merge_of_nothing_is_empty() -> None:
 
 
 async def test_merge_of_one_stream_is_that_stream() -> None:
-    probe = Probe()
-    assert await bt.merge(counting(probe, 300)).collect() == list(range(300))
-    assert probe.entered == probe.finalized == 1
+    probe = ScriptedProducer.counting(300)
+    assert await bt.merge(probe.stream()).collect() == list(range(300))
+    assert probe.opened == probe.cleanups == 1
 
 
 async def test_merge_of_large_sync_sources_keeps_every_item() -> None:
-    with no_task_leak():
+    with no_leaks():
         got = await bt.merge(
             bt.from_iterable(range(0, 20_000)),
             bt.from_iterable(range(20_000, 40_000)),
@@ -94,13 +99,14 @@ async def test_merge_of_large_sync_sources_keeps_every_item() -> None:
 
 
 async def test_merged_streams_are_cold_and_reopenable() -> None:
-    a, b = Probe(), Probe()
-    s = bt.merge(counting(a, 3), counting(b, 2))
+    a = ScriptedProducer.counting(3)
+    b = ScriptedProducer.counting(2)
+    s = bt.merge(a.stream(), b.stream())
     await all_blocked()
-    assert a.entered == b.entered == 0
+    assert a.opened == b.opened == 0
     assert sorted(await s.collect()) == [0, 0, 1, 1, 2]
     assert sorted(await s.collect()) == [0, 0, 1, 1, 2]
-    assert a.entered == b.entered == 2
+    assert a.opened == b.opened == 2
 
 
 def test_merge_takes_only_streams() -> None:
@@ -124,14 +130,14 @@ def test_merge_is_the_multiset_union_and_keeps_each_sources_order(
 
     async def main() -> None:
         sources: list[bt.Stream[tuple[int, int]]] = []
-        probes: list[Probe] = []
+        probes: list[ScriptedProducer[tuple[int, int]]] = []
         for xs, kind in zip(tagged, itertools.cycle(kinds), strict=False):
             if kind == "sync":
                 sources.append(bt.from_iterable(xs))
             else:
-                probe = Probe()
+                probe = ScriptedProducer(xs, cleanup_checkpoints=0)
                 probes.append(probe)
-                source = checkpointing(probe, xs)
+                source = probe.stream()
                 sources.append(source if kind == "async" else source.map(lambda t: t))
         got: list[tuple[int, int]] = []
         before = tasks_living()
@@ -145,7 +151,7 @@ def test_merge_is_the_multiset_union_and_keeps_each_sources_order(
         finally:
             state.record(probes)
         assert state.tasks == before
-        assert state.finalized == [p.entered for p in probes]
+        assert state.finalized == [p.opened for p in probes]
         for i, xs in enumerate(tagged):
             mine = [t for t in got if t[0] == i]
             assert mine == xs[: len(mine)]
@@ -165,25 +171,28 @@ async def test_the_first_error_arrives_as_itself_after_the_items_before_it(
     autojump_clock: trio.testing.MockClock, kind: str
 ) -> None:
     err = ERRORS[kind]()
-    bad, good = Probe(), Probe()
+    bad = ScriptedProducer(
+        range(100, 100 + 2), raise_before=2, error=err, delay=1, cleanup_checkpoints=0
+    )
+    good = ScriptedProducer.counting(delay=0.75)
     got: list[int] = []
 
     async def consume() -> None:
         with trio.fail_after(100):  # the endless source must be stopped, not run for ever
             async with bt.merge(
-                failing(bad, 2, err, delay=1, first=100),  # 100 at 1, 101 at 2, raises at 2
-                counting(good, delay=0.75),  # 0 at .75, 1 at 1.5, 2 at 2.25 ...
+                bad.stream(),  # 100 at 1, 101 at 2, raises at 2
+                good.stream(),  # 0 at .75, 1 at 1.5, 2 at 2.25 ...
             ).open() as it:
                 async for x in it:
                     got.append(x)  # noqa: PERF401 - keeps what arrived before the error
 
     t0 = trio.current_time()
-    with no_task_leak():
+    with no_leaks():
         exc = await raised_by(consume)
     assert exc is err
     assert trio.current_time() - t0 == 2
     assert got == [0, 100, 1, 101]
-    assert bad.finalized == good.finalized == 1
+    assert bad.cleanups == good.cleanups == 1
 
 
 async def test_the_first_error_stops_the_other_sources_at_once(
@@ -192,7 +201,7 @@ async def test_the_first_error_stops_the_other_sources_at_once(
     """The other producers are interrupted in the middle of an item (a long sleep) and their
     ``finally`` has run when the error reaches the consumer."""
     err = ValueError("boom")
-    bad = Probe()
+    bad = ScriptedProducer(range(1), raise_before=1, error=err, delay=3, cleanup_checkpoints=0)
     slow = [Probe(), Probe()]
     finally_at: list[float] = []
     t0 = trio.current_time()
@@ -213,15 +222,13 @@ async def test_the_first_error_stops_the_other_sources_at_once(
 
     async def consume() -> None:
         with trio.fail_after(100):  # fails the test, rather than hanging it, if not stopped
-            async with bt.merge(
-                sleeper(slow[0]), failing(bad, 1, err, delay=3), sleeper(slow[1])
-            ).open() as it:
+            async with bt.merge(sleeper(slow[0]), bad.stream(), sleeper(slow[1])).open() as it:
                 async for _ in it:
                     pass
 
     state = ExitState()
     try:
-        with no_task_leak():
+        with no_leaks():
             exc = await raised_by(consume)
     finally:
         state.record([bad, *slow])
@@ -238,9 +245,14 @@ async def test_an_error_stops_an_endless_sync_source() -> None:
 
     async def run() -> list[int]:
         with trio.fail_after(10):  # the endless source must be stopped, not run for ever
-            return await bt.merge(endless_sync(probe), failing(Probe(), 5, err)).collect()
+            return await bt.merge(
+                endless_sync(probe),
+                ScriptedProducer(
+                    range(5), raise_before=5, error=err, cleanup_checkpoints=0
+                ).stream(),
+            ).collect()
 
-    with no_task_leak():
+    with no_leaks():
         exc = await raised_by(run)
     assert exc is err
     assert probe.finalized == 1
@@ -259,7 +271,7 @@ async def test_simultaneous_errors_are_none_lost() -> None:
 
         return bt.from_iterable(gen())
 
-    with no_task_leak():
+    with no_leaks():
         exc = await raised_by(bt.merge(raising(e1), raising(e2)).collect)
     leaves = reachable(exc)
     assert raised
@@ -270,20 +282,20 @@ async def test_simultaneous_errors_are_none_lost() -> None:
 
 
 async def test_an_error_in_the_consumers_body_arrives_as_itself_and_stops_all() -> None:
-    probes = [Probe(), Probe()]
+    probes = [ScriptedProducer.counting(), ScriptedProducer.counting()]
     for err in [ValueError("body"), ExceptionGroup("mine", [KeyError(1)]), KeyboardInterrupt()]:
         for p in probes:
-            p.finalized = p.entered = 0
+            p.runs.clear()
 
         async def consume(err: BaseException = err) -> None:
-            async with bt.merge(counting(probes[0]), counting(probes[1])).open() as it:
+            async with bt.merge(probes[0].stream(), probes[1].stream()).open() as it:
                 async for x in it:
                     if x == 5:
                         raise err
 
-        with no_task_leak():
+        with no_leaks():
             assert await raised_by(consume) is err
-        assert [p.finalized for p in probes] == [1, 1]
+        assert [p.cleanups for p in probes] == [1, 1]
 
 
 async def test_an_error_after_merge_downstream_arrives_as_itself() -> None:
@@ -294,9 +306,11 @@ async def test_an_error_after_merge_downstream_arrives_as_itself() -> None:
             raise err
         return x
 
-    with no_task_leak():
+    with no_leaks():
         exc = await raised_by(
-            bt.merge(counting(Probe(), 10), counting(Probe(), 10)).map(fn).collect
+            bt.merge(ScriptedProducer.counting(10).stream(), ScriptedProducer.counting(10).stream())
+            .map(fn)
+            .collect
         )
     assert exc is err
 
@@ -310,7 +324,7 @@ async def test_capacity_zero_is_refused_or_merges_correctly() -> None:
     """The contract does not say whether an unbuffered merge is allowed; either way it must
     not lose or invent items."""
     try:
-        s = bt.merge(bt.from_iterable([1, 2]), counting(Probe(), 3), capacity=0)
+        s = bt.merge(bt.from_iterable([1, 2]), ScriptedProducer.counting(3).stream(), capacity=0)
     except ValueError:
         return
     assert sorted(await s.collect()) == [0, 1, 1, 2, 2]
@@ -329,9 +343,9 @@ def test_capacity_must_be_an_int(capacity: Any) -> None:
 
 @pytest.mark.parametrize("capacity", [1, 4, 64])
 async def test_read_ahead_is_bounded_by_capacity_plus_one_per_source(capacity: int) -> None:
-    probes = [Probe(), Probe(), Probe()]
-    with no_task_leak():
-        async with bt.merge(*(counting(p) for p in probes), capacity=capacity).open() as it:
+    probes = [ScriptedProducer.counting() for _ in range(3)]
+    with no_leaks():
+        async with bt.merge(*(p.stream() for p in probes), capacity=capacity).open() as it:
             await all_blocked()
             started = sum(p.started for p in probes)
             assert capacity <= started <= capacity + len(probes)
@@ -339,16 +353,16 @@ async def test_read_ahead_is_bounded_by_capacity_plus_one_per_source(capacity: i
                 await anext(it)
             await all_blocked()
             assert sum(p.started for p in probes) <= capacity + len(probes) + 10
-    assert [p.finalized for p in probes] == [1, 1, 1]
+    assert [p.cleanups for p in probes] == [1, 1, 1]
 
 
 async def test_a_sync_source_does_not_starve_the_others() -> None:
     """An endless in-memory source and a slow async one: both make progress."""
     fast = Probe()
     got: list[int] = []
-    with no_task_leak():
+    with no_leaks():
         async with bt.merge(
-            endless_sync(fast), counting(Probe()).map(lambda x: -1 - x)
+            endless_sync(fast), ScriptedProducer.counting().stream().map(lambda x: -1 - x)
         ).open() as it:
             async for x in it:
                 got.append(x)
@@ -368,13 +382,17 @@ async def test_a_sync_source_does_not_starve_the_others() -> None:
 async def test_leaving_early_stops_every_source_before_the_block_ends(
     autojump_clock: trio.testing.MockClock, route: str
 ) -> None:
-    probes = [Probe(), Probe(), Probe()]
+    probes = [
+        ScriptedProducer.counting(delay=1),
+        ScriptedProducer.counting(delay=1.5),
+        ScriptedProducer.counting(),
+    ]
 
     def make() -> bt.Stream[int]:
         return bt.merge(
-            counting(probes[0], delay=1),
-            counting(probes[1], delay=1.5).map(lambda x: 100 + x),
-            counting(probes[2]).map(lambda x: 1000 + x),
+            probes[0].stream(),
+            probes[1].stream().map(lambda x: 100 + x),
+            probes[2].stream().map(lambda x: 1000 + x),
         )
 
     state = ExitState()
@@ -411,11 +429,11 @@ async def test_leaving_early_stops_every_source_before_the_block_ends(
 
 
 async def test_leaving_without_reading_stops_sources_blocked_on_a_full_channel() -> None:
-    probes = [Probe(), Probe()]
+    probes = [ScriptedProducer.counting(), ScriptedProducer.counting()]
     state = ExitState()
     before = tasks_living()
     try:
-        async with bt.merge(counting(probes[0]), counting(probes[1]), capacity=2).open():
+        async with bt.merge(probes[0].stream(), probes[1].stream(), capacity=2).open():
             await all_blocked()
     finally:
         state.record(probes)
@@ -427,12 +445,12 @@ async def test_leaving_without_reading_stops_sources_blocked_on_a_full_channel()
 async def test_cancellation_is_never_a_clean_end(
     autojump_clock: trio.testing.MockClock, by: str
 ) -> None:
-    probes = [Probe(), Probe()]
+    probes = [ScriptedProducer.counting(50, delay=1), ScriptedProducer.counting(50, delay=1)]
 
     def make() -> bt.Stream[int]:
-        return bt.merge(counting(probes[0], 50, delay=1), counting(probes[1], 50, delay=1))
+        return bt.merge(probes[0].stream(), probes[1].stream())
 
-    with no_task_leak():
+    with no_leaks():
         if by == "cancel":
             got, after_loop, caught = await cancelled_while_consuming(make, cancel_after=5)
         else:
@@ -440,7 +458,7 @@ async def test_cancellation_is_never_a_clean_end(
     assert len(got) == (5 if by == "cancel" else 6)
     assert not after_loop, "the cancelled merge looked finished"
     assert caught
-    assert [p.finalized for p in probes] == [1, 1]
+    assert [p.cleanups for p in probes] == [1, 1]
 
 
 async def test_cancelling_a_merge_of_finished_sources_is_not_a_clean_end() -> None:
@@ -460,12 +478,10 @@ async def test_cancelling_a_merge_of_finished_sources_is_not_a_clean_end() -> No
 async def test_a_shielded_consumer_does_not_see_a_clean_end_when_the_sources_are_cancelled(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    probes = [Probe(), Probe()]
+    probes = [ScriptedProducer.counting(10, delay=1), ScriptedProducer.counting(10, delay=1.5)]
     after_loop = False
     with trio.CancelScope() as outer:
-        async with bt.merge(
-            counting(probes[0], 10, delay=1), counting(probes[1], 10, delay=1.5)
-        ).open() as it:
+        async with bt.merge(probes[0].stream(), probes[1].stream()).open() as it:
             with trio.CancelScope(shield=True):
                 try:
                     async for x in it:
@@ -475,13 +491,22 @@ async def test_a_shielded_consumer_does_not_see_a_clean_end_when_the_sources_are
                 except trio.BrokenResourceError:
                     pass  # an error that says the stream cannot go on: fine
     assert not after_loop, "the merge looked finished"
-    assert [p.finalized for p in probes] == [1, 1]
+    assert [p.cleanups for p in probes] == [1, 1]
 
 
 async def test_a_timed_out_anext_loses_no_item(autojump_clock: trio.testing.MockClock) -> None:
-    pa, pb = Probe(), Probe()
-    s = bt.merge(timed(pa, [0.5, 2, 0.1, 3, 0, 2.5], "a"), timed(pb, [1.7, 0, 4, 0.3], "b"))
-    with no_task_leak():
+    pa = ScriptedProducer(
+        [f"a{i}" for i in range(6)],
+        delay=[0.5, 2, 0.1, 3, 0, 2.5],
+        cleanup_checkpoints=0,
+    )
+    pb = ScriptedProducer(
+        [f"b{i}" for i in range(4)],
+        delay=[1.7, 0, 4, 0.3],
+        cleanup_checkpoints=0,
+    )
+    s = bt.merge(pa.stream(), pb.stream())
+    with no_leaks():
         async with s.open() as it:
             got, cancelled = await drain_with_timeouts(it, 1.0)
     assert cancelled >= 2
@@ -505,7 +530,7 @@ def test_timeouts_on_anext_lose_nothing_and_duplicate_nothing(
         s = bt.merge(
             *(timed(p, d, f"{i}:") for i, (p, d) in enumerate(zip(probes, delays, strict=True)))
         )
-        with no_task_leak():
+        with no_leaks():
             async with s.open() as it:
                 got, _ = await drain_with_timeouts(it, patience)
         for i, d in enumerate(delays):

@@ -29,10 +29,10 @@ from typing import Any, TypeVar, cast
 import pytest
 import trio
 import trio.testing
-from _helpers import Probe, counting, no_task_leak, raised_by
+from _helpers import raised_by
 
 import beluga_trio as bt
-from beluga_trio.testing import ScriptedError, ScriptedProducer
+from beluga_trio.testing import ScriptedError, ScriptedProducer, no_leaks
 
 T = TypeVar("T")
 
@@ -97,12 +97,13 @@ async def test_zip_pairs_in_lock_step_and_ends_with_the_shortest(
 async def test_zip_stops_the_other_sources_before_delivering_the_end(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    long, short = Probe(), Probe()
-    async with bt.zip(counting(long), counting(short, 2)).open() as items:
+    long = ScriptedProducer.counting()
+    short = ScriptedProducer.counting(2)
+    async with bt.zip(long.stream(), short.stream()).open() as items:
         assert [x async for x in items] == [(0, 0), (1, 1)]
         # The end was delivered after the endless source had stopped.
-        assert long.finalized == 1
-        assert short.finalized == 1
+        assert long.cleanups == 1
+        assert short.cleanups == 1
 
 
 async def test_zip_error_arrives_as_itself(autojump_clock: trio.testing.MockClock) -> None:
@@ -178,12 +179,12 @@ async def test_chain_opens_each_source_after_the_one_before_has_stopped(
 async def test_chain_error_ends_it_and_later_sources_never_open(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    later = Probe()
+    later = ScriptedProducer.counting()
     raised = await raised_by(
-        bt.chain(ScriptedProducer(range(2), raise_before=1).stream(), counting(later)).collect
+        bt.chain(ScriptedProducer(range(2), raise_before=1).stream(), later.stream()).collect
     )
     assert isinstance(raised, ScriptedError)
-    assert later.entered == 0
+    assert later.opened == 0
 
 
 # ----------------------------------------------------------------------------- flat_map
@@ -265,33 +266,31 @@ async def test_flat_map_inner_error_arrives_as_itself_and_stops_the_rest(
     concurrency: int, autojump_clock: trio.testing.MockClock
 ) -> None:
     err = ValueError("inner")
-    probes = [Probe() for _ in range(3)]
+    sources = {0: ScriptedProducer.counting(2, delay=1), 2: ScriptedProducer.counting(delay=1)}
 
     def inner(x: int) -> bt.Stream[int]:
         if x == 1:
             return ScriptedProducer([100], raise_before=1, error=err).stream()
-        return counting(probes[x], 2 if x == 0 else None, delay=1)
+        return sources[x].stream()
 
-    with no_task_leak():
+    with no_leaks():
         raised = await raised_by(
             bt.from_iterable(range(3)).flat_map(inner, concurrency=concurrency).collect
         )
     assert raised is err
-    assert all(p.entered == p.finalized for p in probes)
+    assert all(p.opened == p.cleanups for p in sources.values())
 
 
 async def test_flat_map_leaving_stops_every_inner_stream(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    probes = [Probe() for _ in range(3)]
-    stream = bt.from_iterable(range(3)).flat_map(
-        lambda i: counting(probes[i], None, delay=1), concurrency=3
-    )
-    with no_task_leak():
+    probes = [ScriptedProducer.counting(delay=1) for _ in range(3)]
+    stream = bt.from_iterable(range(3)).flat_map(lambda i: probes[i].stream(), concurrency=3)
+    with no_leaks():
         async with stream.open() as items:
             await anext(items)
-    assert [p.entered for p in probes] == [1, 1, 1]
-    assert [p.finalized for p in probes] == [1, 1, 1]
+    assert [p.opened for p in probes] == [1, 1, 1]
+    assert [p.cleanups for p in probes] == [1, 1, 1]
 
 
 # --------------------------------------------------------------------------- switch_map
@@ -362,14 +361,12 @@ async def test_switch_map_outer_error_cancels_the_inner_and_arrives_as_itself(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     err = ScriptedError("outer")
-    probe = Probe()
+    probe = ScriptedProducer.counting(delay=0.3)
     outer = ScriptedProducer([0], raise_before=1, error=err, delay=1)
-    with no_task_leak():
-        raised = await raised_by(
-            outer.stream().switch_map(lambda _: counting(probe, None, delay=0.3)).collect
-        )
+    with no_leaks():
+        raised = await raised_by(outer.stream().switch_map(lambda _: probe.stream()).collect)
     assert raised is err
-    assert probe.finalized == 1
+    assert probe.cleanups == 1
 
 
 async def test_switch_map_calls_fn_once_per_item(autojump_clock: trio.testing.MockClock) -> None:
@@ -537,7 +534,7 @@ async def test_catch_never_catches_cancellation_or_keyboard_interrupt(
         return bt.from_iterable([0])
 
     with trio.move_on_after(1) as cs:
-        await counting(Probe(), None, delay=0.4).catch(handler).collect()
+        await ScriptedProducer.counting(delay=0.4).stream().catch(handler).collect()
     assert cs.cancelled_caught
 
     source = ScriptedProducer([1], raise_before=1, error=KeyboardInterrupt)
@@ -557,7 +554,7 @@ async def test_catch_does_not_catch_errors_of_the_handlers_stream(
 
 
 async def test_catch_with_a_timeout_upstream(autojump_clock: trio.testing.MockClock) -> None:
-    slow = counting(Probe(), None, delay=10).timeout(first=1)
+    slow = ScriptedProducer.counting(delay=10).stream().timeout(first=1)
     got = await slow.catch(lambda e: bt.from_iterable([type(e).__name__])).collect()
     assert got == ["TooSlowError"]
 
@@ -748,7 +745,7 @@ async def test_throttle_leading_item_after_a_quiet_period_goes_through_at_once(
 # ------------------------------------------------------------------ leaving stops all
 
 OPERATORS: dict[str, Callable[[bt.Stream[int]], bt.Stream[Any]]] = {
-    "zip": lambda s: bt.zip(s, counting(Probe(), None, delay=0.5)),
+    "zip": lambda s: bt.zip(s, ScriptedProducer.counting(delay=0.5).stream()),
     "chain": lambda s: bt.chain(s, s),
     "flat_map": lambda s: s.flat_map(lambda x: bt.from_iterable([x, x])),
     "flat_map-3": lambda s: s.flat_map(lambda x: bt.from_iterable([x, x]), concurrency=3),
@@ -767,29 +764,29 @@ OPERATORS: dict[str, Callable[[bt.Stream[int]], bt.Stream[Any]]] = {
 async def test_leaving_after_one_item_stops_everything(
     name: str, autojump_clock: trio.testing.MockClock
 ) -> None:
-    probe = Probe()
-    with no_task_leak():
-        async with OPERATORS[name](counting(probe, None, delay=1)).open() as items:
+    probe = ScriptedProducer.counting(delay=1)
+    with no_leaks():
+        async with OPERATORS[name](probe.stream()).open() as items:
             await anext(items)
             await anext(items)
-        assert probe.entered == probe.finalized
-    assert probe.entered >= 1
+        assert probe.opened == probe.cleanups
+    assert probe.opened >= 1
 
 
 @pytest.mark.parametrize("name", sorted(OPERATORS))
 async def test_a_cancelled_consumer_never_sees_a_clean_end(
     name: str, autojump_clock: trio.testing.MockClock
 ) -> None:
-    probe = Probe()
+    probe = ScriptedProducer.counting(delay=1)
     after_loop = False
-    with no_task_leak(), trio.move_on_after(2.5) as cs:
-        async with OPERATORS[name](counting(probe, None, delay=1)).open() as items:
+    with no_leaks(), trio.move_on_after(2.5) as cs:
+        async with OPERATORS[name](probe.stream()).open() as items:
             async for _ in items:
                 pass
             after_loop = True
     assert cs.cancelled_caught
     assert not after_loop
-    assert probe.entered == probe.finalized
+    assert probe.opened == probe.cleanups
 
 
 @pytest.mark.parametrize("name", sorted(OPERATORS))
@@ -989,16 +986,16 @@ async def test_switch_map_inner_error_arrives_as_itself_and_stops_everything(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     err = ScriptedError("inner")
-    outer = Probe()
+    outer = ScriptedProducer.counting(delay=1)
 
     def inner(x: int) -> bt.Stream[int]:
         return ScriptedProducer([x], raise_before=1, error=err, delay=0.1).stream()
 
-    with no_task_leak():
-        got, error = await counting(outer, None, delay=1).switch_map(inner).collect_result()
+    with no_leaks():
+        got, error = await outer.stream().switch_map(inner).collect_result()
     assert got == [0]
     assert error is err
-    assert outer.entered == outer.finalized == 1
+    assert outer.opened == outer.cleanups == 1
 
 
 async def test_flat_map_concurrent_outer_error_comes_after_the_started_inner_streams(

@@ -114,6 +114,67 @@ async def test_delay_is_per_item(autojump_clock: trio.testing.MockClock) -> None
     assert trio.current_time() - start == pytest.approx(6.0)
 
 
+async def test_a_delay_per_item(autojump_clock: trio.testing.MockClock) -> None:
+    fake = ScriptedProducer("ab", delay=[1.0, 3.0])
+    async with fake.stream().open() as items:
+        assert await anext(items) == "a"
+        assert trio.current_time() == pytest.approx(1.0)
+        assert await anext(items) == "b"
+        assert trio.current_time() == pytest.approx(4.0)
+
+
+async def test_without_checkpoints_it_never_awaits() -> None:
+    # A generator over data in memory: the whole run takes no checkpoint at all, so even a
+    # cancelled scope around it cannot interrupt it.
+    fake = ScriptedProducer(range(3), checkpoint=False, cleanup_checkpoints=0)
+    agen = fake.generator()
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        assert [x async for x in agen] == [0, 1, 2]
+    assert fake.last.finished
+    checkpointing = ScriptedProducer(range(3), cleanup_checkpoints=0).generator()
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        with pytest.raises(trio.Cancelled):
+            await anext(checkpointing)
+    await checkpointing.aclose()
+
+
+async def test_counting_and_the_totals_over_every_opening() -> None:
+    fake = ScriptedProducer.counting(4)
+    agen = fake.generator()
+    with trio.CancelScope() as scope:
+        scope.cancel()  # it awaits nothing: not per item, not in its cleanup
+        assert [x async for x in agen] == [0, 1, 2, 3]
+    assert fake.last.cleanup_finished
+    fake.runs.clear()
+    numbers = fake.stream()
+    assert await numbers.collect() == [0, 1, 2, 3]
+    assert await numbers.take(2).collect() == [0, 1]
+    assert (fake.opened, fake.started, fake.produced, fake.cleanups) == (2, 6, 6, 2)
+    assert fake.runs[0].finished
+    assert not fake.runs[1].finished
+
+
+async def test_counting_endless_until_the_consumer_stops() -> None:
+    fake = ScriptedProducer.counting(raise_before=1000)
+    assert await fake.stream().take(500).collect() == list(range(500))
+    assert (fake.started, fake.produced, fake.cleanups) == (500, 500, 1)
+    items, error = await fake.stream().collect_result()
+    assert items == list(range(1000))
+    assert isinstance(error, ScriptedError)
+    assert fake.last.started == 1001
+
+
+async def test_the_totals_count_an_item_that_raised_or_hung(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    fake = ScriptedProducer.counting(5, hang_before=2)
+    with trio.move_on_after(10):
+        await fake.stream().collect()
+    assert (fake.started, fake.produced, fake.cleanups) == (3, 2, 1)
+
+
 async def test_generator_is_one_raw_run() -> None:
     fake = ScriptedProducer(range(3), cleanup_checkpoints=0)
     agen = fake.generator()
@@ -140,8 +201,24 @@ def test_the_asserts_fail_with_clear_messages() -> None:
         lambda: ScriptedProducer(range(3), raise_before=4),
         lambda: ScriptedProducer(range(3), hang_before=-1),
         lambda: ScriptedProducer(range(3), cleanup_checkpoints=-1),
+        lambda: ScriptedProducer(range(3), delay=-1),
+        lambda: ScriptedProducer(range(3), delay=[1, 2]),
+        lambda: ScriptedProducer(range(2), delay=[1, -2]),
+        lambda: ScriptedProducer.counting(-1),
+        lambda: ScriptedProducer.counting(hang_before=-1),
+        lambda: ScriptedProducer.counting(delay=[1.0]),
     ],
-    ids=["raise_before", "hang_before", "cleanup_checkpoints"],
+    ids=[
+        "raise_before",
+        "hang_before",
+        "cleanup_checkpoints",
+        "negative-delay",
+        "delays-too-few",
+        "negative-delays",
+        "negative-n",
+        "endless-hang_before",
+        "endless-delays",
+    ],
 )
 def test_script_points_are_validated(make: Callable[[], object]) -> None:
     with pytest.raises(ValueError, match="must be"):
@@ -157,3 +234,11 @@ async def test_it_is_lock_step_under_any_stage() -> None:
     fake.assert_lock_step()
     fake.assert_cleaned_up()
     assert bt.Stream is type(fake.stream())
+
+
+async def test_the_docs_totals_example() -> None:
+    # docs/testing.md, "A fake producer": the totals of an endless source read by a buffer.
+    source = ScriptedProducer.counting()
+    assert await source.stream().buffer(4).take(3).collect() == [0, 1, 2]
+    assert source.cleanups == 1
+    assert 3 <= source.started <= 3 + 4 + 1

@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 import pytest
 import trio
 import trio.testing
-from _helpers import no_task_leak, raised_by
+from _helpers import raised_by
 
 import beluga_trio as bt
+from beluga_trio.testing import no_leaks
 
 
 @dataclass
@@ -61,7 +62,7 @@ async def test_first_expires_and_the_producer_stops_at_that_moment(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     timeline = Timeline()
-    with no_task_leak():
+    with no_leaks():
         items, error, ended = await drain(paced(timeline, [5, 1]).timeout(first=2))
     assert items == []
     assert isinstance(error, trio.TooSlowError)
@@ -167,7 +168,7 @@ async def test_expiry_stops_every_upstream_stage(autojump_clock: trio.testing.Mo
 async def test_no_expiry_when_fast_enough(autojump_clock: trio.testing.MockClock) -> None:
     timeline = Timeline()
     s = paced(timeline, [0.9, 0.9, 0.9, 0.9]).timeout(first=1, between=1, total=4)
-    with no_task_leak():
+    with no_leaks():
         assert await s.collect() == [0, 1, 2, 3]
     assert not timeline.cancelled
 
@@ -241,7 +242,7 @@ async def test_an_outer_cancellation_passes_through(
     timeline = Timeline()
     reached_end = False
     with trio.move_on_after(1.5) as scope:
-        with no_task_leak():
+        with no_leaks():
             async with paced(timeline, [1, 1, 1]).timeout(first=10, between=10).open() as it:
                 async for _ in it:
                     pass

@@ -15,7 +15,6 @@ import attrs
 import pytest
 import trio
 import trio.testing
-from _helpers import Probe, counting, no_task_leak
 from fastapi import FastAPI
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -26,6 +25,7 @@ from web_server import running_app
 
 import beluga_trio as bt
 from beluga_trio.schema import StreamChunk, Usage
+from beluga_trio.testing import ScriptedProducer, no_leaks
 from beluga_trio.web import HEARTBEAT, Outcome, SSEResponse, last_event_id, sse_response, to_json
 
 Message = MutableMapping[str, Any]
@@ -135,11 +135,11 @@ def test_to_json() -> None:
 async def test_the_next_item_is_pulled_only_after_the_previous_was_sent(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    probe = Probe()
+    probe = ScriptedProducer.counting(100)
     gate = trio.Event()
     client = Client(send_gate=gate)
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(run, sse_response(counting(probe, 100), heartbeat=None), client)
+        nursery.start_soon(run, sse_response(probe.stream(), heartbeat=None), client)
         await trio.sleep(5)
         # The first item is being sent (the client does not read): nothing more was asked.
         assert probe.started == 1
@@ -152,10 +152,10 @@ async def test_the_next_item_is_pulled_only_after_the_previous_was_sent(
 async def test_a_client_that_leaves_stops_the_stream(
     autojump_clock: trio.testing.MockClock, how: str
 ) -> None:
-    probe = Probe()
+    probe = ScriptedProducer.counting(delay=1.0)
     client = Client()
-    app = sse_response(counting(probe, None, delay=1.0))
-    with no_task_leak():
+    app = sse_response(probe.stream())
+    with no_leaks():
         async with trio.open_nursery() as nursery:
             nursery.start_soon(run, app, client)
             await trio.sleep(3.5)
@@ -167,7 +167,7 @@ async def test_a_client_that_leaves_stops_the_stream(
                 await trio.sleep(1.0)
             await trio.testing.wait_all_tasks_blocked()
             # Stopped at once: the producer's finally has run and the app has returned.
-            assert probe.finalized == 1
+            assert probe.cleanups == 1
             assert app.outcome is Outcome.DISCONNECT
     assert probe.started <= 5
     assert client.messages[-1]["more_body"] is True  # no clean end was sent
@@ -182,10 +182,10 @@ async def test_heartbeats_do_not_disturb_the_item_in_flight(
         calls.append(i)
         return i * i
 
-    probe = Probe()
+    probe = ScriptedProducer.counting(4, delay=2.5)
     client = Client()
     # Items every 2.5 s, a heartbeat after 1 s idle: two heartbeats during each item.
-    await run(sse_response(counting(probe, 4, delay=2.5).map(square), heartbeat=1.0), client)
+    await run(sse_response(probe.stream().map(square), heartbeat=1.0), client)
     assert calls == [0, 1, 2, 3]  # each user function ran once per item
     assert probe.started == 4
     assert [e["data"] for e in client.events() if "data" in e] == ["0", "1", "4", "9"]
@@ -411,12 +411,12 @@ async def test_a_heartbeat_being_sent_delays_the_next_item_instead_of_overlappin
             finally:
                 self.in_send = False
 
-    probe = Probe()
+    probe = ScriptedProducer.counting(2, delay=1.2)
     client = SlowBeats()
     start = trio.current_time()
     # Each item takes 1.2 s once asked for; the heartbeat due 1.0 s after the last send is
     # still being sent when the item comes (at 1.2 s, then at 1.5 + 1.2 = 2.7 s).
-    await run(sse_response(counting(probe, 2, delay=1.2), heartbeat=1.0), client)
+    await run(sse_response(probe.stream(), heartbeat=1.0), client)
     assert [e["data"] for e in client.events() if "data" in e] == ["0", "1"]
     assert [round(t - start, 6) for t in client.item_times] == [1.5, 3.0]
     assert client.body.count(HEARTBEAT) == 2

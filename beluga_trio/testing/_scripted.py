@@ -3,8 +3,10 @@ happened to it."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
-from typing import Generic, TypeVar, final
+import itertools
+import sys
+from collections.abc import AsyncGenerator, Callable, Iterable, Iterator, Sequence
+from typing import Generic, TypeVar, cast, final, overload
 
 import attrs
 import trio
@@ -64,19 +66,28 @@ class ScriptedProducer(Generic[T]):
     * ``cleanup_error``: raised at the end of the ``finally``, after its awaits;
     * ``cleanup_checkpoints``: how many checkpoints the ``finally`` awaits (an awaiting,
       graceful close; each may be cancelled);
-    * ``delay``: seconds of `trio.sleep` per item (0: one checkpoint per item).
+    * ``delay``: seconds of `trio.sleep` per item, or one figure per item (0: one checkpoint
+      per item);
+    * ``checkpoint=False``: no await at all for an item without a delay, like a generator
+      over data in memory (a producer that never lets its consumer's scheduler in).
 
     ``error`` and ``cleanup_error`` are exceptions, or callables that make a fresh one per
     raise (an exception object raised again and again grows its traceback).
 
     ``stream()`` is a cold `Stream` over it, run by beluga_trio like any ``@stream`` body;
     ``generator()`` is one raw async generator over it, for other code.
+    `ScriptedProducer.counting` makes one of ``0, 1, 2, ...``, endless if you like.
+
+    ``opened``, ``started``, ``produced`` and ``cleanups`` add up what happened to every
+    opening; the records of each are in `runs`. Each record keeps the items it handed over:
+    keep an endless producer's runs to thousands of items, not millions.
     """
 
     __slots__ = (
+        "_checkpoint",
         "_cleanup_checkpoints",
         "_cleanup_error",
-        "_delay",
+        "_delays",
         "_error",
         "_hang_before",
         "_items",
@@ -93,14 +104,35 @@ class ScriptedProducer(Generic[T]):
         hang_before: int | None = None,
         cleanup_error: ErrorSpec | None = None,
         cleanup_checkpoints: int = 1,
-        delay: float = 0.0,
+        delay: float | Sequence[float] = 0.0,
+        checkpoint: bool = True,
     ) -> None:
-        self._items: Sequence[T] = tuple(items)
+        # The endless items of `counting` stay as they are; anything else is copied once.
+        endless = isinstance(items, _Naturals)
+        self._items: Sequence[T] = cast("Sequence[T]", items) if endless else tuple(items)
         for name, value in (("raise_before", raise_before), ("hang_before", hang_before)):
-            if value is not None and not 0 <= value <= len(self._items):
+            if value is None:
+                continue
+            if endless and value < 0:
+                raise ValueError(f"{name} must be >= 0, got {value}")
+            if not endless and not 0 <= value <= len(self._items):
                 raise ValueError(f"{name} must be between 0 and {len(self._items)}, got {value}")
         if cleanup_checkpoints < 0:
             raise ValueError(f"cleanup_checkpoints must be >= 0, got {cleanup_checkpoints}")
+        if isinstance(delay, (int, float)):
+            if delay < 0:
+                raise ValueError(f"delay must be >= 0 seconds, got {delay!r}")
+            self._delays: float | Sequence[float] = delay
+        else:
+            if endless:
+                raise ValueError("delay of an endless producer must be one figure, not a list")
+            self._delays = tuple(delay)
+            if len(self._delays) != len(self._items) or any(d < 0 for d in self._delays):
+                raise ValueError(
+                    f"delay must be one figure >= 0 per item ({len(self._items)} items), "
+                    f"got {list(self._delays)!r}"
+                )
+        self._checkpoint = checkpoint
         self._raise_before = raise_before
         self._error: ErrorSpec = (
             error if error is not None else (lambda: ScriptedError("scripted failure"))
@@ -108,9 +140,40 @@ class ScriptedProducer(Generic[T]):
         self._hang_before = hang_before
         self._cleanup_error = cleanup_error
         self._cleanup_checkpoints = cleanup_checkpoints
-        self._delay = delay
         #: One record per opening, in order.
         self.runs: list[ProducerRun[T]] = []
+
+    @staticmethod
+    def counting(
+        n: int | None = None,
+        *,
+        raise_before: int | None = None,
+        error: ErrorSpec | None = None,
+        hang_before: int | None = None,
+        cleanup_error: ErrorSpec | None = None,
+        cleanup_checkpoints: int = 0,
+        delay: float | Sequence[float] = 0.0,
+        checkpoint: bool = False,
+    ) -> ScriptedProducer[int]:
+        """A scripted producer of ``0, 1, ..., n - 1``, or of ``0, 1, 2, ...`` without end
+        when ``n`` is None (the consumer decides when it stops).
+
+        The plainest producer there is, a ``for i in range(n): yield i`` body that keeps a
+        record: by default it awaits nothing, neither per item (unless ``delay``) nor in its
+        cleanup (``checkpoint=True, cleanup_checkpoints=1`` give the constructor's defaults).
+        The options are those of `ScriptedProducer`."""
+        if n is not None and n < 0:
+            raise ValueError(f"n must be >= 0 or None (endless), got {n}")
+        return ScriptedProducer(
+            _Naturals() if n is None else range(n),
+            raise_before=raise_before,
+            error=error,
+            hang_before=hang_before,
+            cleanup_error=cleanup_error,
+            cleanup_checkpoints=cleanup_checkpoints,
+            delay=delay,
+            checkpoint=checkpoint,
+        )
 
     # ----------------------------------------------------------------------- records
 
@@ -125,6 +188,21 @@ class ScriptedProducer(Generic[T]):
     def opened(self) -> int:
         """How many times the body was entered."""
         return len(self.runs)
+
+    @property
+    def started(self) -> int:
+        """Items requested and begun, over every opening (one that raised or hung included)."""
+        return sum(run.started for run in self.runs)
+
+    @property
+    def produced(self) -> int:
+        """Items handed to the consumer, over every opening."""
+        return sum(len(run.yielded) for run in self.runs)
+
+    @property
+    def cleanups(self) -> int:
+        """Openings whose cleanup ran (their ``finally`` was entered)."""
+        return sum(run.cleanup_started for run in self.runs)
 
     def assert_cleaned_up(self) -> None:
         """Every opening has run its cleanup (entered its ``finally``)."""
@@ -157,9 +235,10 @@ class ScriptedProducer(Generic[T]):
         try:
             for i, item in enumerate(self._items):
                 await self._begin(run, i)
-                if self._delay:
-                    await trio.sleep(self._delay)
-                else:
+                delay = self._delays if isinstance(self._delays, (int, float)) else self._delays[i]
+                if delay:
+                    await trio.sleep(delay)
+                elif self._checkpoint:
                     await trio.lowlevel.checkpoint()
                 run.yielded.append(item)
                 yield item
@@ -193,3 +272,26 @@ class ScriptedProducer(Generic[T]):
         run.cleanup_finished = True
         if self._cleanup_error is not None:
             raise _make(self._cleanup_error)
+
+
+class _Naturals(Sequence[int]):
+    """``0, 1, 2, ...`` without end, as the items of `ScriptedProducer.counting`."""
+
+    __slots__ = ()
+
+    def __len__(self) -> int:
+        return sys.maxsize
+
+    @overload
+    def __getitem__(self, index: int) -> int: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[int]: ...
+    def __getitem__(self, index: int | slice) -> int | Sequence[int]:
+        if isinstance(index, slice):
+            raise TypeError("an endless sequence cannot be sliced")
+        if index < 0:
+            raise IndexError(index)
+        return index
+
+    def __iter__(self) -> Iterator[int]:
+        return itertools.count()
