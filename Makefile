@@ -16,8 +16,11 @@ PYTEST_FLAGS := -W error::pytest.PytestUnraisableExceptionWarning
 # flake8-async with every rule it enables by default: the slowest static check (~30 s of CPU),
 # so it runs as two processes over batches of the files, next to pytest and the type checkers.
 # ruff's ASYNC rules cover only some of its codes (docs/contributing.md); both run.
+# The project's startable functions (`await nursery.start(publish, ...)`) are listed so that
+# ASYNC113 checks their calls and ASYNC114 knows them.
 FLAKE8_ASYNC := $(VENV)/bin/flake8-async --enable=ASYNC \
-	--transform-async-generator-decorators=stream,bt.stream,beluga_trio.stream
+	--transform-async-generator-decorators=stream,bt.stream,beluga_trio.stream \
+	--startable-in-context-manager=publish,_publish_reply
 
 .PHONY: demo serve test check lint typecheck mypy pyright pytest pytest-quick memory bench bench-smoke soak docs clean
 

@@ -147,7 +147,7 @@ def _check_key(key: object, role: str) -> None:
 # ------------------------------------------------------------------------------- publish
 
 
-async def publish(  # noqa: ASYNC114 - the Makefile does not list project functions
+async def publish(
     stream: Stream[Any],
     client: coredis.Redis[Any],
     key: str,

@@ -197,7 +197,7 @@ class DemoApp:
         await json_response(send, 201, {"id": reply_id, "events": f"/replies/{reply_id}/events"})
 
 
-async def _publish_reply(  # noqa: ASYNC114, ASYNC128 - publish() calls started()
+async def _publish_reply(  # noqa: ASYNC128 - publish() calls started()
     text: Stream[str],
     redis: coredis.Redis[Any],
     key: str,
