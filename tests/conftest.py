@@ -10,6 +10,7 @@ names in its arguments.)
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import settings
 
 # No per-example deadline: CI machines are shared and noisy.
@@ -18,3 +19,11 @@ settings.register_profile("default", deadline=None, print_blob=True)
 # CI run the full number).
 settings.register_profile("quick", parent=settings.get_profile("default"), max_examples=10)
 settings.load_profile("default")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The soak runs for minutes by design: it gets an hour instead of the per-test timeout
+    (pyproject.toml), which is there to turn a hang into a failure with stacks."""
+    for item in items:
+        if item.get_closest_marker("soak") is not None:
+            item.add_marker(pytest.mark.timeout(3600))
