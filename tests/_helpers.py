@@ -16,11 +16,6 @@ the plain one) for a producer whose items and cleanup a test counts, ``cancel_sw
   block exits (``no_leaks()`` checks at the end of its own block, a different instant);
 * exception-graph and channel helpers, ``drain_with_timeouts`` and ``Watchdog``.
 
-``no_task_leak`` and ``counting`` are the old forms of ``no_leaks()`` and
-``ScriptedProducer.counting``, kept only for tests/test_fan_out.py, test_share.py and
-test_redis.py until their owners move them over (they were being edited in parallel); new tests
-do not use them.
-
 The producers below hold a cancel scope or a nursery across ``yield`` and await in ``finally``
 on purpose. flake8-async warns about those patterns (ASYNC101/102/119); the ``# noqa`` comments
 silence it and the file-level ruff directive keeps ruff from objecting to codes it does not
@@ -36,10 +31,8 @@ from collections.abc import (
     AsyncIterator,
     Awaitable,
     Callable,
-    Generator,
     Iterator,
 )
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TypeVar, cast
 
@@ -55,18 +48,6 @@ def tasks_living() -> int:
     return trio.lowlevel.current_statistics().tasks_living
 
 
-@contextmanager
-def no_task_leak() -> Generator[None, None, None]:
-    """Assert that the block leaves exactly as many living tasks as it found.
-
-    Old form of ``beluga_trio.testing.no_leaks()`` (which also follows async generators);
-    only for the files named in the module docstring."""
-    before = tasks_living()
-    yield
-    after = tasks_living()
-    assert after == before, f"{after - before} task(s) outlived the block"
-
-
 @dataclass
 class Probe:
     """Side-effect counters written by test producers."""
@@ -75,33 +56,6 @@ class Probe:
     started: int = 0  # items whose computation began (incremented before any await)
     produced: int = 0  # items about to be yielded (incremented right before `yield`)
     finalized: int = 0  # `finally` blocks of producers that ran
-
-
-def counting(probe: Probe, n: int | None = None, *, delay: float = 0.0) -> bt.Stream[int]:
-    """A ``@bt.stream`` producer of ``0, 1, ..., n - 1`` (endless when ``n`` is None).
-
-    Old form of ``beluga_trio.testing.ScriptedProducer.counting(n, delay=...)``; only for the
-    files named in the module docstring and producers that share one `Probe`.
-
-    Each item first bumps ``probe.started``, then sleeps ``delay`` seconds (if any), then
-    bumps ``probe.produced`` and yields. ``probe.finalized`` is bumped by its ``finally``.
-    """
-
-    @bt.stream
-    async def produce() -> AsyncGenerator[int, None]:
-        probe.entered += 1
-        try:
-            numbers = itertools.count() if n is None else range(n)
-            for i in numbers:
-                probe.started += 1
-                if delay:
-                    await trio.sleep(delay)
-                probe.produced += 1
-                yield i
-        finally:
-            probe.finalized += 1
-
-    return produce()
 
 
 async def raised_by(fn: Callable[[], Awaitable[object]]) -> BaseException:

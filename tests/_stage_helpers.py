@@ -1,20 +1,18 @@
 """Helpers for the tests of the concurrency stages (buffer, merge, fan_out, concurrent map,
 batch). Public API of ``beluga_trio`` only; builds on ``tests/_helpers.py``.
 
-New tests use ``beluga_trio.testing.ScriptedProducer`` for a producer they count:
-``ScriptedProducer(range(first, first + n), raise_before=n, error=err, cleanup_checkpoints=0)``
-is ``failing``, ``ScriptedProducer(items, delay=delays, cleanup_checkpoints=0)`` is ``timed``
-and ``ScriptedProducer(xs, cleanup_checkpoints=0)`` is ``checkpointing``. Those three stay here
-for tests/test_fan_out.py (being edited in parallel) until it moves over. The rest is specific
-to these tests: the errors every "arrives as itself" test raises, an endless *synchronous*
-source (the sync fast path, which no ``@stream`` producer takes), the in-flight counter of a
-concurrent map, what was true when a block exited, and a bounded ``wait_all_tasks_blocked``.
+A producer a test counts is a ``beluga_trio.testing.ScriptedProducer`` (for example
+``ScriptedProducer(range(n), raise_before=n, error=err, cleanup_checkpoints=0)`` for one that
+fails after ``n`` items, or one ``delay`` per item as a list). What is here is specific to these
+tests: the errors every "arrives as itself" test raises, an endless *synchronous* source (the
+sync fast path, which no ``@stream`` producer takes), the in-flight counter of a concurrent map,
+what was true when a block exited, and a bounded ``wait_all_tasks_blocked``.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncGenerator, Callable, Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -35,70 +33,6 @@ ERRORS: dict[str, Callable[[], BaseException]] = {
     "own-group": lambda: ExceptionGroup("the producer's own", [KeyError("inside")]),
     "keyboard-interrupt": KeyboardInterrupt,
 }
-
-
-def failing(
-    probe: Probe, n: int, err: BaseException, *, delay: float = 0.0, first: int = 0
-) -> bt.Stream[int]:
-    """A ``@bt.stream`` producer of ``first, ..., first + n - 1`` that then raises ``err``.
-
-    Counts in ``probe`` like ``_helpers.counting``; every item takes ``delay`` seconds (or one
-    checkpoint when ``delay`` is 0).
-    """
-
-    @bt.stream
-    async def produce() -> AsyncGenerator[int, None]:
-        probe.entered += 1
-        try:
-            for i in range(first, first + n):
-                probe.started += 1
-                if delay:
-                    await trio.sleep(delay)
-                else:
-                    await trio.lowlevel.checkpoint()
-                probe.produced += 1
-                yield i
-            raise err
-        finally:
-            probe.finalized += 1
-
-    return produce()
-
-
-def timed(probe: Probe, delays: Sequence[float], tag: str = "") -> bt.Stream[str]:
-    """A producer of ``f"{tag}{i}"``, item ``i`` after sleeping ``delays[i]`` seconds."""
-
-    @bt.stream
-    async def produce() -> AsyncGenerator[str, None]:
-        probe.entered += 1
-        try:
-            for i, delay in enumerate(delays):
-                probe.started += 1
-                await trio.sleep(delay)
-                probe.produced += 1
-                yield f"{tag}{i}"
-        finally:
-            probe.finalized += 1
-
-    return produce()
-
-
-def checkpointing(probe: Probe, xs: Sequence[T]) -> bt.Stream[T]:
-    """A producer of ``xs`` taking one checkpoint per item (an async source, lock-step)."""
-
-    @bt.stream
-    async def produce() -> AsyncGenerator[T, None]:
-        probe.entered += 1
-        try:
-            for x in xs:
-                probe.started += 1
-                await trio.lowlevel.checkpoint()
-                probe.produced += 1
-                yield x
-        finally:
-            probe.finalized += 1
-
-    return produce()
 
 
 def endless_sync(probe: Probe) -> bt.Stream[int]:

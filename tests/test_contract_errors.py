@@ -19,7 +19,6 @@ from _helpers import (
     Watchdog,
     awaiting_cleanup_producer,
     contains_identical,
-    counting,
     drain_with_timeouts,
     nursery_holding_producer,
     raised_by,
@@ -38,8 +37,26 @@ from beluga_trio.testing import ScriptedProducer, no_leaks
 # --------------------------------------------------------------------------------------------
 
 
+def _counting(probe: Probe) -> bt.Stream[int]:
+    """``0..4``, one per second, counting in ``probe`` (the table's producers share it)."""
+
+    @bt.stream
+    async def produce() -> AsyncGenerator[int, None]:
+        probe.entered += 1
+        try:
+            for i in range(5):
+                probe.started += 1
+                await trio.sleep(1)
+                probe.produced += 1
+                yield i
+        finally:
+            probe.finalized += 1
+
+    return produce()
+
+
 def _plain_producer(probe: Probe) -> bt.Stream[int]:
-    return counting(probe, 5, delay=1.0)
+    return _counting(probe)
 
 
 def _pipeline_producer(probe: Probe) -> bt.Stream[int]:
@@ -47,7 +64,7 @@ def _pipeline_producer(probe: Probe) -> bt.Stream[int]:
         await trio.lowlevel.checkpoint()
         return x
 
-    return counting(probe, 5, delay=1.0).map(same).filter(lambda x: x >= 0).skip(0).take(99)
+    return _counting(probe).map(same).filter(lambda x: x >= 0).skip(0).take(99)
 
 
 def _async_generator_source(probe: Probe) -> bt.Stream[int]:

@@ -12,23 +12,14 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
-from _helpers import (
-    Probe,
-    contains_identical,
-    counting,
-    drain_with_timeouts,
-    no_task_leak,
-    raised_by,
-    reachable,
-    tasks_living,
-)
-from _stage_helpers import ERRORS, ExitState, all_blocked, checkpointing, failing, timed
+from _helpers import contains_identical, drain_with_timeouts, raised_by, reachable, tasks_living
+from _stage_helpers import ERRORS, ExitState, all_blocked
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import beluga_trio as bt
 from beluga_trio import _fanout
-from beluga_trio.testing import SweepRun, cancel_sweep, no_leaks
+from beluga_trio.testing import ScriptedProducer, SweepRun, cancel_sweep, no_leaks
 
 Consumer = Callable[[bt.Stream[int]], Awaitable[Any]]
 
@@ -61,7 +52,7 @@ def sleepy(per_item: float, *, before: float = 0.0, after: float = 0.0) -> Consu
 async def test_every_consumer_sees_every_item_and_results_are_in_consumer_order(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    probe = Probe()
+    probe = ScriptedProducer.counting(100)
 
     async def total(view: bt.Stream[int]) -> int:
         return await view.reduce(lambda a, x: a + x, 0)
@@ -75,9 +66,9 @@ async def test_every_consumer_sees_every_item_and_results_are_in_consumer_order(
     async def first(view: bt.Stream[int]) -> int:
         return await view.first()  # ... and this one first
 
-    with no_task_leak():
+    with no_leaks():
         results = await bt.fan_out(
-            counting(probe, 100),
+            probe.stream(),
             each,
             collect,
             total,
@@ -85,9 +76,9 @@ async def test_every_consumer_sees_every_item_and_results_are_in_consumer_order(
             first,
         )
     assert results == [list(range(100)), list(range(100)), sum(range(100)), list(range(100)), 0]
-    assert probe.entered == 1, "the source was opened more than once"
+    assert probe.opened == 1, "the source was opened more than once"
     assert probe.started == 100, "the source was read more than once"
-    assert probe.finalized == 1
+    assert probe.cleanups == 1
 
 
 async def test_a_sync_source_is_read_once() -> None:
@@ -98,15 +89,15 @@ async def test_a_sync_source_is_read_once() -> None:
             reads.append(i)
             yield i
 
-    with no_task_leak():
+    with no_leaks():
         results = await bt.fan_out(bt.from_iterable(gen()), collect, collect, collect, capacity=7)
     assert results == [list(range(3000))] * 3
     assert reads == list(range(3000))
 
 
 async def test_no_consumers_gives_no_results() -> None:
-    with no_task_leak():
-        assert await bt.fan_out(counting(Probe(), 5)) == []
+    with no_leaks():
+        assert await bt.fan_out(ScriptedProducer.counting(5).stream()) == []
 
 
 async def test_one_consumer_is_a_plain_read() -> None:
@@ -124,14 +115,14 @@ def test_every_view_equals_the_source(
     xs: list[int], paces: list[float | None], buffer: int, async_source: bool
 ) -> None:
     async def main() -> None:
-        probe = Probe()
-        source = checkpointing(probe, xs) if async_source else bt.from_iterable(xs)
+        probe = ScriptedProducer(xs, cleanup_checkpoints=0)
+        source = probe.stream() if async_source else bt.from_iterable(xs)
         consumers = [collect if pace is None else sleepy(pace) for pace in paces]
-        with no_task_leak():
+        with no_leaks():
             results = await bt.fan_out(source, *consumers, capacity=buffer)
         assert results == [xs] * len(paces)
         assert probe.started == (len(xs) if async_source else 0)
-        assert probe.finalized == probe.entered
+        assert probe.cleanups == probe.opened
 
     trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
 
@@ -145,7 +136,7 @@ def test_every_view_equals_the_source(
 async def test_the_slowest_consumer_sets_the_pace(
     autojump_clock: trio.testing.MockClock, buffer: int
 ) -> None:
-    probe = Probe()
+    probe = ScriptedProducer.counting(200)
     fast_seen = 0
     worst_lag = 0
     worst_fast_lead = 0
@@ -168,8 +159,8 @@ async def test_the_slowest_consumer_sets_the_pace(
                 worst_fast_lead = max(worst_fast_lead, fast_seen - seen)
         return seen
 
-    with no_task_leak():
-        assert await bt.fan_out(counting(probe, 200), fast, slow, capacity=buffer) == [200, 200]
+    with no_leaks():
+        assert await bt.fan_out(probe.stream(), fast, slow, capacity=buffer) == [200, 200]
     # items taken from the source but not yet seen by the slowest consumer: its buffer, plus
     # one in the distributor's hand
     assert worst_lag <= buffer + 2
@@ -178,7 +169,7 @@ async def test_the_slowest_consumer_sets_the_pace(
 
 
 async def test_a_consumer_that_does_not_read_holds_back_the_source() -> None:
-    probe = Probe()
+    probe = ScriptedProducer.counting(100)
     release = trio.Event()
     started_while_blocked = -1
 
@@ -198,8 +189,8 @@ async def test_a_consumer_that_does_not_read_holds_back_the_source() -> None:
                     release.set()
         return n
 
-    with no_task_leak():
-        assert await bt.fan_out(counting(probe, 100), stuck, watcher, capacity=5) == [100, 100]
+    with no_leaks():
+        assert await bt.fan_out(probe.stream(), stuck, watcher, capacity=5) == [100, 100]
     assert 5 <= started_while_blocked <= 5 + 1
 
 
@@ -257,28 +248,26 @@ EARLY: dict[str, tuple[Consumer, object]] = {
 async def test_a_consumer_that_returns_early_is_detached_and_the_others_go_on(
     autojump_clock: trio.testing.MockClock, name: str, buffer: int
 ) -> None:
-    probe = Probe()
+    probe = ScriptedProducer.counting(50, delay=0.25)
     early, expected = EARLY[name]
-    with no_task_leak(), trio.fail_after(1000):  # a consumer not detached blocks the rest
-        results = await bt.fan_out(
-            counting(probe, 50, delay=0.25), collect, early, sleepy(0.5), capacity=buffer
-        )
+    with no_leaks(), trio.fail_after(1000):  # a consumer not detached blocks the rest
+        results = await bt.fan_out(probe.stream(), collect, early, sleepy(0.5), capacity=buffer)
     assert results == [list(range(50)), expected, list(range(50))]
     assert probe.started == 50
-    assert probe.finalized == 1
+    assert probe.cleanups == 1
 
 
 @pytest.mark.parametrize("buffer", [1, 16])
 async def test_when_every_consumer_has_returned_an_endless_source_is_stopped(
     buffer: int,
 ) -> None:
-    probe = Probe()
+    probe = ScriptedProducer.counting()
     state = ExitState()
     before = tasks_living()
     try:
         with trio.fail_after(10):  # consumers not detached would block the endless source
             results = await bt.fan_out(
-                counting(probe), _takes_3, _breaks_at_3, _never_opens, _first, capacity=buffer
+                probe.stream(), _takes_3, _breaks_at_3, _never_opens, _first, capacity=buffer
             )
     finally:
         state.record([probe])
@@ -305,8 +294,10 @@ async def test_a_view_is_opened_once() -> None:
                 return "refused" if [x async for x in it] == [0, 1, 2] else "lost items"
         return "opened twice"  # pragma: no cover
 
-    with no_task_leak(), trio.fail_after(10):
-        assert await bt.fan_out(counting(Probe(), 3), twice, concurrently, collect) == [
+    with no_leaks(), trio.fail_after(10):
+        assert await bt.fan_out(
+            ScriptedProducer.counting(3).stream(), twice, concurrently, collect
+        ) == [
             "refused",
             "refused",
             [0, 1, 2],
@@ -322,7 +313,7 @@ async def test_a_view_that_outlives_fan_out_does_not_pretend_to_be_empty() -> No
         await trio.lowlevel.checkpoint()
         escaped.append(view)
 
-    await bt.fan_out(counting(Probe(), 5), keep, collect)
+    await bt.fan_out(ScriptedProducer.counting(5).stream(), keep, collect)
     with trio.fail_after(5):
         with pytest.raises(Exception) as info:  # noqa: PT011 - the contract names no type
             await escaped[0].collect()
@@ -332,13 +323,13 @@ async def test_a_view_that_outlives_fan_out_does_not_pretend_to_be_empty() -> No
 @pytest.mark.parametrize("buffer", [0, -1])
 async def test_buffer_must_be_positive(buffer: int) -> None:
     with pytest.raises(ValueError, match="capacity"):
-        await bt.fan_out(counting(Probe(), 3), collect, capacity=buffer)
+        await bt.fan_out(ScriptedProducer.counting(3).stream(), collect, capacity=buffer)
 
 
 @pytest.mark.parametrize("buffer", [1.0, "4", None])
 async def test_buffer_must_be_an_int(buffer: Any) -> None:
     with pytest.raises(TypeError):
-        await bt.fan_out(counting(Probe(), 3), collect, capacity=buffer)
+        await bt.fan_out(ScriptedProducer.counting(3).stream(), collect, capacity=buffer)
 
 
 # --------------------------------------------------------------------------------------------
@@ -379,20 +370,20 @@ async def test_a_source_error_cancels_the_consumers_and_arrives_as_itself(
     autojump_clock: trio.testing.MockClock, kind: str
 ) -> None:
     err = ERRORS[kind]()
-    probe = Probe()
+    probe = ScriptedProducer(range(5), raise_before=5, error=err, delay=1, cleanup_checkpoints=0)
     outcomes = [Outcome(), Outcome()]
     t0 = trio.current_time()
-    with no_task_leak():
+    with no_leaks():
         exc = await raised_by(
             lambda: bt.fan_out(
-                failing(probe, 5, err, delay=1),
+                probe.stream(),
                 recording(outcomes[0]),
                 recording(outcomes[1], per_item=0.1),
             )
         )
     assert exc is err
     assert trio.current_time() - t0 == 5
-    assert probe.finalized == 1
+    assert probe.cleanups == 1
     for outcome in outcomes:
         assert outcome.finally_ran
         assert not outcome.after_loop, "a consumer saw the failed source end cleanly"
@@ -404,7 +395,7 @@ async def test_a_consumer_error_cancels_everything_and_arrives_as_itself(
     autojump_clock: trio.testing.MockClock, kind: str
 ) -> None:
     err = ERRORS[kind]()
-    probe = Probe()
+    probe = ScriptedProducer.counting(delay=1)
     others = [Outcome(), Outcome()]
 
     async def bad(view: bt.Stream[int]) -> None:
@@ -419,7 +410,7 @@ async def test_a_consumer_error_cancels_everything_and_arrives_as_itself(
     try:
         exc = await raised_by(
             lambda: bt.fan_out(
-                counting(probe, delay=1),  # endless
+                probe.stream(),  # endless
                 recording(others[0]),
                 bad,
                 recording(others[1], per_item=10),
@@ -438,15 +429,15 @@ async def test_a_consumer_error_cancels_everything_and_arrives_as_itself(
 
 async def test_a_consumer_error_before_opening_its_view_arrives_as_itself() -> None:
     err = ExceptionGroup("own", [ValueError()])
-    probe = Probe()
+    probe = ScriptedProducer.counting()
 
     async def bad(view: bt.Stream[int]) -> None:
         await trio.lowlevel.checkpoint()
         raise err
 
-    with no_task_leak():
-        assert await raised_by(lambda: bt.fan_out(counting(probe), collect, bad)) is err
-    assert probe.finalized == probe.entered
+    with no_leaks():
+        assert await raised_by(lambda: bt.fan_out(probe.stream(), collect, bad)) is err
+    assert probe.cleanups == probe.opened
 
 
 async def test_simultaneous_consumer_errors_are_none_lost() -> None:
@@ -463,8 +454,10 @@ async def test_simultaneous_consumer_errors_are_none_lost() -> None:
 
         return consume
 
-    with no_task_leak():
-        exc = await raised_by(lambda: bt.fan_out(counting(Probe()), raising(e1), raising(e2)))
+    with no_leaks():
+        exc = await raised_by(
+            lambda: bt.fan_out(ScriptedProducer.counting().stream(), raising(e1), raising(e2))
+        )
     leaves = reachable(exc)
     assert raised
     for err in raised:
@@ -495,9 +488,9 @@ async def test_consumers_that_each_drain_fully_cannot_deadlock(
     autojump_clock: trio.testing.MockClock, name: str, n: int
 ) -> None:
     consumers = PACES[name]
-    probe = Probe()
-    with no_task_leak(), trio.fail_after(10_000):
-        results = await bt.fan_out(counting(probe, n, delay=0.01), *consumers, capacity=1)
+    probe = ScriptedProducer.counting(n, delay=0.01)
+    with no_leaks(), trio.fail_after(10_000):
+        results = await bt.fan_out(probe.stream(), *consumers, capacity=1)
     assert results == [list(range(n))] * len(consumers)
     assert probe.started == n
 
@@ -525,7 +518,9 @@ async def test_one_task_draining_two_views_one_after_another_raises_instead_of_h
 
     async def run() -> list[Any]:
         with trio.fail_after(100):
-            return await bt.fan_out(counting(Probe(), 16), lender, drainer, capacity=1)
+            return await bt.fan_out(
+                ScriptedProducer.counting(16).stream(), lender, drainer, capacity=1
+            )
 
     exc = await raised_by(run)
     assert not isinstance(exc, trio.TooSlowError), "hung like the Go FanOut"
@@ -551,16 +546,14 @@ async def test_a_view_may_be_read_by_a_task_its_consumer_starts() -> None:
 async def test_cancelling_fan_out_stops_everything_and_is_not_a_clean_end(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    probe = Probe()
+    probe = ScriptedProducer.counting(delay=1)
     outcomes = [Outcome(), Outcome()]
     after = False
     state = ExitState()
     before = tasks_living()
     with trio.move_on_after(3.5) as cs:
         try:
-            await bt.fan_out(
-                counting(probe, delay=1), recording(outcomes[0]), recording(outcomes[1], 0.5)
-            )
+            await bt.fan_out(probe.stream(), recording(outcomes[0]), recording(outcomes[1], 0.5))
         finally:
             state.record([probe])
         after = True
@@ -575,7 +568,7 @@ async def test_cancelling_fan_out_stops_everything_and_is_not_a_clean_end(
 
 
 async def test_cancelling_a_fan_out_blocked_on_a_full_buffer_stops_it() -> None:
-    probe = Probe()
+    probe = ScriptedProducer.counting()
     state = ExitState()
     before = tasks_living()
 
@@ -597,7 +590,7 @@ async def test_cancelling_a_fan_out_blocked_on_a_full_buffer_stops_it() -> None:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(cancel_soon)
             try:
-                await bt.fan_out(counting(probe), stuck, collect, capacity=3)
+                await bt.fan_out(probe.stream(), stuck, collect, capacity=3)
             finally:
                 state.record([probe])
     assert cs.cancelled_caught
@@ -613,7 +606,6 @@ async def test_a_shielded_consumer_does_not_see_a_clean_end_when_fan_out_stops(
     """A consumer that shields its reading (to finish a write, say) while ``fan_out`` is
     cancelled (by the enclosing scope, or by an error elsewhere) must not see its view end as
     if the source had finished."""
-    probe = Probe()
     looked_complete: list[list[int]] = []
     err = ValueError("boom")
 
@@ -635,11 +627,12 @@ async def test_a_shielded_consumer_does_not_see_a_clean_end_when_fan_out_stops(
         await trio.sleep(3.5)
         raise err
 
-    source = (
-        failing(probe, 3, err, delay=1)
+    probe = (
+        ScriptedProducer(range(3), raise_before=3, error=err, delay=1, cleanup_checkpoints=0)
         if trigger == "source-error"
-        else counting(probe, 10, delay=1)
+        else ScriptedProducer.counting(10, delay=1)
     )
+    source = probe.stream()
     others = [failing_consumer] if trigger == "consumer-error" else [collect]
     if trigger == "outer-cancel":
         with trio.move_on_after(3.5) as cs:
@@ -649,7 +642,7 @@ async def test_a_shielded_consumer_does_not_see_a_clean_end_when_fan_out_stops(
         assert await raised_by(lambda: bt.fan_out(source, shielded, *others)) is err
     assert looked_complete == [], f"the view ended cleanly after {looked_complete}"
     assert all(isinstance(e, trio.BrokenResourceError) or e is err for e in view_errors)
-    assert probe.finalized == 1
+    assert probe.cleanups == 1
 
 
 @pytest.mark.parametrize("buffer", [1, 4])
@@ -668,8 +661,15 @@ async def test_a_timed_out_anext_on_a_view_loses_no_item(
     async def plain(view: bt.Stream[str]) -> list[str]:
         return await view.collect()
 
-    with no_task_leak():
-        results = await bt.fan_out(timed(Probe(), delays), impatient, plain, capacity=buffer)
+    with no_leaks():
+        results = await bt.fan_out(
+            ScriptedProducer(
+                [f"{i}" for i in range(len(delays))], delay=delays, cleanup_checkpoints=0
+            ).stream(),
+            impatient,
+            plain,
+            capacity=buffer,
+        )
     expected = [str(i) for i in range(len(delays))]
     assert results == [expected, expected]
     assert cancelled >= 3

@@ -26,7 +26,6 @@ from _stage_helpers import (
     all_blocked,
     cancelled_while_consuming,
     endless_sync,
-    timed,
 )
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -526,9 +525,13 @@ def test_timeouts_on_anext_lose_nothing_and_duplicate_nothing(
     delays: list[list[float]], patience: float
 ) -> None:
     async def main() -> None:
-        probes = [Probe() for _ in delays]
         s = bt.merge(
-            *(timed(p, d, f"{i}:") for i, (p, d) in enumerate(zip(probes, delays, strict=True)))
+            *(
+                ScriptedProducer(
+                    [f"{i}:{k}" for k in range(len(d))], delay=d, cleanup_checkpoints=0
+                ).stream()
+                for i, d in enumerate(delays)
+            )
         )
         with no_leaks():
             async with s.open() as it:

@@ -13,10 +13,11 @@ from typing import Any
 import pytest
 import trio
 import trio.lowlevel
-from _helpers import Probe, no_task_leak
+from _helpers import Probe
 from _redis_server import RedisServer, collect_coredis_garbage, redis_server
 
 import beluga_trio as bt
+from beluga_trio.testing import no_leaks
 
 coredis = pytest.importorskip("coredis")
 
@@ -108,7 +109,7 @@ async def test_a_live_subscriber_started_before_the_key_exists_gets_everything(
 
     got: list[int] = []
     # coredis runs a task per connection in the client's block: count tasks around it.
-    with no_task_leak():
+    with no_leaks():
         async with connect(server) as client, trio.open_nursery() as nursery:
             with trio.fail_after(BOUND):
 
@@ -308,7 +309,7 @@ async def test_bad_arguments_are_named(server: RedisServer) -> None:
 async def test_leaving_a_subscriber_stops_its_blocking_read_at_once(
     server: RedisServer, key: str
 ) -> None:
-    with no_task_leak():
+    with no_leaks():
         async with connect(server) as client:
             with trio.fail_after(BOUND):
                 await client.xadd(key, {"item": "1"})

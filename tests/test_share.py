@@ -15,12 +15,13 @@ from dataclasses import dataclass, field
 import pytest
 import trio
 import trio.testing
-from _helpers import Probe, counting, no_task_leak
+from _helpers import Probe
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 import beluga_trio as bt
 from beluga_trio._share import _FAILED
+from beluga_trio.testing import ScriptedProducer, no_leaks
 
 
 class BoomError(Exception):
@@ -54,10 +55,10 @@ def failing_after(n: int, error: BaseException, probe: Probe | None = None) -> b
 async def test_items_are_numbered_and_a_late_subscriber_gets_the_last_replay_items(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    probe = Probe()
+    probe = ScriptedProducer.counting(6, delay=1)
     got: dict[str, list[tuple[int, int]]] = {}
-    with no_task_leak():
-        async with bt.share(counting(probe, 6, delay=1), replay=2) as shared:
+    with no_leaks():
+        async with bt.share(probe.stream(), replay=2) as shared:
 
             async def subscriber(name: str, delay: float) -> None:
                 await trio.sleep(delay)
@@ -68,14 +69,14 @@ async def test_items_are_numbered_and_a_late_subscriber_gets_the_last_replay_ite
                 nursery.start_soon(subscriber, "late", 4.5)  # items 0..3 produced by then
     assert got["early"] == [(i, i) for i in range(6)]
     assert got["late"] == [(i, i) for i in range(2, 6)]
-    assert probe.entered == 1
-    assert probe.finalized == 1
+    assert probe.opened == 1
+    assert probe.cleanups == 1
 
 
 async def test_after_resumes_right_after_that_item(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    async with bt.share(counting(Probe(), 10, delay=1), replay=4) as shared:
+    async with bt.share(ScriptedProducer.counting(10, delay=1).stream(), replay=4) as shared:
         first: list[tuple[int, int]] = []
         async with shared.subscribe().open() as items:
             async for pair in items:
@@ -90,7 +91,7 @@ async def test_after_resumes_right_after_that_item(
 async def test_after_outside_the_replay_window_is_a_clear_error(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    async with bt.share(counting(Probe(), 10, delay=1), replay=3) as shared:
+    async with bt.share(ScriptedProducer.counting(10, delay=1).stream(), replay=3) as shared:
         await trio.sleep(8.5)  # items 0..7 produced: the window is 5..7
         with pytest.raises(bt.ReplayGapError, match=r"after=1.*item 2.*replay=3.*5\.\.7") as info:
             await shared.subscribe(after=1).collect()
@@ -146,7 +147,7 @@ async def test_a_slow_subscriber_never_blocks_the_producer_or_the_others(
 ) -> None:
     fast: list[int] = []
     lagged: list[bt.LaggedError] = []
-    async with bt.share(counting(Probe(), 20, delay=1), buffer=4) as shared:
+    async with bt.share(ScriptedProducer.counting(20, delay=1).stream(), buffer=4) as shared:
 
         async def slow() -> None:
             try:
@@ -176,7 +177,9 @@ async def test_overflow_wait_makes_the_slowest_subscriber_set_the_pace(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     seen_ahead: list[int] = []
-    async with bt.share(counting(Probe(), 12), buffer=3, overflow="wait") as shared:
+    async with bt.share(
+        ScriptedProducer.counting(12).stream(), buffer=3, overflow="wait"
+    ) as shared:
 
         async def slow() -> list[int]:
             got: list[int] = []
@@ -196,7 +199,9 @@ async def test_overflow_wait_makes_the_slowest_subscriber_set_the_pace(
 async def test_leaving_the_slowest_subscription_lets_the_producer_go_on(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    async with bt.share(counting(Probe(), 50), buffer=2, overflow="wait") as shared:
+    async with bt.share(
+        ScriptedProducer.counting(50).stream(), buffer=2, overflow="wait"
+    ) as shared:
         async with shared.subscribe().open() as stuck:
             await stuck.__anext__()  # subscribed, then stops reading
             await trio.sleep(5)
@@ -243,29 +248,29 @@ async def test_an_error_no_subscriber_received_is_raised_by_the_block(
 async def test_the_bodys_exception_arrives_as_itself_and_stops_the_producer(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    probe = Probe()
+    probe = ScriptedProducer.counting(delay=1)
     group = ExceptionGroup("mine", [BoomError()])
     caught: BaseException | None = None
-    with no_task_leak():
+    with no_leaks():
         try:
-            async with bt.share(counting(probe, delay=1)) as shared:
+            async with bt.share(probe.stream()) as shared:
                 await trio.sleep(2.5)
                 assert shared.produced == 2
                 raise group
         except ExceptionGroup as exc:
             caught = exc
     assert caught is group
-    assert probe.finalized == 1
+    assert probe.cleanups == 1
 
 
 async def test_leaving_the_block_stops_an_endless_producer_and_open_subscribers_see_a_broken_end(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    probe = Probe()
+    probe = ScriptedProducer.counting(delay=1)
     outcome: list[object] = []
-    with no_task_leak():
+    with no_leaks():
         async with trio.open_nursery() as outer:
-            async with bt.share(counting(probe, delay=1), replay=5) as shared:
+            async with bt.share(probe.stream(), replay=5) as shared:
                 subscription = shared.subscribe()
 
                 async def outside() -> None:  # runs in a nursery outside the block
@@ -279,7 +284,7 @@ async def test_leaving_the_block_stops_an_endless_producer_and_open_subscribers_
 
                 outer.start_soon(outside)
                 await trio.sleep(4.5)
-            assert probe.finalized == 1  # stopped when the block exited
+            assert probe.cleanups == 1  # stopped when the block exited
             assert shared.done
     assert outcome[:4] == [0, 1, 2, 3]  # everything produced before the exit, then:
     assert isinstance(outcome[4], trio.BrokenResourceError)
@@ -290,7 +295,7 @@ async def test_a_cancelled_anext_loses_nothing(autojump_clock: trio.testing.Mock
     got: list[int] = []
     timeouts = 0
     async with (
-        bt.share(counting(Probe(), 6, delay=1)) as shared,
+        bt.share(ScriptedProducer.counting(6, delay=1).stream()) as shared,
         shared.subscribe().open() as items,
     ):
         while True:
@@ -308,9 +313,9 @@ async def test_a_cancelled_anext_loses_nothing(autojump_clock: trio.testing.Mock
 async def test_leaving_or_cancelling_a_subscription_never_affects_the_others(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    probe = Probe()
+    probe = ScriptedProducer.counting(10, delay=1)
     steady: list[int] = []
-    async with bt.share(counting(probe, 10, delay=1)) as shared:
+    async with bt.share(probe.stream()) as shared:
 
         async def quitter() -> None:
             async with shared.subscribe().open() as items:
@@ -328,21 +333,21 @@ async def test_leaving_or_cancelling_a_subscription_never_affects_the_others(
             steady.extend(seq for seq, _ in await shared.subscribe().collect())
         assert shared.subscribers == 0
     assert steady == list(range(10))
-    assert (probe.entered, probe.produced, probe.finalized) == (1, 10, 1)
+    assert (probe.opened, probe.produced, probe.cleanups) == (1, 10, 1)
 
 
 async def test_the_block_cancelled_from_outside_stops_everything(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    probe = Probe()
+    probe = ScriptedProducer.counting(delay=1)
     reached = False
-    with no_task_leak(), trio.move_on_after(3.5) as cs:
-        async with bt.share(counting(probe, delay=1)) as shared:
+    with no_leaks(), trio.move_on_after(3.5) as cs:
+        async with bt.share(probe.stream()) as shared:
             await shared.subscribe().collect()
         reached = True  # pragma: no cover
     assert cs.cancelled_caught
     assert not reached
-    assert probe.finalized == 1
+    assert probe.cleanups == 1
 
 
 async def test_a_shielded_subscriber_of_a_cancelled_share_gets_a_broken_end(
@@ -350,7 +355,7 @@ async def test_a_shielded_subscriber_of_a_cancelled_share_gets_a_broken_end(
 ) -> None:
     outcome: list[object] = []
     with trio.move_on_after(2.5):
-        async with bt.share(counting(Probe(), delay=1)) as shared:
+        async with bt.share(ScriptedProducer.counting(delay=1).stream()) as shared:
             with trio.CancelScope(shield=True):
                 try:
                     async with shared.subscribe().open() as items:
@@ -580,7 +585,7 @@ def test_model_every_subscription_is_a_gap_free_run_of_the_source(  # noqa: PLR0
         block_error: BaseException | None = None
         subscribed_at_end = -1
         failed_at_exit = False
-        with no_task_leak():
+        with no_leaks():
             try:
                 async with bt.share(
                     source(), replay=replay, buffer=buffer, overflow=overflow
