@@ -116,25 +116,25 @@ class _FlatMap(AsyncPull[U]):
         self._current: AsyncPull[U] | None = None
         self._scope: Scope | None = None
 
-    async def _current_inner(self) -> AsyncPull[U]:
-        """The inner stream to read now, opened if need be (`StopAsyncIteration` at the end
-        of the outer stream)."""
-        current = self._current
-        if current is None:
-            if self._scope is not None:
-                await self._nested.close(self._scope)  # the ended inner stream stops
-                self._scope = None
-            if self._node is None:
-                self._node = self._inner(await self._upstream.pull())
-            scope, pull = await self._nested.open(self._node)
-            self._node = None
-            self._scope, current = scope, chunked(pull, self._nested.budget)
-            self._current = current
+    async def _open_next(self) -> AsyncPull[U]:
+        """Stop the inner stream that has ended, then open the next one and make it current
+        (`StopAsyncIteration` at the end of the outer stream)."""
+        if self._scope is not None:
+            await self._nested.close(self._scope)  # the ended inner stream stops first
+            self._scope = None
+        if self._node is None:
+            self._node = self._inner(await self._upstream.pull())
+        scope, pull = await self._nested.open(self._node)
+        self._node = None
+        self._scope = scope
+        current = self._current = chunked(pull, self._nested.budget)
         return current
 
     async def pull(self) -> U:
         while True:
-            current = await self._current_inner()
+            current = self._current
+            if current is None:
+                current = await self._open_next()
             try:
                 return await current.pull()
             except StopAsyncIteration:
@@ -142,12 +142,14 @@ class _FlatMap(AsyncPull[U]):
 
     async def pull_some(self) -> Sequence[U]:
         while True:
-            try:
-                current = await self._current_inner()
-            except StopAsyncIteration:
-                return ()
+            current = self._current
+            if current is None:
+                try:
+                    current = await self._open_next()
+                except StopAsyncIteration:
+                    return ()
             items = await current.pull_some()
-            if isinstance(current, Chunks) and current.ended:
+            if current.__class__ is Chunks and current.ended:  # type: ignore[comparison-overlap]
                 self._current = None  # the next call moves on without asking it again
             if items:
                 return items

@@ -179,18 +179,22 @@ class Chunks(AsyncPull[T]):
             if budget.left <= 0:
                 await trio.lowlevel.checkpoint()
                 budget.left = SCHEDULE_EVERY
-            items = upstream.take(budget.left)
+            asked = budget.left
+            items = upstream.take(asked)
             if upstream.asked_for_a_schedule_point():
                 budget.left = 0
                 if not items:
                     continue
-            elif not items:
+            elif len(items) < asked and upstream.held is None:
+                # Fewer than asked, with no schedule point asked for and no error held: the
+                # chain ended, so the stage moves on without asking it again.
                 self.ended = True
-                return items
+                if not items:
+                    return items
             budget.left -= len(items)
             return items
 
 
 def chunked(pull: Pull[T], budget: Budget) -> AsyncPull[T]:
     """The async form of any pull; a sync chain becomes `Chunks` drawing on ``budget``."""
-    return Chunks(pull, budget) if isinstance(pull, SyncPull) else pull
+    return Chunks(pull, budget) if pull.__class__ is SyncPull else pull  # (final: no subclass)
