@@ -24,7 +24,7 @@ from typing import Any, Final, Generic, TypeVar, final
 import trio
 
 from ._feed import Feed
-from ._nested import Chunks, Nested, chunked, node_of
+from ._nested import Chunks, Nested, call_for_node, chunked
 from ._stage import AsyncPull, Node, Pull, Resource, Scope
 from ._tasks import Tasks
 from ._util import describe, is_async_callable
@@ -59,7 +59,7 @@ class _FnNode(Node[U]):
         self._fn = _check_fn(fn, self._name)
 
     def _inner(self, item: object) -> Node[U]:
-        return node_of(self._fn(item), self._fn, self._name)
+        return call_for_node(self._fn, item, self._name)
 
 
 # ----------------------------------------------------------------------------- flat_map

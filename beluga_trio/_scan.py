@@ -15,7 +15,16 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, Final, TypeVar, final
 
 from ._producer import Producer
-from ._stage import SCHEDULE_EVERY, AsyncPull, Node, Pull, Scope, SyncPull, Yield
+from ._stage import (
+    SCHEDULE_EVERY,
+    AsyncPull,
+    Node,
+    Pull,
+    Scope,
+    SyncPull,
+    Yield,
+    stop_iteration_error,
+)
 from ._util import check_not_awaitable, describe, is_async_callable
 
 __all__ = ["DistinctNode", "ScanNode"]
@@ -101,7 +110,12 @@ class _Scan(AsyncPull[A]):
             return self._acc
         # Nothing awaits between the item and the new accumulator: a cancelled pull() was
         # cancelled upstream, where the item stays.
-        acc = self._fn(self._acc, await self._upstream.pull())
+        item = await self._upstream.pull()
+        try:
+            acc = self._fn(self._acc, item)
+        except (StopIteration, StopAsyncIteration) as exc:
+            # Out of pull(), StopAsyncIteration would end the stream here (PEP 479).
+            raise stop_iteration_error(exc, f"the scan function {describe(self._fn)}") from exc
         if not self._checked:
             check_not_awaitable(acc, self._fn, "scan")
             self._checked = True
@@ -127,7 +141,12 @@ class _AsyncFold(AsyncIterator[A]):
         if not self._started:
             self._started = True
             return self._acc
-        self._acc = await self._fn(self._acc, await self._upstream.pull())
+        item = await self._upstream.pull()
+        try:
+            self._acc = await self._fn(self._acc, item)
+        except StopAsyncIteration as exc:
+            # Out of __anext__, it would end the stream here (PEP 479).
+            raise stop_iteration_error(exc, f"the scan function {describe(self._fn)}") from exc
         return self._acc
 
 
@@ -231,3 +250,6 @@ class _Distinct(AsyncPull[T]):
                     return item
             except Yield:
                 pass  # the upstream's pulls take their own schedule points
+            except (StopIteration, StopAsyncIteration) as exc:
+                # Out of pull(), StopAsyncIteration would end the stream here (PEP 479).
+                raise stop_iteration_error(exc, "the distinct_until_changed key") from exc

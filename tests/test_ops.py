@@ -32,7 +32,7 @@ import trio.testing
 from _helpers import Probe, counting, no_task_leak, raised_by
 
 import beluga_trio as bt
-from beluga_trio.testing import ScriptedError, ScriptedProducer
+from beluga_trio.testing import ScriptedError, ScriptedProducer, no_leaks
 
 T = TypeVar("T")
 
@@ -1009,3 +1009,48 @@ async def test_flat_map_concurrent_outer_error_comes_after_the_started_inner_str
     got, error = await outer.stream().flat_map(inner, concurrency=3).collect_result()
     assert sorted(got) == [0, 1, 2, 10, 11, 12]
     assert error is err
+
+
+# ------------------------------------------ regressions found by the adversary (issue 15)
+
+
+def _stop_async(*_: object) -> Any:
+    raise StopAsyncIteration
+
+
+async def _stop_async_fold(acc: int, x: int) -> int:
+    raise StopAsyncIteration
+
+
+def _async_source() -> bt.Stream[int]:
+    return spaced(0, 3)  # a producer: the stages over it are not fused
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        pytest.param(lambda: _async_source().scan(_stop_async, 0), id="scan-sync-fn"),
+        pytest.param(lambda: _async_source().scan(_stop_async_fold, 0), id="scan-async-fn"),
+        pytest.param(
+            lambda: _async_source().distinct_until_changed(key=_stop_async), id="distinct-key"
+        ),
+        pytest.param(lambda: _async_source().flat_map(_stop_async), id="flat_map"),
+        pytest.param(lambda: _async_source().flat_map(_stop_async, concurrency=2), id="flat_map-2"),
+        pytest.param(lambda: _async_source().switch_map(_stop_async), id="switch_map"),
+        pytest.param(
+            lambda: spaced(0, 1).map(_fail_with_scripted).catch(_stop_async), id="catch-handler"
+        ),
+    ],
+)
+async def test_a_user_functions_stop_async_iteration_does_not_end_the_stream(
+    build: Callable[[], bt.Stream[Any]],
+) -> None:
+    """PEP 479: a StopAsyncIteration raised by a user's function would end the stream
+    silently if it left a pull(); it fails the stream with a RuntimeError caused by it."""
+    with no_leaks(), pytest.raises(RuntimeError, match="StopAsyncIteration") as info:
+        await build().collect()
+    assert type(info.value.__cause__) is StopAsyncIteration
+
+
+def _fail_with_scripted(x: int) -> int:
+    raise ScriptedError(f"item {x}")
