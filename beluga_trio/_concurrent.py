@@ -437,6 +437,10 @@ class _ConcurrentMap(AsyncPull[U]):
                     if self._busy == len(self._workers) and len(self._workers) < self._size:
                         self._grow()
                     try:
+                        if trio.current_effective_deadline() == -math.inf:
+                            # The opening is being stopped (the consumer left, `take` had its
+                            # items): no one will take this result, so the call never starts.
+                            return
                         self._budget -= 1
                         if self._budget <= 0:
                             # Calls need not await: a schedule point every few hundred items,
@@ -602,16 +606,16 @@ class _ConcurrentMap(AsyncPull[U]):
     def _call_failed(self, index: int, exc: BaseException) -> None:
         if self._caught_fatal(exc):
             return
+        if isinstance(exc, StopIteration | StopAsyncIteration):
+            # PEP 479: it must not look like the end of the stream (nor of a cleanup).
+            error = RuntimeError(f"the map function {describe(self._fn)} raised {exc!r}")
+            error.__cause__ = exc
+            exc = error
         if trio.current_effective_deadline() == -math.inf:
             # The call was being stopped (by an error before it, or because the consumer
             # left): what it raised is a cleanup error, not the stream's.
             self.leftovers.errors.append(exc)
             return
-        if isinstance(exc, StopIteration | StopAsyncIteration):
-            # PEP 479: it must not look like the end of the stream.
-            error = RuntimeError(f"the map function {describe(self._fn)} raised {exc!r}")
-            error.__cause__ = exc
-            exc = error
         if self._ordered:
             self._error_position(index, exc)
         else:

@@ -121,6 +121,18 @@ def classify(exc: BaseException, *, stopping: bool) -> Kind:
     return Kind.ERROR
 
 
+def _without_cancelled(exc: BaseException) -> BaseException:
+    """A cleanup error without the `trio.Cancelled` members a nursery grouped with it: a body's
+    nursery passes the stop's cancellation on when an outer scope (this opening's, the
+    consumer's) is cancelled too, as trio's own scopes do, and the outer scope that would have
+    caught it is ours. A cancellation alone stays one (`exit_error` drops it)."""
+    if not isinstance(exc, BaseExceptionGroup) or is_cancellation(exc):
+        return exc
+    group = cast("BaseExceptionGroup[BaseException]", exc)
+    rest = group.split(trio.Cancelled)[1]
+    return exc if rest is None else rest
+
+
 def exit_error(body: BaseException | None, errors: Sequence[BaseException]) -> BaseException | None:
     """What leaving an opening raises: the consumer's own exception ``body`` (``None`` if its
     block ended normally) and the ``errors`` of the opening (cleanup errors, errors that ended the
@@ -135,7 +147,7 @@ def exit_error(body: BaseException | None, errors: Sequence[BaseException]) -> B
     * Otherwise several: one `BaseExceptionGroup` of all of them, the consumer's first.
     """
     # An interrupt that a cleanup replaced with a Cancelled is the interrupt.
-    errors = [fatal_of(e) if find_fatal(e) is not None else e for e in errors]
+    errors = [fatal_of(e) if find_fatal(e) is not None else _without_cancelled(e) for e in errors]
     if body is not None and find_fatal(body) is not None:
         body_fatal = fatal_of(body)
         if body_fatal is not body:

@@ -26,7 +26,13 @@ from bench._calibrate import machine_costs
 from bench._harness import Scenario, ScenarioResult, run_scenario, select
 from bench._memory import MemoryResult, MemoryScenario, run_memory_scenario
 from bench._plot import write_plot
-from bench._report import format_memory_table, format_table, to_json, write_json
+from bench._report import (
+    format_memory_table,
+    format_ratio_table,
+    format_table,
+    to_json,
+    write_json,
+)
 from bench.scenarios import SCENARIOS, redis
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -243,6 +249,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             f" a lone task's checkpoint() {costs['scheduler_pass_ns']:,.0f} ns,"
             f" nursery + task {costs['nursery_and_task_ns']:,.0f} ns"
         )
+        ratios = format_ratio_table(results)
+        if ratios is not None:
+            print("ratios derived from the medians above (lower is better)")
+            print(ratios)
+            print(
+                "[row] = that row's median, ns per item; a ratio is met when it is <= goal; '-':"
+                " a row did not run, or the denominator was not positive (lost in noise)."
+            )
     for line in latency:
         print(line)
     if memory:
@@ -251,7 +265,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(format_memory_table(memory))
         print(
             "large/small = peak at the large size / peak at the small size; a goal is met when"
-            " it is <= goal (memory flat in the length of the stream)."
+            " it is <= goal (memory flat in the length of the stream). Per unit (kB/opening):"
+            " the peak / N, large/small per unit; vs ref = per unit at the large size / the"
+            " reference's, and the goal is on vs ref."
         )
 
     document = to_json(

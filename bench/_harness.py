@@ -20,7 +20,9 @@ How a measurement is taken (see :func:`run_scenario`):
 A scenario may check results its own way (``check``: for instance, a merge's items arrive in
 any interleaving) and may state the ideal time of its job (``ideal_ns``: for instance, the
 time a concurrent map over simulated I/O would take with no overhead at all), which the report
-turns into an "x ideal" ratio. Peak memory is measured apart, untimed, by
+turns into an "x ideal" ratio, and may derive :class:`Ratio` figures from its contenders'
+medians (for instance a sweep's growth from its narrowest to its widest point, or a per-stage
+cost as a ratio of differences), each with its own goal. Peak memory is measured apart, untimed, by
 :mod:`bench._memory`.
 
 A contender that cannot run in this interpreter (a peer that pins an older trio) may load an
@@ -107,6 +109,61 @@ class Contender:
 
 
 @dataclass(frozen=True)
+class Ratio:
+    """A figure derived from a scenario's medians (ns per item), each taken from one run with
+    the rounds interleaved::
+
+          median(numerator) - median(numerator_base)
+        ----------------------------------------------
+        median(denominator) - median(denominator_base)
+
+    where a base that is None counts as 0: with no bases, plainly one row's median over
+    another's (a sweep's widest point over its narrowest, beluga over hand-written at the same
+    point); with bases, a ratio of increments (what the stages added in a depth sweep cost
+    beluga against what they cost bare code). None when a row did not run or the denominator
+    is not positive (the increment drowned in noise).
+    """
+
+    label: str
+    numerator: str
+    denominator: str
+    numerator_base: str | None = None
+    denominator_base: str | None = None
+    goal: float | None = None
+    """The ratio meets its goal when it is at most ``goal``."""
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """The contender labels the ratio reads."""
+        named = (self.numerator, self.numerator_base, self.denominator, self.denominator_base)
+        return tuple(label for label in named if label is not None)
+
+    @property
+    def formula(self) -> str:
+        """How the ratio is computed, in the contenders' labels."""
+
+        def side(label: str, base: str | None) -> str:
+            return f"[{label}]" if base is None else f"([{label}] - [{base}])"
+
+        numerator = side(self.numerator, self.numerator_base)
+        return f"{numerator} / {side(self.denominator, self.denominator_base)}"
+
+    def value(self, median: Callable[[str], float | None]) -> float | None:
+        """The ratio, from ``median(label)`` (ns per item, None when the row did not run)."""
+
+        def side(label: str, base: str | None) -> float | None:
+            top = median(label)
+            bottom = 0.0 if base is None else median(base)
+            return None if top is None or bottom is None else top - bottom
+
+        numerator = side(self.numerator, self.numerator_base)
+        denominator = side(self.denominator, self.denominator_base)
+        if numerator is None or denominator is None or denominator <= 0:
+            return None
+        return numerator / denominator
+
+
+@dataclass(frozen=True)
 class Scenario:
     """A job, the contenders that do it, and the one the others are compared with."""
 
@@ -126,11 +183,20 @@ class Scenario:
     """The ideal wall time of the whole job for ``n`` items, in ns, when the job has one."""
     ideal_note: str = ""
     """How the ideal is computed, for the report (e.g. "items x latency / concurrency")."""
+    ratios: tuple[Ratio, ...] = ()
+    """Figures derived from the contenders' medians, reported after the rows."""
 
     def __post_init__(self) -> None:
         labels = [c.label for c in self.contenders]
         if len(set(labels)) != len(labels):
             raise ValueError(f"{self.name}: contender labels must be unique: {labels}")
+        names = [r.label for r in self.ratios]
+        if len(set(names)) != len(names):
+            raise ValueError(f"{self.name}: ratio labels must be unique: {names}")
+        for r in self.ratios:
+            unknown = [label for label in r.labels if label not in labels]
+            if unknown:
+                raise ValueError(f"{self.name}: ratio {r.label!r} reads no contender {unknown}")
         if self.reference not in labels:
             raise ValueError(f"{self.name}: reference {self.reference!r} is not a contender")
         for c in self.contenders:
@@ -190,6 +256,17 @@ class ScenarioResult:
     unit: Unit = "ns/item"
     ideal_ns_per_item: float | None = None
     ideal_note: str = ""
+    ratios: tuple[Ratio, ...] = ()
+
+    def derived(self, ratio: Ratio) -> float | None:
+        """The value of one of the scenario's ratios in this run."""
+        return ratio.value(lambda label: self.result(label).median)
+
+    def derived_goal_met(self, ratio: Ratio) -> bool | None:
+        value = self.derived(ratio)
+        if ratio.goal is None or value is None:
+            return None
+        return value <= ratio.goal
 
     def in_unit(self, ns_per_item: float | None) -> float | None:
         """A figure in ns per item, converted to the scenario's unit."""
@@ -322,6 +399,7 @@ def run_scenario(
         unit=scenario.unit,
         ideal_ns_per_item=(None if scenario.ideal_ns is None else scenario.ideal_ns(items) / items),
         ideal_note=scenario.ideal_note,
+        ratios=scenario.ratios,
     )
 
 

@@ -11,6 +11,11 @@ for the table; their wall time is reported only to say what the measurement cost
 The ratio large/small is the measure: a job whose buffers are bounded stays near 1.0, one
 that holds items for a lagging consumer grows with the length (10x the items, ~10x the
 memory). A contender's ``goal`` is the largest ratio it may show.
+
+A scenario that names a ``per`` unit and a ``reference`` measures a cost per unit instead (for
+instance the memory of one opening, with N openings held at once): its figures are the peaks
+divided by N, and a contender's ``goal`` is the largest ratio of its figure at the large size
+to the reference's; large/small then says whether the cost per unit stays flat.
 """
 
 from __future__ import annotations
@@ -47,11 +52,19 @@ class MemoryScenario:
     contenders: tuple[Contender, ...]
     expected: Callable[[int], object]
     check: Check | None = None
+    per: str | None = None
+    """The unit of N (e.g. "opening"): figures per unit, goals against the reference."""
+    reference: str | None = None
+    """The contender the others are compared with, for a scenario measured ``per`` unit."""
 
     def __post_init__(self) -> None:
         labels = [c.label for c in self.contenders]
         if len(set(labels)) != len(labels):
             raise ValueError(f"{self.name}: contender labels must be unique: {labels}")
+        if (self.per is None) != (self.reference is None):
+            raise ValueError(f"{self.name}: a reference and a unit ('per') go together")
+        if self.reference is not None and self.reference not in labels:
+            raise ValueError(f"{self.name}: reference {self.reference!r} is not a contender")
         small, large = self.sizes
         if not 0 < small < large:
             raise ValueError(f"{self.name}: sizes must grow: {self.sizes}")
@@ -77,21 +90,42 @@ class MemoryResult:
     description: str
     sizes: tuple[int, int]
     contenders: list[MemoryContenderResult]
+    per: str | None = None
+    reference: str | None = None
+
+    def per_unit(self, label: str, n: int) -> float | None:
+        """The peak at size ``n`` divided by ``n`` (bytes per unit); None if not measured."""
+        peak = self.result(label).peak_bytes.get(n)
+        return None if peak is None else peak / n
+
+    def ratio(self, label: str) -> float | None:
+        """Per unit at the large size, over the reference's; None without a reference."""
+        if self.reference is None:
+            return None
+        large = self.sizes[1]
+        mine = self.per_unit(label, large)
+        ref = self.per_unit(self.reference, large)
+        if mine is None or ref is None or ref <= 0 or self.result(label).status != "ok":
+            return None
+        return mine / ref
 
     def growth(self, label: str) -> float | None:
-        """Peak at the large size divided by the peak at the small size."""
+        """Peak at the large size divided by the peak at the small size (per unit, for a
+        scenario measured per unit: 1.0 when each unit costs the same at both sizes)."""
         c = self.result(label)
         small, large = self.sizes
         if c.status != "ok" or small not in c.peak_bytes or large not in c.peak_bytes:
             return None
-        return c.peak_bytes[large] / max(c.peak_bytes[small], 1)
+        growth = c.peak_bytes[large] / max(c.peak_bytes[small], 1)
+        return growth if self.per is None else growth * small / large
 
     def goal_met(self, label: str) -> bool | None:
+        """Growth <= goal; for a scenario measured per unit, ratio to the reference <= goal."""
         goal = self.result(label).goal
-        growth = self.growth(label)
-        if goal is None or growth is None:
+        measure = self.growth(label) if self.reference is None else self.ratio(label)
+        if goal is None or measure is None:
             return None
-        return growth <= goal
+        return measure <= goal
 
     def result(self, label: str) -> MemoryContenderResult:
         for c in self.contenders:
@@ -161,5 +195,10 @@ def run_memory_scenario(
             result.peak_bytes[n] = peak
             progress(f"{contender.label}: N={n:,}, {result.seconds[n]:.1f} s")
     return MemoryResult(
-        name=scenario.name, description=scenario.description, sizes=sizes, contenders=results
+        name=scenario.name,
+        description=scenario.description,
+        sizes=sizes,
+        contenders=results,
+        per=scenario.per,
+        reference=scenario.reference,
     )

@@ -15,7 +15,7 @@ from typing import TypeVar, cast, get_args
 
 import trio
 
-from bench._harness import ContenderResult, Loop, ScenarioResult, Status, Unit
+from bench._harness import ContenderResult, Loop, Ratio, ScenarioResult, Status, Unit
 from bench._memory import MemoryContenderResult, MemoryResult
 
 PACKAGES = ("beluga_trio", "trio", "asyncstdlib", "aiostream", "trio-util")
@@ -200,8 +200,47 @@ def format_table(results: Sequence[ScenarioResult]) -> str:
     return _layout(HEADER, rows, RIGHT_ALIGNED)
 
 
-MEMORY_HEADER = ["scenario", "contender", "small", "large", "large/small", "goal", "met", "notes"]
-MEMORY_RIGHT_ALIGNED = {2, 3, 4, 5}
+RATIO_HEADER = ["scenario", "ratio", "value", "goal", "met", "computed from the medians"]
+RATIO_RIGHT_ALIGNED = {2, 3}
+
+
+def format_ratio_table(results: Sequence[ScenarioResult]) -> str | None:
+    """The scenarios' derived ratios (see :class:`bench._harness.Ratio`); None if none has any."""
+    rows: list[list[str] | None] = []
+    for scenario in results:
+        if not scenario.ratios:
+            continue
+        rows.append(None)
+        for i, r in enumerate(scenario.ratios):
+            value = scenario.derived(r)
+            met = scenario.derived_goal_met(r)
+            rows.append(
+                [
+                    scenario.name if i == 0 else "",
+                    r.label,
+                    "-" if value is None else f"{value:.2f}x",
+                    "" if r.goal is None else f"<= {r.goal:.2f}x",
+                    "" if met is None else ("OK" if met else "MISSED"),
+                    r.formula,
+                ]
+            )
+    if not rows:
+        return None
+    return _layout(RATIO_HEADER, rows, RATIO_RIGHT_ALIGNED)
+
+
+MEMORY_HEADER = [
+    "scenario",
+    "contender",
+    "small",
+    "large",
+    "large/small",
+    "vs ref",
+    "goal",
+    "met",
+    "notes",
+]
+MEMORY_RIGHT_ALIGNED = {2, 3, 4, 5, 6}
 
 
 def _mb(value: int | None) -> str:
@@ -212,8 +251,19 @@ def _mb(value: int | None) -> str:
     return f"{value / 1e6:,.1f} MB"
 
 
+def memory_cell(scenario: MemoryResult, label: str, n: int) -> str:
+    """The peak at size ``n``, or for a scenario measured per unit the peak / ``n`` per unit."""
+    if scenario.per is None:
+        return _mb(scenario.result(label).peak_bytes.get(n))
+    per_unit = scenario.per_unit(label, n)
+    if per_unit is None:
+        return "-"
+    return f"{per_unit / 1e3:,.2f} kB/{scenario.per}"
+
+
 def format_memory_table(results: Sequence[MemoryResult]) -> str:
-    """Peak traced memory at both sizes, the growth and the goal on it."""
+    """Peak traced memory at both sizes (or per unit), the growth, the ratio to the reference
+    (per unit) and the goal."""
     rows: list[list[str] | None] = []
     for scenario in results:
         rows.append(None)
@@ -221,8 +271,11 @@ def format_memory_table(results: Sequence[MemoryResult]) -> str:
         first = [scenario.name, f"  small N={small:,}", f"  large N={large:,}"]
         for i, c in enumerate(scenario.contenders):
             growth = scenario.growth(c.label)
+            ratio = scenario.ratio(c.label)
             met = scenario.goal_met(c.label)
             notes = [c.note] if c.note else []
+            if c.label == scenario.reference:
+                notes.insert(0, "reference")
             if c.status == "ok" and large in c.seconds:
                 notes.append(f"traced run {c.seconds[small]:.1f} s + {c.seconds[large]:.1f} s")
             if c.status != "ok":
@@ -231,9 +284,10 @@ def format_memory_table(results: Sequence[MemoryResult]) -> str:
                 [
                     first[i] if i < len(first) else "",
                     c.label,
-                    _mb(c.peak_bytes.get(small)),
-                    _mb(c.peak_bytes.get(large)),
+                    memory_cell(scenario, c.label, small),
+                    memory_cell(scenario, c.label, large),
                     "-" if growth is None else f"{growth:.2f}x",
+                    "" if ratio is None else f"{ratio:.2f}x",
                     "" if c.goal is None else f"<= {c.goal:.2f}x",
                     "" if met is None else ("OK" if met else "MISSED"),
                     "; ".join(notes),
@@ -269,11 +323,27 @@ def _contender_json(scenario: ScenarioResult, c: ContenderResult) -> dict[str, o
     }
 
 
+def _ratio_json(scenario: ScenarioResult, r: Ratio) -> dict[str, object]:
+    return {
+        "label": r.label,
+        "numerator": r.numerator,
+        "numerator_base": r.numerator_base,
+        "denominator": r.denominator,
+        "denominator_base": r.denominator_base,
+        "formula": r.formula,
+        "value": scenario.derived(r),
+        "goal_max_ratio": r.goal,
+        "goal_met": scenario.derived_goal_met(r),
+    }
+
+
 def _memory_json(scenario: MemoryResult) -> dict[str, object]:
     return {
         "name": scenario.name,
         "description": scenario.description,
         "sizes": list(scenario.sizes),
+        "per": scenario.per,
+        "reference": scenario.reference,
         "contenders": [
             {
                 "label": c.label,
@@ -284,6 +354,7 @@ def _memory_json(scenario: MemoryResult) -> dict[str, object]:
                 "peak_bytes": {str(n): b for n, b in c.peak_bytes.items()},
                 "traced_run_seconds": {str(n): t for n, t in c.seconds.items()},
                 "growth_large_vs_small": scenario.growth(c.label),
+                "ratio_vs_reference": scenario.ratio(c.label),
                 "goal_max_growth": c.goal,
                 "goal_met": scenario.goal_met(c.label),
             }
@@ -325,6 +396,7 @@ def to_json(
                 "ideal_note": s.ideal_note,
                 "reference": s.reference,
                 "contenders": [_contender_json(s, c) for c in s.contenders],
+                "ratios": [_ratio_json(s, r) for r in s.ratios],
             }
             for s in results
         ],
@@ -392,6 +464,30 @@ def _number_or_none(data: Mapping[str, object], key: str) -> float | None:
     return float(value)
 
 
+def _text_or_none(data: Mapping[str, object], key: str) -> str | None:
+    value = data.get(key)
+    if value is not None and not isinstance(value, str):
+        raise ResultsFileError(f"{key}: not a string")
+    return value
+
+
+def _ratios(data: Mapping[str, object]) -> tuple[Ratio, ...]:
+    # Files written before ratios existed have none.
+    if "ratios" not in data:
+        return ()
+    return tuple(
+        Ratio(
+            label=_text(r, "label"),
+            numerator=_text(r, "numerator"),
+            denominator=_text(r, "denominator"),
+            numerator_base=_text_or_none(r, "numerator_base"),
+            denominator_base=_text_or_none(r, "denominator_base"),
+            goal=_number_or_none(r, "goal_max_ratio"),
+        )
+        for r in _objects(data, "ratios")
+    )
+
+
 def _choice(data: Mapping[str, object], key: str, choices: tuple[C, ...]) -> C:
     value = _text(data, key)
     for choice in choices:
@@ -455,6 +551,7 @@ def results_from_json(
                 unit=_choice(s, "unit", units),
                 ideal_ns_per_item=_number_or_none(s, "ideal_ns_per_item"),
                 ideal_note=_text(s, "ideal_note"),
+                ratios=_ratios(s),
             )
         )
     memory: list[MemoryResult] = []
@@ -480,6 +577,8 @@ def results_from_json(
                     )
                     for c in _objects(m, "contenders")
                 ],
+                per=_text_or_none(m, "per"),
+                reference=_text_or_none(m, "reference"),
             )
         )
     return timed, memory

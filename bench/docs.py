@@ -20,10 +20,11 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import cast
 
-from bench._harness import ContenderResult, ScenarioResult
+from bench._harness import ContenderResult, Ratio, ScenarioResult
 from bench._memory import MemoryResult
 from bench._plot import write_plot
 from bench._report import ResultsFileError, read_json, results_from_json
+from bench.scenarios import map_depth, merge_width
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = ROOT / "docs" / "performance.md"
@@ -144,7 +145,20 @@ def _timed_table(results: Sequence[ScenarioResult]) -> str:
             ]
             out.append("| " + " | ".join(_cell(x) for x in cells) + " |")
         out.append("")
+        if s.ratios:
+            out += ["Ratios derived from these medians ([row]: a row's median per item):", ""]
+            out += [f"- {_ratio_line(s, r)}" for r in s.ratios]
+            out.append("")
     return "\n".join(out).rstrip()
+
+
+def _ratio_line(s: ScenarioResult, r: Ratio) -> str:
+    value = s.derived(r)
+    figure = "-" if value is None else f"**{value:.2f}x**"
+    goal = "" if r.goal is None else f" ({_goal_cell(r.goal, s.derived_goal_met(r)).strip()})"
+    # A plain ratio's label says what it divides; a ratio of increments spells its formula.
+    plain = r.numerator_base is None and r.denominator_base is None
+    return f"{r.label}: {figure}{goal}" + ("" if plain else f" = {r.formula}")
 
 
 def _bytes(value: int | None) -> str:
@@ -154,33 +168,45 @@ def _bytes(value: int | None) -> str:
 
 
 def _memory_table(results: Sequence[MemoryResult]) -> str:
-    """One table per scenario, its two sizes in the heading."""
+    """One table per scenario, its two sizes in the heading; per unit where it is measured so."""
     out: list[str] = []
     for m in results:
         small, large = m.sizes
+        per = "" if m.per is None else f" {m.per}s, kB per {m.per}"
         out += [
-            f"#### {m.name} (N={small:,} and {large:,})",
+            f"#### {m.name} (N={small:,} and {large:,}{per})",
             "",
-            "| contender | small | large | large/small | goal | notes |",
-            "|---|--:|--:|--:|---|---|",
+            "| contender | small | large | large/small | vs ref | goal | notes |",
+            "|---|--:|--:|--:|--:|---|---|",
         ]
         for c in m.contenders:
             growth = m.growth(c.label)
+            ratio = m.ratio(c.label)
             notes = [_short_note(c.note)] if c.note else []
+            if c.label == m.reference:
+                notes.insert(0, "reference")
             if c.status != "ok":
                 notes.append(f"**{c.status}**: {c.reason}")
             label = f"**{c.label}**" if c.label.startswith("beluga") else c.label
             cells = [
                 label,
-                _bytes(c.peak_bytes.get(small)),
-                _bytes(c.peak_bytes.get(large)),
+                _memory_figure(m, c.label, small),
+                _memory_figure(m, c.label, large),
                 "-" if growth is None else f"{growth:.2f}x",
+                "" if ratio is None else f"{ratio:.2f}x",
                 _goal_cell(c.goal, m.goal_met(c.label)),
                 "; ".join(notes),
             ]
             out.append("| " + " | ".join(_cell(x) for x in cells) + " |")
         out.append("")
     return "\n".join(out).rstrip()
+
+
+def _memory_figure(m: MemoryResult, label: str, n: int) -> str:
+    if m.per is None:
+        return _bytes(m.result(label).peak_bytes.get(n))
+    per_unit = m.per_unit(label, n)
+    return "-" if per_unit is None else f"{per_unit / 1e3:,.2f}"
 
 
 # Why a goal is missed, or a peer is faster ---------------------------------------------------
@@ -307,6 +333,53 @@ EXPLANATIONS: dict[tuple[str, str], Explain] = {
 }
 
 
+def _merge_width(s: ScenarioResult, c: Costs) -> str:
+    narrow, widest = merge_width.WIDTHS[0], merge_width.WIDTHS[-1]
+    wide = _per_item(s, merge_width.beluga_label(widest))
+    base = _per_item(s, merge_width.beluga_label(narrow))
+    task = c.get("nursery_and_task_ns")
+    starts = ""
+    if task:
+        share = (widest - narrow) * task / s.items
+        starts = (
+            f" Starting a task per source accounts for some {_ns(share)} of that: {widest:,}"
+            f" task starts over {s.items:,} items, at {_ns(task)} for a nursery and a task here."
+        )
+    return (
+        f"beluga's merge costs {_ns(wide)} per item at {widest:,} sources and {_ns(base)} at"
+        f" {narrow}, {_ns(wide - base)} more.{starts} The rest is not explained yet."
+    )
+
+
+def _map_depth(s: ScenarioResult, c: Costs) -> str:
+    deepest = map_depth.DEPTHS[-1]
+
+    def b(d: int) -> float:
+        return _per_item(s, map_depth.beluga_label(d))
+
+    def cc(d: int) -> float:
+        return _per_item(s, map_depth.c_label(d))
+
+    first_extra = (b(1) - b(0)) - (cc(1) - cc(0))
+    later_b = (b(deepest) - b(1)) / (deepest - 1)
+    later_c = (cc(deepest) - cc(1)) / (deepest - 1)
+    later = "" if later_c <= 0 else f" ({later_b / later_c:.2f}x)"
+    return (
+        "each fused stage is a bare C `map` over the previous one, as in the C chain, but a"
+        " chain that ends with a `map` has each result checked for a stray awaitable as it"
+        " leaves the chain (a `type()` per item, once per chain whatever its depth), which"
+        f" depth 0 does not pay. In this run the first stage costs beluga {_ns(first_extra)}"
+        f" per item more than it costs the C chain; each further stage {_ns(later_b)} against"
+        f" {_ns(later_c)}{later}."
+    )
+
+
+RATIO_EXPLANATIONS: dict[tuple[str, str], Explain] = {
+    ("merge by width", "beluga: 1,000 sources / 2 sources, per item"): _merge_width,
+    ("fused map depth", "beluga / C, per stage at depth 8"): _map_depth,
+}
+
+
 def _spread(s: ScenarioResult, c: ContenderResult) -> str:
     return f"{_figure(s.in_unit(c.fastest))}-{_figure(s.in_unit(c.slowest))} {s.unit}"
 
@@ -349,17 +422,36 @@ def _goals(results: Sequence[ScenarioResult], memory: Sequence[MemoryResult], co
                 met.append(f"- {line}.")
             else:
                 missed.append(f"- **{line}**: {why(s, c)}")
+        for r in s.ratios:
+            ok = s.derived_goal_met(r)
+            value = s.derived(r)
+            if ok is None or value is None or r.goal is None:
+                continue
+            line = f"{s.name}, {r.label}: {value:.2f}x (goal ≤ {r.goal:.2f}x)"
+            if ok:
+                met.append(f"- {line}.")
+            else:
+                explain = RATIO_EXPLANATIONS.get((s.name, r.label))
+                text = "not explained yet." if explain is None else explain(s, costs)
+                missed.append(f"- **{line}**: {text}")
     for m in memory:
         for mc in m.contenders:
             ok = m.goal_met(mc.label)
             growth = m.growth(mc.label)
+            ratio = m.ratio(mc.label)
             if ok is None or growth is None or mc.goal is None:
                 continue
             small, large = m.sizes
-            line = (
-                f"{m.name}, `{mc.label}`: peak at {large:,} items / at {small:,} ="
-                f" {growth:.2f}x (goal ≤ {mc.goal:.2f}x: flat)"
-            )
+            if m.per is not None and ratio is not None:
+                line = (
+                    f"{m.name}, `{mc.label}`: at {large:,} {m.per}s held at once,"
+                    f" {ratio:.2f}x the reference's memory per {m.per} (goal ≤ {mc.goal:.2f}x)"
+                )
+            else:
+                line = (
+                    f"{m.name}, `{mc.label}`: peak at {large:,} items / at {small:,} ="
+                    f" {growth:.2f}x (goal ≤ {mc.goal:.2f}x: flat)"
+                )
             (met if ok else missed).append(f"- {line}." if ok else f"- **{line}**.")
 
     peers: list[str] = []
@@ -433,6 +525,36 @@ SCENARIO_TEXT: dict[str, str] = {
         " which starts a task per item per tap, with no backpressure (its interpreter grows to"
         " about 2 GB at N=200,000)."
     ),
+    "merge by width": (
+        "`range(N)` cut into 2, 100 and 1,000 synchronous sources, read at once, all collected,"
+        " in one scenario so that every width runs in the same interleaved rounds; the figure"
+        " is per item of the whole job (a task per source included), so the widths compare"
+        " directly. Hand-written: a nursery, a producer task per source and one memory"
+        " channel(64) with the nowait fast paths, as in merge(3); beluga: `bt.merge(*sources)`"
+        " (buffer 64) `.collect()`. The ratios give each one's growth from 2 to 1,000 sources"
+        " (goal for beluga: ≤ 2x) and beluga against the hand-written code at each width"
+        " (goal: ≤ 1x)."
+    ),
+    "fan_out by consumers": (
+        "N deliveries (an item seen by one consumer): with C = 1, 10 or 100 consumers the"
+        " source is `range(N // C)` and every consumer task sums every item; the figure is per"
+        " delivery, so the widths compare directly. Hand-written: a distributor task and one"
+        " memory channel(1024) per consumer with the nowait fast paths, as in fan_out(3);"
+        " beluga: `bt.fan_out(source, *consumers)` with its default buffer of 1024, each"
+        " consumer `view.reduce(operator.add, 0)`. The ratios give each one's growth from 1"
+        " to 100 consumers and beluga against the hand-written code at each width (no goal"
+        " set yet)."
+    ),
+    "fused map depth": (
+        "`from_iterable(range(N))` and D synchronous `.map(abs)` stages, collected, for D = 0,"
+        " 1, 2, 4, 8, against a bare C chain of the same depth, `list(map(abs, map(abs, ..."
+        " range(N))))` (`abs` of a non-negative int returns it: no allocation, so a C stage"
+        " costs little more than `map`'s own step). The per-stage figure is a ratio of"
+        " increments over depth 0, (beluga(D) - beluga(0)) / (C(D) - C(0)): what D stages"
+        " cost beluga over what they cost the C chain, averaged over the D stages. The goal,"
+        " ≤ 1.1x, is on D = 8 (the largest increments, the least noise); the reference row"
+        " is the C chain at depth 8."
+    ),
     "concurrent map over I/O": (
         "M calls of an async function that awaits `sleep(5 ms)` on the real clock, at most 50"
         " at once, results in input order. The ideal is M x 5 ms / 50; `x ideal` is each"
@@ -482,6 +604,17 @@ SCENARIO_TEXT: dict[str, str] = {
         " every 4 items and lags. The peak memory Python allocates during the job (tracemalloc,"
         " untimed) at 100k and at 1M items: a bounded fan-out stays flat; asyncstdlib `tee`"
         " keeps every item the slow consumer has not seen yet."
+    ),
+    "memory per opening": (
+        "N openings of a producer held open at once (one after the other in one task, with an"
+        " `AsyncExitStack`), each having handed over its first item, then all closed: the"
+        " peak memory Python allocates during the job (tracemalloc, untimed) divided by N, at"
+        " 1,000 and 10,000 openings. Every producer body is the same async generator that"
+        " never awaits. The reference: an async context manager with a nursery, a producer"
+        " task and a memory channel(0) (lock-step, as `@stream`); trio's `as_safe_channel` on"
+        " the same body for comparison; beluga: `@bt.stream` `open()`. The goal is on the"
+        " cost per opening at 10,000 against the reference's (≤ 1.1x); large/small says"
+        " whether that cost stays flat."
     ),
 }
 
@@ -741,7 +874,8 @@ def _reading(costs: Costs) -> str:
   built on `from_iterable` starts no task.
 - **Peak memory is traced, not timed.** tracemalloc slows allocation several times over, so
   those runs are apart and never in the time table; the measure is the growth from 100k to
-  1M items, not the absolute bytes.
+  1M items, not the absolute bytes, or, for memory per opening, the bytes per opening against
+  the hand-written code's, N openings held at once.
 """
 
 

@@ -723,6 +723,9 @@ class Model:
     possible_errors: list[Sym] = field(default_factory=list[Sym])
     unordered: bool = False  # items of one lane may arrive in another order
     opaque: bool = False  # which items arrive is unknown (a fold over an unknown order)
+    # A stage's error ends the lane before the source's end: a source read ahead of that
+    # stage may have run to its end (its end-of-body error then a position never reached).
+    cut_by_stage: bool = False
 
     def values(self) -> list[Any]:
         return [x for lane in self.lanes for x in lane.items]
@@ -780,10 +783,12 @@ def _model_fn(model: Model, spec: FnSpec, name: str, i: int, trigger: object) ->
         for n, x in enumerate(lane.items):
             if spec.behaviour == "late_awaitable" and n >= 1 and model.exact:
                 lane.end, lane.items = Made(TypeError), out
+                model.cut_by_stage = True
                 break
             if x == trigger and error is not None:
                 if model.exact:
                     lane.end, lane.items = error, out
+                    model.cut_by_stage = True
                     break
                 lane.cuts.append(error)
                 continue
@@ -1454,7 +1459,16 @@ def check(spec: Spec, log: Log, model: Model, out: Outcome) -> None:  # noqa: C9
         f"a KeyboardInterrupt from nowhere: {raised!r}"
     )
 
-    always = [sym for name, sym in model.always.items() if log.entered[name]]
+    # A finally that awaits unshielded while the consumer's own scope is cancelled raises that
+    # Cancelled, which replaces the error in flight (its nursery's group), as in plain trio
+    # code: the consumer's scope then catches it, and nothing is left to deliver.
+    cancelled = c.mode in ("cancel", "deadline") and (out.cancelled_caught or out.deadline_passed)
+    always = [
+        sym
+        for name, sym in model.always.items()
+        if log.entered[name]
+        and not (cancelled and isinstance(sym, Group) and _source_of(spec, name).cleanup == "await")
+    ]
     # A stage that reads ahead (merge, buffer, batch, concurrent map) may have run a producer
     # to its end, cleanup included, past the point where the consumer stopped or another
     # error ended the stream: that cleanup error is then a position the consumer never
@@ -1532,6 +1546,7 @@ def check(spec: Spec, log: Log, model: Model, out: Outcome) -> None:  # noqa: C9
     stops_early = k is not None and (len(lane.items) >= k or c.mode in ("deadline",))
     expected_items = lane.items[:k] if stops_early else lane.items
     primary: Sym | None = None if stops_early else lane.end
+    raised = _without_late_errors(spec, log, raised, keep=[primary, *lane.cuts])
     # Errors that may cut the lane short (timing-dependent).
     if raised is not None and any(log.reachable(raised, s) for s in lane.cuts):
         _check_prefix(out.delivered, expected_items)
@@ -1567,7 +1582,7 @@ def check(spec: Spec, log: Log, model: Model, out: Outcome) -> None:  # noqa: C9
         assert out.own_error is not None
     takes = _stops_upstream(spec)
     ended_before = primary is not None and primary not in always  # another error ended it
-    if _reads_ahead(spec) and (stops_early or takes or ended_before):
+    if _reads_ahead(spec) and (stops_early or takes or model.cut_by_stage or ended_before):
         # The producer may have run to its end, cleanup included, past where the consumer
         # stopped or another error ended the stream: its cleanup error is then a position
         # never reached (see above).
@@ -1591,6 +1606,57 @@ def check(spec: Spec, log: Log, model: Model, out: Outcome) -> None:  # noqa: C9
             assert any(e is own for e in _reachable(raised)), f"consumer's error lost: {raised!r}"
     if primary is not None and not stops_early and c.mode in ("full", "poll", "drain", "buffered"):
         assert not out.after_loop, f"the async for ended cleanly before {primary} (guarantee 3/8)"
+
+
+def _without_late_errors(
+    spec: Spec, log: Log, raised: BaseException | None, keep: list[Sym | None]
+) -> BaseException | None:
+    """``raised`` without the errors of the one case the outcome model cannot place
+    (docs/errors-and-cancellation.md, "Errors the consumer never reached"): a source read
+    ahead raises on its own, its ``finally`` awaits shielded, and the stop comes during that
+    await, so the error leaves the body after the stop and is raised as a cleanup error."""
+    if raised is None or not _reads_ahead(spec):
+        return raised
+    late = [
+        log.errors[f"{name}:{key}"]
+        for name, source in _all_sources(spec)
+        if source.kind == "stream" and source.cleanup == "await_shielded"
+        for key in ("fail", "timeout", "from")
+        if f"{name}:{key}" in log.errors
+    ]
+    if not late:
+        return raised
+
+    def is_late(leaf: BaseException) -> bool:
+        if any(s is not None and log.reachable(leaf, s) for s in keep):
+            return False  # the error the consumer reached, or one that may cut the lane
+        return any(leaf is e or any(e is r for r in _reachable(leaf)) for e in late)
+
+    leaves = _leaves(raised)
+    kept = [leaf for leaf in leaves if not is_late(leaf)]
+    if len(kept) == len(leaves):
+        return raised
+    if not kept:
+        return None
+    if len(kept) == 1:
+        return kept[0]
+    return raised
+
+
+def _source_of(spec: Spec, name: str) -> SourceSpec:
+    return dict(_all_sources(spec))[name]
+
+
+def _all_sources(spec: Spec) -> list[tuple[str, SourceSpec]]:
+    """Every source by its name: the pipeline's own, then those a ``chain`` stage opens."""
+    return [
+        *((f"src{index}", source) for index, source in enumerate(spec.sources)),
+        *(
+            (f"stage{i}:src", stage.source)
+            for i, stage in enumerate(spec.stages)
+            if isinstance(stage, ChainSpec)
+        ),
+    ]
 
 
 def _reads_ahead(spec: Spec) -> bool:

@@ -44,7 +44,9 @@ def expected(n: int) -> list[int]:
 # Hand-written -------------------------------------------------------------------------------
 
 
-async def _distribute_nowait(n: int, txs: list[trio.MemorySendChannel[int]]) -> None:
+async def distribute_nowait(n: int, txs: list[trio.MemorySendChannel[int]]) -> None:
+    """The distributor: every item of ``range(n)`` to every channel, ``send_nowait`` first and
+    ``await send`` only when that channel is full; closes every channel."""
     try:
         for x in range(n):
             for tx in txs:
@@ -57,7 +59,9 @@ async def _distribute_nowait(n: int, txs: list[trio.MemorySendChannel[int]]) -> 
             tx.close()
 
 
-async def _sum_nowait(rx: trio.MemoryReceiveChannel[int], results: list[int], index: int) -> None:
+async def sum_nowait(rx: trio.MemoryReceiveChannel[int], results: list[int], index: int) -> None:
+    """A consumer: sums its channel's items (drained with ``receive_nowait``, ``await receive``
+    only when empty) into ``results[index]``; closes its channel."""
     acc = 0
     receive_nowait = rx.receive_nowait
     async with rx:
@@ -112,11 +116,11 @@ def _hand_written(
 
 
 def load_reference() -> Job:
-    return _hand_written(_distribute_nowait, _sum_nowait, BUFFER)
+    return _hand_written(distribute_nowait, sum_nowait, BUFFER)
 
 
 def load_reference_64() -> Job:
-    return _hand_written(_distribute_nowait, _sum_nowait, COST_TABLE_BUFFER)
+    return _hand_written(distribute_nowait, sum_nowait, COST_TABLE_BUFFER)
 
 
 def load_naive() -> Job:
