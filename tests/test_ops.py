@@ -1054,3 +1054,15 @@ async def test_a_user_functions_stop_async_iteration_does_not_end_the_stream(
 
 def _fail_with_scripted(x: int) -> int:
     raise ScriptedError(f"item {x}")
+
+
+async def test_chain_opens_its_first_stream_with_the_chain() -> None:
+    """Found by the adversary: a chain left before its first request (here by take(0)) used
+    to leave the channel of its first source, a from_channel stream, open."""
+    send, receive = trio.open_memory_channel[int](1)
+    send.send_nowait(1)
+    send.close()
+    with no_leaks():
+        inner = bt.chain(bt.from_channel(receive), bt.from_iterable([2]))
+        assert await bt.chain(inner.take(0), bt.from_iterable([3])).collect() == [3]
+    assert receive.statistics().open_receive_channels == 0
