@@ -149,7 +149,7 @@ class _FlatMap(AsyncPull[U]):
                 except StopAsyncIteration:
                     return ()
             items = await current.pull_some()
-            if current.__class__ is Chunks and current.ended:  # type: ignore[comparison-overlap]
+            if type(current) is Chunks and current.ended:
                 self._current = None  # the next call moves on without asking it again
             if items:
                 return items

@@ -209,4 +209,4 @@ class Chunks(AsyncPull[T]):
 
 def chunked(pull: Pull[T], budget: Budget) -> AsyncPull[T]:
     """The async form of any pull; a sync chain becomes `Chunks` drawing on ``budget``."""
-    return Chunks(pull, budget) if pull.__class__ is SyncPull else pull  # (final: no subclass)
+    return Chunks(pull, budget) if isinstance(pull, SyncPull) else pull

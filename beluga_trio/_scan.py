@@ -207,6 +207,8 @@ def _changed(key: Callable[[Any], object] | None) -> Callable[[Any], bool]:
 
         return changed
 
+    get_key: Callable[[Any], object] = key
+
     def first(item: object) -> object:
         # The first call checks that the key function did not return an awaitable, then
         # puts the key itself in its place.
@@ -216,7 +218,7 @@ def _changed(key: Callable[[Any], object] | None) -> Callable[[Any], bool]:
         get_key = key
         return k
 
-    get_key: Callable[[Any], object] = first
+    get_key = first
 
     def changed_key(item: object) -> bool:
         nonlocal last, budget

@@ -422,7 +422,9 @@ HOT_FN_SPECS = st.builds(
     ordered=st.booleans(),
 )
 
-OP_BEHAVIOURS = st.sampled_from(["plain", "plain", "fail", "stop_iteration", "sigint"])
+_OP_BEHAVIOURS: list[OpBehaviour] = ["plain", "plain", "fail", "stop_iteration", "sigint"]
+OP_BEHAVIOURS = st.sampled_from(_OP_BEHAVIOURS)
+_INNER_KINDS: list[Literal["list", "stream"]] = ["list", "stream", "stream"]
 
 
 OPERATORS = [
@@ -437,19 +439,18 @@ def op_specs(draw: st.DrawFn, op: str | None = None) -> OpSpec:
     trigger = draw(st.integers(0, 7))
     if op == "scan":
         is_async = draw(st.booleans())
-        behaviours = ["plain", "fail", "stop_iteration", "stop_async_iteration", "sigint"]
         return ScanSpec(
             is_async=is_async,
-            behaviour=draw(st.sampled_from(behaviours)),
+            behaviour=draw(st.sampled_from(OpBehaviour.__args__)),  # type: ignore[attr-defined]
             trigger=trigger,
             delay=draw(DELAYS) if is_async else 0.0,
         )
     if op == "distinct":
         key = draw(st.booleans())
-        behaviour = draw(OP_BEHAVIOURS) if key else "plain"
+        behaviour: OpBehaviour = draw(OP_BEHAVIOURS) if key else "plain"
         return DistinctSpec(key=key, behaviour=behaviour, trigger=trigger)
     if op in ("flat_map", "switch_map"):
-        inner_kind = draw(st.sampled_from(["list", "stream", "stream"]))
+        inner_kind = draw(st.sampled_from(_INNER_KINDS))
         return FlatSpec(
             op="flat_map" if op == "flat_map" else "switch_map",
             concurrency=draw(st.sampled_from([1, 1, 2, 3])) if op == "flat_map" else 1,
@@ -895,6 +896,10 @@ def _distinct_key(x: int) -> int:
     return x // 2
 
 
+def _identity(x: int) -> int:
+    return x
+
+
 def _inner_values(x: int, spec: FlatSpec) -> list[int]:
     return [x * 10 + j for j in range(spec.inner_n)]
 
@@ -987,7 +992,7 @@ def _apply_op(  # noqa: C901, PLR0912, PLR0915 - one branch per operator, as _ap
             return _distinct_key(x)
 
         error = OP_ERRORS[stage.behaviour](name)
-        keyed = _distinct_key if stage.key else (lambda x: x)
+        keyed: Callable[[int], int] = _distinct_key if stage.key else _identity
         if not model.exact:
             model.lossy = True  # which items repeat a key depends on the order
         last: list[object] = []
@@ -1040,10 +1045,9 @@ def _apply_op(  # noqa: C901, PLR0912, PLR0915 - one branch per operator, as _ap
 
             return produce()
 
-        if stage.inner_fails:
-            error: Sym | None = Err(f"{name}:inner")
-        else:
-            error = OP_ERRORS[stage.behaviour](name)
+        flat_error: Sym | None = (
+            Err(f"{name}:inner") if stage.inner_fails else OP_ERRORS[stage.behaviour](name)
+        )
         sequential = stage.op == "flat_map" and stage.concurrency == 1
         if not sequential:
             model.exact = False
@@ -1052,28 +1056,28 @@ def _apply_op(  # noqa: C901, PLR0912, PLR0915 - one branch per operator, as _ap
             else:
                 model.unordered = True  # arrival order
         for lane in model.lanes:
-            out: list[Any] = []
+            flat_out: list[Any] = []
             for x in lane.items:
-                if x == trigger and error is not None:
+                if x == trigger and flat_error is not None:
                     if stage.inner_fails:
-                        out.extend(_inner_values(x, stage))
+                        flat_out.extend(_inner_values(x, stage))
                     if model.exact:
-                        lane.items, lane.end = out, error
+                        lane.items, lane.end = flat_out, flat_error
                         break
                     continue
-                out.extend(_inner_values(x, stage))
+                flat_out.extend(_inner_values(x, stage))
             else:
-                lane.items = out
-        if error is not None:
+                lane.items = flat_out
+        if flat_error is not None:
             if model.exact:
-                model.possible_errors.append(error)
+                model.possible_errors.append(flat_error)
             elif stage.op == "switch_map" and stage.inner_fails:
-                _cut_all(model, error)  # switched away from before it fails, or not
+                _cut_all(model, flat_error)  # switched away from before it fails, or not
             else:
                 for lane in model.lanes:
                     if trigger is not None and lane.end is None:
-                        lane.cuts.append(error)
-                model.possible_errors.append(error)
+                        lane.cuts.append(flat_error)
+                model.possible_errors.append(flat_error)
         if stage.op == "switch_map":
             return lambda s: s.switch_map(inner)
         c = stage.concurrency

@@ -1019,6 +1019,7 @@ def _stop_async(*_: object) -> Any:
 
 
 async def _stop_async_fold(acc: int, x: int) -> int:
+    await trio.lowlevel.checkpoint()
     raise StopAsyncIteration
 
 
