@@ -197,7 +197,13 @@ class _ConcurrentFlatMap(Generic[U]):
                     workers.start_soon(self._run_inner, self._inner(item))
             except trio.Cancelled:
                 raise
-            except BaseException as exc:  # noqa: BLE001 - raised below, outside the nursery
+            except Exception as exc:  # noqa: BLE001 - raised below, outside the nursery
+                # After the first error (an inner stream's) the stage has stopped its upstream
+                # (closing a channel it reads, say): what reading it raises now is past the
+                # end of the stream, a position never reached.
+                if not self.tasks.errors:
+                    error = exc
+            except BaseException as exc:  # noqa: BLE001 - KeyboardInterrupt: never dropped
                 error = exc
         if error is not None:
             raise error
@@ -289,7 +295,10 @@ class _SwitchMap(Generic[U]):
             except trio.Cancelled:
                 raise
             except BaseException as exc:  # noqa: BLE001 - raised below, outside the nursery
-                error = exc
+                # After an inner stream's error the stage has stopped its upstream: what
+                # reading it raises now is past the end of the stream (never a KeyboardInterrupt).
+                if not (self.tasks.errors and isinstance(exc, Exception)):
+                    error = exc
                 if running is not None:
                     running.cancel_scope.cancel()
         if error is not None:

@@ -1067,3 +1067,25 @@ async def test_chain_opens_its_first_stream_with_the_chain() -> None:
         inner = bt.chain(bt.from_channel(receive), bt.from_iterable([2]))
         assert await bt.chain(inner.take(0), bt.from_iterable([3])).collect() == [3]
     assert receive.statistics().open_receive_channels == 0
+
+
+@pytest.mark.parametrize("concurrency", [2, 3])
+async def test_flat_map_concurrent_error_over_a_channel_arrives_alone(concurrency: int) -> None:
+    """Found by the adversary: the first error (an inner stream's) stops the upstream, which
+    closes a from_channel source while the feeder may be reading it; its ClosedResourceError
+    is past the end of the stream and must not join the error."""
+
+    @bt.stream
+    async def inner(x: int) -> AsyncGenerator[int, None]:
+        if x == 1:
+            raise ScriptedError("inner 1")
+        for y in ():  # an empty stream
+            yield y
+
+    for _ in range(50):  # the feeder is reading the channel at the stop only sometimes
+        send, receive = trio.open_memory_channel[int](4)
+        for x in range(4):
+            send.send_nowait(x)
+        send.close()
+        with pytest.raises(ScriptedError, match="inner 1"), no_leaks():
+            await bt.from_channel(receive).flat_map(inner, concurrency=concurrency).collect()
