@@ -179,13 +179,16 @@ class ChainNode(Node[T]):
         # Entered now, in the consumer's task, for the sources opened later.
         nested = Nested(await scope.nursery())
         scope.add(nested)
-        return _Chain(self._sources, nested)
+        chain = _Chain(self._sources, nested)
+        await chain.open_first()
+        return chain
 
 
 @final
 class _Chain(AsyncPull[T]):
-    """One source at a time: opened on the first request after the one before it ended, and
-    closed (stopped and waited for) before the next is opened."""
+    """One source at a time: the first opened with the chain, each next one on the first
+    request after the one before it ended, and closed (stopped and waited for) before the
+    next is opened."""
 
     __slots__ = ("_current", "_ended", "_index", "_nested", "_scope", "_sources")
 
@@ -196,6 +199,11 @@ class _Chain(AsyncPull[T]):
         self._current: AsyncPull[T] | None = None
         self._scope: Scope | None = None  # the opening of the current (or ended) source
         self._ended = False
+
+    async def open_first(self) -> None:
+        """Open the first source with the chain, as any stage opens its upstream (so that a
+        chain left before its first item still closes, say, the channel it reads)."""
+        await self._source()
 
     async def _source(self) -> AsyncPull[T] | None:
         """The source to read now, opened if need be; None after the last one."""
@@ -235,8 +243,9 @@ class _Chain(AsyncPull[T]):
 def chain(*streams: Stream[T]) -> Stream[T]:
     """The items of each stream in turn: all of the first, then all of the second, ...
 
-    Each stream is opened only when the one before it has ended, and only after that one has
-    stopped (its producer's ``finally`` has run), so at most one source is open at a time.
+    The first stream is opened with the chain; each next one only when the one before it has
+    ended, and only after that one has stopped (its producer's ``finally`` has run), so at
+    most one source is open at a time.
     An error from a source ends the chain with that error; the sources after it are never
     opened. ``chain()`` of no streams is empty.
     """

@@ -25,7 +25,7 @@ import attrs
 import trio
 
 from ._feed import Feed
-from ._nested import Chunks, Nested, chunked, node_of
+from ._nested import Chunks, Nested, call_for_node, chunked
 from ._stage import AsyncPull, Node, Pull, Resource, Scope
 from ._tasks import Tasks
 from ._util import describe
@@ -47,7 +47,7 @@ class _FnNode(Node[U]):
     _fn: Callable[[Any], Any] = attrs.field(validator=function(plain=True))
 
     def _inner(self, item: object) -> Node[U]:
-        return node_of(self._fn(item), self._fn, self.name)
+        return call_for_node(self._fn, item, self.name)
 
 
 # ----------------------------------------------------------------------------- flat_map
@@ -97,25 +97,25 @@ class _FlatMap(AsyncPull[U]):
         self._current: AsyncPull[U] | None = None
         self._scope: Scope | None = None
 
-    async def _current_inner(self) -> AsyncPull[U]:
-        """The inner stream to read now, opened if need be (`StopAsyncIteration` at the end
-        of the outer stream)."""
-        current = self._current
-        if current is None:
-            if self._scope is not None:
-                await self._nested.close(self._scope)  # the ended inner stream stops
-                self._scope = None
-            if self._node is None:
-                self._node = self._inner(await self._upstream.pull())
-            scope, pull = await self._nested.open(self._node)
-            self._node = None
-            self._scope, current = scope, chunked(pull, self._nested.budget)
-            self._current = current
+    async def _open_next(self) -> AsyncPull[U]:
+        """Stop the inner stream that has ended, then open the next one and make it current
+        (`StopAsyncIteration` at the end of the outer stream)."""
+        if self._scope is not None:
+            await self._nested.close(self._scope)  # the ended inner stream stops first
+            self._scope = None
+        if self._node is None:
+            self._node = self._inner(await self._upstream.pull())
+        scope, pull = await self._nested.open(self._node)
+        self._node = None
+        self._scope = scope
+        current = self._current = chunked(pull, self._nested.budget)
         return current
 
     async def pull(self) -> U:
         while True:
-            current = await self._current_inner()
+            current = self._current
+            if current is None:
+                current = await self._open_next()
             try:
                 return await current.pull()
             except StopAsyncIteration:
@@ -123,12 +123,14 @@ class _FlatMap(AsyncPull[U]):
 
     async def pull_some(self) -> Sequence[U]:
         while True:
-            try:
-                current = await self._current_inner()
-            except StopAsyncIteration:
-                return ()
+            current = self._current
+            if current is None:
+                try:
+                    current = await self._open_next()
+                except StopAsyncIteration:
+                    return ()
             items = await current.pull_some()
-            if isinstance(current, Chunks) and current.ended:
+            if type(current) is Chunks and current.ended:
                 self._current = None  # the next call moves on without asking it again
             if items:
                 return items
@@ -176,7 +178,13 @@ class _ConcurrentFlatMap(Generic[U]):
                     workers.start_soon(self._run_inner, self._inner(item))
             except trio.Cancelled:
                 raise
-            except BaseException as exc:  # noqa: BLE001 - raised below, outside the nursery
+            except Exception as exc:  # noqa: BLE001 - raised below, outside the nursery
+                # After the first error (an inner stream's) the stage has stopped its upstream
+                # (closing a channel it reads, say): what reading it raises now is past the
+                # end of the stream, a position never reached.
+                if not self.tasks.errors:
+                    error = exc
+            except BaseException as exc:  # noqa: BLE001 - KeyboardInterrupt: never dropped
                 error = exc
         if error is not None:
             raise error
@@ -268,7 +276,10 @@ class _SwitchMap(Generic[U]):
             except trio.Cancelled:
                 raise
             except BaseException as exc:  # noqa: BLE001 - raised below, outside the nursery
-                error = exc
+                # After an inner stream's error the stage has stopped its upstream: what
+                # reading it raises now is past the end of the stream (never a KeyboardInterrupt).
+                if not (self.tasks.errors and isinstance(exc, Exception)):
+                    error = exc
                 if running is not None:
                     running.cancel_scope.cancel()
         if error is not None:

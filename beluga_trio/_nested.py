@@ -15,7 +15,7 @@ reported then, as the outer opening reports its own.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar, final
 
 import trio
@@ -28,10 +28,11 @@ from ._stage import (
     Resource,
     Scope,
     SyncPull,
+    stop_iteration_error,
 )
 from ._util import check_not_awaitable, describe
 
-__all__ = ["Budget", "Chunks", "Nested", "chunked", "node_of", "stream_node"]
+__all__ = ["Budget", "Chunks", "Nested", "call_for_node", "chunked", "node_of", "stream_node"]
 
 T = TypeVar("T")
 
@@ -42,6 +43,17 @@ def stream_node(value: object, what: str) -> Node[Any]:
     if not isinstance(node, Node):
         raise TypeError(f"{what} needs a beluga_trio Stream, got {value!r}")
     return node  # pyright: ignore[reportUnknownVariableType]
+
+
+def call_for_node(fn: Callable[[Any], object], arg: object, role: str) -> Node[Any]:
+    """``fn(arg)``, a user function that returns a `Stream` (``flat_map``'s ``fn``, ``catch``'s
+    handler), and the node of that stream. A `StopIteration`/`StopAsyncIteration` it raises
+    becomes a `RuntimeError` (PEP 479): raised inside a pull, it would end the stream."""
+    try:
+        result = fn(arg)
+    except (StopIteration, StopAsyncIteration) as exc:
+        raise stop_iteration_error(exc, f"the {role} function {describe(fn)}") from exc
+    return node_of(result, fn, role)
 
 
 def node_of(result: object, fn: object, role: str) -> Node[Any]:
@@ -179,14 +191,18 @@ class Chunks(AsyncPull[T]):
             if budget.left <= 0:
                 await trio.lowlevel.checkpoint()
                 budget.left = SCHEDULE_EVERY
-            items = upstream.take(budget.left)
+            asked = budget.left
+            items = upstream.take(asked)
             if upstream.asked_for_a_schedule_point():
                 budget.left = 0
                 if not items:
                     continue
-            elif not items:
+            elif len(items) < asked and upstream.held is None:
+                # Fewer than asked, with no schedule point asked for and no error held: the
+                # chain ended, so the stage moves on without asking it again.
                 self.ended = True
-                return items
+                if not items:
+                    return items
             budget.left -= len(items)
             return items
 

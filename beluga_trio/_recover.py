@@ -15,7 +15,7 @@ from typing import Any, ClassVar, Final, TypeVar, cast, final
 import attrs
 import trio
 
-from ._nested import Nested, chunked, node_of
+from ._nested import Nested, call_for_node, chunked
 from ._stage import AsyncPull, Node, Pull, Resource, Scope, stop_and_wait
 from ._util import describe
 from ._validate import check_seconds, count, function, to_seconds
@@ -99,7 +99,7 @@ class _Catch(AsyncPull[T]):
 
     def _handle(self, exc: Exception) -> None:
         # The handler re-raises, raises another error, or returns the stream to go on with.
-        self._node = node_of(self._handler(exc), self._handler, "catch handler")
+        self._node = call_for_node(self._handler, exc, "catch handler")
 
     async def _switch(self) -> AsyncPull[T]:
         assert self._node is not None

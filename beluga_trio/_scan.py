@@ -17,7 +17,16 @@ from typing import Any, ClassVar, Final, TypeVar, final
 import attrs
 
 from ._producer import Producer
-from ._stage import SCHEDULE_EVERY, AsyncPull, Node, Pull, Scope, SyncPull, Yield
+from ._stage import (
+    SCHEDULE_EVERY,
+    AsyncPull,
+    Node,
+    Pull,
+    Scope,
+    SyncPull,
+    Yield,
+    stop_iteration_error,
+)
 from ._util import check_not_awaitable, describe, is_async_callable
 from ._validate import function
 
@@ -107,7 +116,12 @@ class _Scan(AsyncPull[A]):
             return self._acc
         # Nothing awaits between the item and the new accumulator: a cancelled pull() was
         # cancelled upstream, where the item stays.
-        acc = self._fn(self._acc, await self._upstream.pull())
+        item = await self._upstream.pull()
+        try:
+            acc = self._fn(self._acc, item)
+        except (StopIteration, StopAsyncIteration) as exc:
+            # Out of pull(), StopAsyncIteration would end the stream here (PEP 479).
+            raise stop_iteration_error(exc, f"the scan function {describe(self._fn)}") from exc
         if not self._checked:
             check_not_awaitable(acc, self._fn, "scan")
             self._checked = True
@@ -133,7 +147,12 @@ class _AsyncFold(AsyncIterator[A]):
         if not self._started:
             self._started = True
             return self._acc
-        self._acc = await self._fn(self._acc, await self._upstream.pull())
+        item = await self._upstream.pull()
+        try:
+            self._acc = await self._fn(self._acc, item)
+        except StopAsyncIteration as exc:
+            # Out of __anext__, it would end the stream here (PEP 479).
+            raise stop_iteration_error(exc, f"the scan function {describe(self._fn)}") from exc
         return self._acc
 
 
@@ -153,53 +172,69 @@ class DistinctNode(Node[T]):
 
     async def open(self, scope: Scope) -> Pull[T]:
         upstream = await self._upstream.open(scope)
-        changed = _Changed(self._key)
+        changed = _changed(self._key)
         if isinstance(upstream, SyncPull):
             return SyncPull(filter(changed, upstream.it), upstream.resources)
         return _Distinct(upstream, changed)
 
 
-@final
-class _Changed:
+def _changed(key: Callable[[Any], object] | None) -> Callable[[Any], bool]:
     """The predicate: is this item's key different from the last kept one? Raises `Yield`
-    every few hundred repeats, like a filter that rejects them (the state is kept)."""
+    every few hundred repeats, like a filter that rejects them (the state is kept).
 
-    __slots__ = ("_budget", "_key", "_last")
+    A closure, not an object with ``__call__``: `filter` calls a plain function directly,
+    and its state lives in cells, so each item costs one Python call (two with a key)."""
+    last: Any = _NOTHING
+    budget = SCHEDULE_EVERY
 
-    def __init__(self, key: Callable[[Any], object] | None) -> None:
-        # The first call checks that a key function did not return an awaitable, then
+    if key is None:
+
+        def changed(item: object) -> bool:
+            nonlocal last, budget
+            if last is not _NOTHING and item == last:
+                budget -= 1
+                if budget <= 0:
+                    budget = SCHEDULE_EVERY
+                    raise Yield
+                return False
+            last = item
+            return True
+
+        return changed
+
+    get_key: Callable[[Any], object] = key
+
+    def first(item: object) -> object:
+        # The first call checks that the key function did not return an awaitable, then
         # puts the key itself in its place.
-        self._key: Callable[[Any], object] | None = None if key is None else self._checked(key)
-        self._last: Any = _NOTHING
-        self._budget = SCHEDULE_EVERY
+        nonlocal get_key
+        k = key(item)
+        check_not_awaitable(k, key, "distinct_until_changed key")
+        get_key = key
+        return k
 
-    def _checked(self, key: Callable[[Any], object]) -> Callable[[Any], object]:
-        def first(item: object) -> object:
-            k = key(item)
-            check_not_awaitable(k, key, "distinct_until_changed key")
-            self._key = key
-            return k
+    get_key = first
 
-        return first
-
-    def __call__(self, item: object) -> bool:
-        key = self._key
-        k = item if key is None else key(item)
-        if self._last is not _NOTHING and k == self._last:
-            self._budget -= 1
-            if self._budget <= 0:
-                self._budget = SCHEDULE_EVERY
+    def changed_key(item: object) -> bool:
+        nonlocal last, budget
+        k = get_key(item)
+        if last is not _NOTHING and k == last:
+            budget -= 1
+            if budget <= 0:
+                budget = SCHEDULE_EVERY
                 raise Yield
             return False
-        self._last = k
+        last = k
         return True
+
+    return changed_key
 
 
 @final
 class _Distinct(AsyncPull[T]):
     __slots__ = ("_changed", "_upstream")
 
-    def __init__(self, upstream: AsyncPull[T], changed: _Changed) -> None:
+    def __init__(self, upstream: AsyncPull[T], changed: Callable[[Any], bool]) -> None:
         self._upstream = upstream
         self._changed = changed
 
@@ -212,3 +247,6 @@ class _Distinct(AsyncPull[T]):
                     return item
             except Yield:
                 pass  # the upstream's pulls take their own schedule points
+            except (StopIteration, StopAsyncIteration) as exc:
+                # Out of pull(), StopAsyncIteration would end the stream here (PEP 479).
+                raise stop_iteration_error(exc, "the distinct_until_changed key") from exc

@@ -1010,3 +1010,83 @@ async def test_flat_map_concurrent_outer_error_comes_after_the_started_inner_str
     got, error = await outer.stream().flat_map(inner, concurrency=3).collect_result()
     assert sorted(got) == [0, 1, 2, 10, 11, 12]
     assert error is err
+
+
+# ------------------------------------------ regressions found by the adversary (issue 15)
+
+
+def _stop_async(*_: object) -> Any:
+    raise StopAsyncIteration
+
+
+async def _stop_async_fold(acc: int, x: int) -> int:
+    await trio.lowlevel.checkpoint()
+    raise StopAsyncIteration
+
+
+def _async_source() -> bt.Stream[int]:
+    return spaced(0, 3)  # a producer: the stages over it are not fused
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        pytest.param(lambda: _async_source().scan(_stop_async, 0), id="scan-sync-fn"),
+        pytest.param(lambda: _async_source().scan(_stop_async_fold, 0), id="scan-async-fn"),
+        pytest.param(
+            lambda: _async_source().distinct_until_changed(key=_stop_async), id="distinct-key"
+        ),
+        pytest.param(lambda: _async_source().flat_map(_stop_async), id="flat_map"),
+        pytest.param(lambda: _async_source().flat_map(_stop_async, concurrency=2), id="flat_map-2"),
+        pytest.param(lambda: _async_source().switch_map(_stop_async), id="switch_map"),
+        pytest.param(
+            lambda: spaced(0, 1).map(_fail_with_scripted).catch(_stop_async), id="catch-handler"
+        ),
+    ],
+)
+async def test_a_user_functions_stop_async_iteration_does_not_end_the_stream(
+    build: Callable[[], bt.Stream[Any]],
+) -> None:
+    """PEP 479: a StopAsyncIteration raised by a user's function would end the stream
+    silently if it left a pull(); it fails the stream with a RuntimeError caused by it."""
+    with no_leaks(), pytest.raises(RuntimeError, match="StopAsyncIteration") as info:
+        await build().collect()
+    assert type(info.value.__cause__) is StopAsyncIteration
+
+
+def _fail_with_scripted(x: int) -> int:
+    raise ScriptedError(f"item {x}")
+
+
+async def test_chain_opens_its_first_stream_with_the_chain() -> None:
+    """Found by the adversary: a chain left before its first request (here by take(0)) used
+    to leave the channel of its first source, a from_channel stream, open."""
+    send, receive = trio.open_memory_channel[int](1)
+    send.send_nowait(1)
+    send.close()
+    with no_leaks():
+        inner = bt.chain(bt.from_channel(receive), bt.from_iterable([2]))
+        assert await bt.chain(inner.take(0), bt.from_iterable([3])).collect() == [3]
+    assert receive.statistics().open_receive_channels == 0
+
+
+@pytest.mark.parametrize("concurrency", [2, 3])
+async def test_flat_map_concurrent_error_over_a_channel_arrives_alone(concurrency: int) -> None:
+    """Found by the adversary: the first error (an inner stream's) stops the upstream, which
+    closes a from_channel source while the feeder may be reading it; its ClosedResourceError
+    is past the end of the stream and must not join the error."""
+
+    @bt.stream
+    async def inner(x: int) -> AsyncGenerator[int, None]:
+        if x == 1:
+            raise ScriptedError("inner 1")
+        for y in ():  # an empty stream
+            yield y
+
+    for _ in range(50):  # the feeder is reading the channel at the stop only sometimes
+        send, receive = trio.open_memory_channel[int](4)
+        for x in range(4):
+            send.send_nowait(x)
+        send.close()
+        with pytest.raises(ScriptedError, match="inner 1"), no_leaks():
+            await bt.from_channel(receive).flat_map(inner, concurrency=concurrency).collect()
