@@ -79,7 +79,7 @@ class Nested(Resource):
     cancelled) is stopped with the outer opening.
     """
 
-    __slots__ = ("_errors", "_nursery", "_open", "_stopped", "budget")
+    __slots__ = ("_errors", "_nursery", "_open", "_stopped", "_stopping", "budget")
 
     def __init__(self, nursery: trio.Nursery) -> None:
         self._nursery = nursery
@@ -87,6 +87,7 @@ class Nested(Resource):
         self._open: dict[Scope, None] = {}  # insertion-ordered set
         self._stopped: list[Scope] = []  # failed openings, closed before the next one
         self._errors: list[BaseException] = []
+        self._stopping = False  # the outer opening stopped this stage
 
     async def open(self, node: Node[T]) -> tuple[Scope, Pull[T]]:
         if self._stopped:
@@ -101,6 +102,11 @@ class Nested(Resource):
             self._stop_scope(scope)
             self._stopped.append(scope)
             raise
+        if self._stopping:
+            # The outer opening stopped the stage while this opening was being made: what it
+            # started after that (a producer task) was not stopped with the rest, and the
+            # outer close waits for it.
+            self._stop_scope(scope)
         return scope, pull
 
     async def close(self, scope: Scope) -> None:
@@ -131,6 +137,7 @@ class Nested(Resource):
     # The outer opening's side.
 
     def stop(self) -> None:
+        self._stopping = True
         for scope in reversed(self._open):
             self._stop_scope(scope)
 

@@ -11,7 +11,7 @@ import pytest
 import trio
 
 import beluga_trio as bt
-from beluga_trio.testing import no_leaks
+from beluga_trio.testing import ScriptedProducer, no_leaks
 
 
 class BoomError(Exception):
@@ -216,3 +216,32 @@ def test_adversary_replay(name: str) -> None:
     for _ in range(5):  # trio shuffles ready tasks: a few orders
         log, model, out = run(spec)
         check(spec, log, model, out)
+
+
+@pytest.mark.timeout(30)  # leaving is shielded: a hang outlives the virtual deadline below
+async def test_leaving_flat_map_while_an_inner_stream_is_being_opened_stops_it(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    # Found by the flat_map property (tests/test_properties_ops.py), which hung in one run of
+    # ten: the consumer leaves while a worker of flat_map(concurrency=4) is opening an inner
+    # stream; the producer that opening starts after the stage was stopped must be stopped
+    # too, or leaving waits for it forever (here: until the deadline, on the virtual clock).
+    fakes: list[ScriptedProducer[int]] = []
+
+    def inner(n: int) -> bt.Stream[int]:
+        fake = ScriptedProducer(range(n))
+        fakes.append(fake)
+        return fake.stream()
+
+    source = ScriptedProducer([2, 1, 3, 3, 1, 1, 0])
+    got: list[int] = []
+    with no_leaks(), trio.fail_after(60):
+        with pytest.raises(BoomError):
+            async with source.stream().flat_map(inner, concurrency=4).open() as items:
+                async for x in items:
+                    got.append(x)
+                    if len(got) == 5:
+                        raise BoomError("the consumer leaves")
+    assert len(got) == 5
+    for fake in [source, *fakes]:
+        fake.assert_cleaned_up()
