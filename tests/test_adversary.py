@@ -737,6 +737,9 @@ class Model:
     # A stage's error ends the lane before the source's end: a source read ahead of that
     # stage may have run to its end (its end-of-body error then a position never reached).
     cut_by_stage: bool = False
+    # Cleanup errors a `catch` may have caught (when the source reached its end) or not (when
+    # the consumer left first and the source was stopped): either way is right.
+    maybe_cleanup: list[Sym] = field(default_factory=list[Sym])
 
     def values(self) -> list[Any]:
         return [x for lane in self.lanes for x in lane.items]
@@ -1152,6 +1155,7 @@ def _apply_op(  # noqa: C901, PLR0912, PLR0915 - one branch per operator, as _ap
             if _catchable(sym):
                 del model.always[source]
                 model.possible_errors.append(sym)
+                model.maybe_cleanup.append(sym)
         if replaced is not None:
             model.possible_errors.append(replaced)
         lanes_cut = any(lane.cuts for lane in model.lanes)
@@ -1568,7 +1572,13 @@ def check(spec: Spec, log: Log, model: Model, out: Outcome) -> None:  # noqa: C9
     stops_early = k is not None and (len(lane.items) >= k or c.mode in ("deadline",))
     expected_items = lane.items[:k] if stops_early else lane.items
     primary: Sym | None = None if stops_early else lane.end
-    raised = _without_late_errors(spec, log, raised, keep=[primary, *lane.cuts])
+    stripped = _without_late_errors(spec, log, model, raised, keep=[primary, *lane.cuts])
+    if stripped is None and raised is not None and c.mode in _TERMINAL_MODES:
+        # Only such an error came out, from a terminal operation: it returned nothing.
+        if spec.batch is None:
+            _check_prefix(out.delivered, expected_items)
+        return
+    raised = stripped
     # Errors that may cut the lane short (timing-dependent).
     if raised is not None and any(log.reachable(raised, s) for s in lane.cuts):
         _check_prefix(out.delivered, expected_items)
@@ -1630,22 +1640,36 @@ def check(spec: Spec, log: Log, model: Model, out: Outcome) -> None:  # noqa: C9
         assert not out.after_loop, f"the async for ended cleanly before {primary} (guarantee 3/8)"
 
 
+# Terminal operations: they return a value at the end (nothing when leaving raises).
+_TERMINAL_MODES = ("collect", "collect_result", "first", "last", "reduce")
+
+
 def _without_late_errors(
-    spec: Spec, log: Log, raised: BaseException | None, keep: list[Sym | None]
+    spec: Spec, log: Log, model: Model, raised: BaseException | None, keep: list[Sym | None]
 ) -> BaseException | None:
     """``raised`` without the errors of the one case the outcome model cannot place
     (docs/errors-and-cancellation.md, "Errors the consumer never reached"): a source read
     ahead raises on its own, its ``finally`` awaits shielded, and the stop comes during that
-    await, so the error leaves the body after the stop and is raised as a cleanup error."""
-    if raised is None or not _reads_ahead(spec):
+    await, so the error leaves the body after the stop and is raised as a cleanup error. And
+    the cleanup errors a `catch` may or may not have caught (`Model.maybe_cleanup`)."""
+    if raised is None:
         return raised
     late = [
-        log.errors[f"{name}:{key}"]
-        for name, source in _all_sources(spec)
-        if source.kind == "stream" and source.cleanup == "await_shielded"
-        for key in ("fail", "timeout", "from")
-        if f"{name}:{key}" in log.errors
+        log.errors[s.key]
+        for s in model.maybe_cleanup
+        if isinstance(s, Err | Group) and s.key in log.errors
     ]
+    late += (
+        []
+        if not _reads_ahead(spec)
+        else [
+            log.errors[f"{name}:{key}"]
+            for name, source in _all_sources(spec)
+            if source.kind == "stream" and source.cleanup == "await_shielded"
+            for key in ("fail", "timeout", "from")
+            if f"{name}:{key}" in log.errors
+        ]
+    )
     if not late:
         return raised
 
