@@ -813,7 +813,7 @@ interpreter of its own (see Versions above).
     reproduce = """## How to reproduce
 
 ```console
-make bench        # the full run, 4-5 minutes on 2 cores (slurry's rows add about 8):
+make bench        # the full run, about 9 minutes on 2 cores (slurry's rows add about 8):
                   # the table, bench/results/latest.json, docs/images/benchmarks.png, this page
 make bench-smoke  # seconds: tiny sizes, proves the benchmark works (CI); writes only
                   # bench/results/smoke.json, never a claim
