@@ -1078,9 +1078,11 @@ async def test_flat_map_concurrent_error_over_a_channel_arrives_alone(concurrenc
 
     @bt.stream
     async def inner(x: int) -> AsyncGenerator[int, None]:
+        await trio.lowlevel.checkpoint()
         if x == 1:
             raise ScriptedError("inner 1")
-        for y in ():  # an empty stream
+        nothing: list[int] = []
+        for y in nothing:  # an empty stream
             yield y
 
     for _ in range(50):  # the feeder is reading the channel at the stop only sometimes
