@@ -50,6 +50,15 @@ class _FnNode(Node[U]):
         return call_for_node(self._fn, item, self.name)
 
 
+def _raise_if_fatal(error: BaseException | None) -> None:
+    """Raise a held `KeyboardInterrupt`/`SystemExit`. Called in a ``finally`` after the wait
+    for a stage's inner streams: a stop that cancels that wait must not drop it (guarantee 10);
+    the supervisor then raises it into the opening. Any other held error is the stream's, at a
+    position past the stop, and is dropped with it."""
+    if isinstance(error, KeyboardInterrupt | SystemExit):
+        raise error
+
+
 # ----------------------------------------------------------------------------- flat_map
 
 
@@ -167,25 +176,28 @@ class _ConcurrentFlatMap(Generic[U]):
         An error from the outer stream (or from ``fn``, called here) is held while the inner
         streams already started run to their end, then raised as itself."""
         error: BaseException | None = None
-        async with trio.open_nursery() as workers:
-            try:
-                while True:
-                    await self._slots.acquire()
-                    try:
-                        item = await self._upstream.pull()
-                    except StopAsyncIteration:
-                        break
-                    workers.start_soon(self._run_inner, self._inner(item))
-            except trio.Cancelled:
-                raise
-            except Exception as exc:  # noqa: BLE001 - raised below, outside the nursery
-                # After the first error (an inner stream's) the stage has stopped its upstream
-                # (closing a channel it reads, say): what reading it raises now is past the
-                # end of the stream, a position never reached.
-                if not self.tasks.errors:
+        try:
+            async with trio.open_nursery() as workers:
+                try:
+                    while True:
+                        await self._slots.acquire()
+                        try:
+                            item = await self._upstream.pull()
+                        except StopAsyncIteration:
+                            break
+                        workers.start_soon(self._run_inner, self._inner(item))
+                except trio.Cancelled:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - raised below, outside the nursery
+                    # After the first error (an inner stream's) the stage has stopped its
+                    # upstream (closing a channel it reads, say): what reading it raises now is
+                    # past the end of the stream, a position never reached.
+                    if not self.tasks.errors:
+                        error = exc
+                except BaseException as exc:  # noqa: BLE001 - KeyboardInterrupt: never dropped
                     error = exc
-            except BaseException as exc:  # noqa: BLE001 - KeyboardInterrupt: never dropped
-                error = exc
+        finally:
+            _raise_if_fatal(error)  # even when the stop's Cancelled ends the wait for the workers
         if error is not None:
             raise error
 
@@ -260,28 +272,32 @@ class _SwitchMap(Generic[U]):
         has stopped, then starts its own. At the outer end, the last inner stream runs to its
         end; an outer error stops it and ends the stream."""
         error: BaseException | None = None
-        async with trio.open_nursery() as inner_nursery:
-            running: _Running | None = None
-            try:
-                while True:
-                    try:
-                        item = await self._upstream.pull()
-                    except StopAsyncIteration:
-                        break
+        try:
+            async with trio.open_nursery() as inner_nursery:
+                running: _Running | None = None
+                try:
+                    while True:
+                        try:
+                            item = await self._upstream.pull()
+                        except StopAsyncIteration:
+                            break
+                        if running is not None:
+                            running.cancel_scope.cancel()
+                            await running.done.wait()
+                        running = _Running()
+                        inner_nursery.start_soon(self._run_inner, self._inner(item), running)
+                except trio.Cancelled:
+                    raise
+                except BaseException as exc:  # noqa: BLE001 - raised below, outside the nursery
+                    # After an inner stream's error the stage has stopped its upstream: what
+                    # reading it raises now is past the end of the stream (never a
+                    # KeyboardInterrupt).
+                    if not (self.tasks.errors and isinstance(exc, Exception)):
+                        error = exc
                     if running is not None:
                         running.cancel_scope.cancel()
-                        await running.done.wait()
-                    running = _Running()
-                    inner_nursery.start_soon(self._run_inner, self._inner(item), running)
-            except trio.Cancelled:
-                raise
-            except BaseException as exc:  # noqa: BLE001 - raised below, outside the nursery
-                # After an inner stream's error the stage has stopped its upstream: what
-                # reading it raises now is past the end of the stream (never a KeyboardInterrupt).
-                if not (self.tasks.errors and isinstance(exc, Exception)):
-                    error = exc
-                if running is not None:
-                    running.cancel_scope.cancel()
+        finally:
+            _raise_if_fatal(error)  # even when the stop's Cancelled ends the wait for the inner
         if error is not None:
             raise error
 

@@ -5,6 +5,7 @@ where the model expected more than plain trio gives)."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncGenerator
 from typing import cast
 
 import pytest
@@ -252,3 +253,28 @@ async def test_leaving_flat_map_while_an_inner_stream_is_being_opened_stops_it(
     assert len(got) == 5
     for fake in [source, *fakes]:
         fake.assert_cleaned_up()
+
+
+async def test_an_interrupt_in_flat_maps_function_is_not_dropped_when_the_stage_is_stopped(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    # Found by the adversary at 5,000 examples (guarantee 10): zip ends at once (its second
+    # stream is empty) and stops flat_map(concurrency=2) while flat_map's function has just
+    # raised KeyboardInterrupt for item 1 and the stage waits for its running inner stream.
+    # The stop cancelled that wait, and the held interrupt was lost with it.
+    @bt.stream
+    async def inner(x: int) -> AsyncGenerator[int, None]:
+        for j in range(3):
+            await trio.sleep(0.05)
+            yield x * 10 + j
+
+    def fn(x: int) -> bt.Stream[int]:
+        if x == 1:
+            raise KeyboardInterrupt
+        return inner(x)
+
+    nothing: list[int] = []
+    with no_leaks(), pytest.raises(KeyboardInterrupt):
+        await bt.zip(
+            bt.from_iterable(range(5)).flat_map(fn, concurrency=2), bt.from_iterable(nothing)
+        ).collect()
