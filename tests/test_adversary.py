@@ -1191,6 +1191,12 @@ def _apply_op(  # noqa: C901, PLR0912, PLR0915 - one branch per operator, as _ap
         # the last attempt's error arrives: the items and the error's key are unchanged.
         attempts = stage.attempts
         on: type[Exception] = Exception if stage.on_all else BoomError
+        if any(isinstance(e, Made) and e.cls is TypeError for e in model.possible_errors):
+            # Except a late awaitable: its function counts calls across attempts, so a later
+            # attempt may fail earlier, with the TypeError.
+            model.exact = False
+            for lane in model.lanes:
+                lane.cuts.append(Made(TypeError))
         return lambda s: s.retry(attempts, backoff=0.01, on=on)
 
     # debounce, throttle: which items pass depends on time; their order does not.
