@@ -1843,6 +1843,8 @@ def _check_fan_out(spec: Spec, log: Log, model: Model, out: Outcome, always: lis
                 assert delivered == expected, f"a fan_out view got {delivered}, expected {expected}"
     if not out.own_errors and lane.end is not None and not always and reads_all:
         assert raised is not None, f"fan_out ended cleanly, expected {lane.end}"
+        raised = _without_late_errors(spec, log, model, raised, keep=[lane.end, *lane.cuts])
+        assert raised is not None, f"fan_out ended with a late error only, expected {lane.end}"
         if not any(log.reachable(raised, s) for s in lane.cuts):
             assert log.matches(raised, lane.end), f"expected {lane.end} as itself, got {raised!r}"
 
