@@ -17,7 +17,7 @@ import attrs
 import trio
 
 from ._feed import ChannelPull
-from ._outcome import is_cancellation
+from ._outcome import being_stopped, is_cancellation
 from ._stage import (
     NOT_READY,
     SCHEDULE_EVERY,
@@ -392,7 +392,7 @@ class _ConcurrentMap(AsyncPull[U]):
                     if self._busy == len(self._workers) and len(self._workers) < self._size:
                         self._grow()
                     try:
-                        if trio.current_effective_deadline() == -math.inf:
+                        if being_stopped():
                             # The opening is being stopped (the consumer left, `take` had its
                             # items): no one will take this result, so the call never starts.
                             return
@@ -566,7 +566,7 @@ class _ConcurrentMap(AsyncPull[U]):
             error = RuntimeError(f"the map function {describe(self._fn)} raised {exc!r}")
             error.__cause__ = exc
             exc = error
-        if trio.current_effective_deadline() == -math.inf:
+        if being_stopped():
             # The call was being stopped (by an error before it, or because the consumer
             # left): what it raised is a cleanup error, not the stream's.
             self.leftovers.errors.append(exc)

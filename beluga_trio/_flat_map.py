@@ -26,6 +26,7 @@ import trio
 
 from ._feed import Feed
 from ._nested import Chunks, Nested, call_for_node, chunked
+from ._outcome import find_fatal, raise_fatal
 from ._stage import AsyncPull, Node, Pull, Resource, Scope
 from ._tasks import Tasks
 from ._util import describe
@@ -48,15 +49,6 @@ class _FnNode(Node[U]):
 
     def _inner(self, item: object) -> Node[U]:
         return call_for_node(self._fn, item, self.name)
-
-
-def _raise_if_fatal(error: BaseException | None) -> None:
-    """Raise a held `KeyboardInterrupt`/`SystemExit`. Called in a ``finally`` after the wait
-    for a stage's inner streams: a stop that cancels that wait must not drop it (guarantee 10);
-    the supervisor then raises it into the opening. Any other held error is the stream's, at a
-    position past the stop, and is dropped with it."""
-    if isinstance(error, KeyboardInterrupt | SystemExit):
-        raise error
 
 
 # ----------------------------------------------------------------------------- flat_map
@@ -197,7 +189,8 @@ class _ConcurrentFlatMap(Generic[U]):
                 except BaseException as exc:  # noqa: BLE001 - KeyboardInterrupt: never dropped
                     error = exc
         finally:
-            _raise_if_fatal(error)  # even when the stop's Cancelled ends the wait for the workers
+            if error is not None and find_fatal(error) is not None:
+                raise_fatal(error)  # not dropped when the stop's Cancelled ends the wait
         if error is not None:
             raise error
 
@@ -297,7 +290,8 @@ class _SwitchMap(Generic[U]):
                     if running is not None:
                         running.cancel_scope.cancel()
         finally:
-            _raise_if_fatal(error)  # even when the stop's Cancelled ends the wait for the inner
+            if error is not None and find_fatal(error) is not None:
+                raise_fatal(error)  # not dropped when the stop's Cancelled ends the wait
         if error is not None:
             raise error
 

@@ -26,6 +26,7 @@ import trio
 
 __all__ = [
     "Kind",
+    "being_stopped",
     "classify",
     "exit_error",
     "fatal_of",
@@ -105,6 +106,12 @@ def raise_fatal(exc: BaseException) -> NoReturn:
     raise fatal_of(exc)
 
 
+def being_stopped() -> bool:
+    """Whether a cancel scope around the calling task is cancelled (this opening stopping it,
+    or the consumer's own scope): `trio.current_effective_deadline` is ``-inf`` exactly then."""
+    return trio.current_effective_deadline() == -math.inf
+
+
 def classify(exc: BaseException, *, stopping: bool) -> Kind:
     """Classify ``exc``, raised by a task's code, from the state of that task now.
 
@@ -116,7 +123,7 @@ def classify(exc: BaseException, *, stopping: bool) -> Kind:
         return Kind.FATAL
     if is_cancellation(exc):
         return Kind.CANCELLED
-    if stopping or trio.current_effective_deadline() == -math.inf:
+    if stopping or being_stopped():
         return Kind.CLEANUP
     return Kind.ERROR
 
