@@ -12,7 +12,7 @@ import attrs
 
 from ._feed import Feed, Overflow
 from ._opening import StreamIterator, StreamOpening
-from ._stage import Node, Pull, Scope
+from ._stage import Node, Pull, Scope, is_node
 from ._tasks import Tasks
 from ._validate import choice, count
 
@@ -100,7 +100,7 @@ class BufferedStream(Generic[T]):
 
     def __init__(self, stream: Stream[T], capacity: int, *, overflow: Overflow = "wait") -> None:
         node: Node[T] | None = getattr(stream, "_node", None)
-        if not isinstance(node, Node):
+        if not is_node(node):
             raise TypeError(
                 f"BufferedStream() needs stream to be a beluga_trio Stream, got "
                 f"{type(stream).__name__} {stream!r}"

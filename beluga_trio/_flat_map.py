@@ -27,7 +27,7 @@ import trio
 from ._feed import Feed
 from ._nested import Chunks, Nested, call_for_node, chunked
 from ._outcome import find_fatal, raise_fatal
-from ._stage import AsyncPull, Node, Pull, Resource, Scope
+from ._stage import NOT_READY, AsyncPull, Node, Pull, Resource, Scope
 from ._tasks import Tasks
 from ._util import describe
 from ._validate import count, function
@@ -105,7 +105,10 @@ class _FlatMap(AsyncPull[U]):
             await self._nested.close(self._scope)  # the ended inner stream stops first
             self._scope = None
         if self._node is None:
-            self._node = self._inner(await self._upstream.pull())
+            item = self._upstream.poll()
+            if item is NOT_READY:
+                item = await self._upstream.pull()
+            self._node = self._inner(item)
         scope, pull = await self._nested.open(self._node)
         self._node = None
         self._scope = scope

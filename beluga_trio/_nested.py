@@ -16,7 +16,7 @@ reported then, as the outer opening reports its own.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar, final
+from typing import Any, TypeVar, cast, final
 
 import trio
 
@@ -28,6 +28,7 @@ from ._stage import (
     Resource,
     Scope,
     SyncPull,
+    is_node,
     stop_iteration_error,
 )
 from ._util import check_not_awaitable, describe
@@ -40,7 +41,7 @@ T = TypeVar("T")
 def stream_node(value: object, what: str) -> Node[Any]:
     """The node of a `Stream` argument; `TypeError` naming ``what`` for anything else."""
     node = getattr(value, "_node", None)
-    if not isinstance(node, Node):
+    if not is_node(node):
         raise TypeError(f"{what} needs a beluga_trio Stream, got {value!r}")
     return node  # pyright: ignore[reportUnknownVariableType]
 
@@ -60,7 +61,7 @@ def node_of(result: object, fn: object, role: str) -> Node[Any]:
     """The node of the `Stream` a user function returned (``flat_map``'s ``fn``, ``catch``'s
     handler); a clear `TypeError` for anything else."""
     node = getattr(result, "_node", None)
-    if isinstance(node, Node):
+    if is_node(node):
         return node  # pyright: ignore[reportUnknownVariableType]
     check_not_awaitable(result, fn, role)
     raise TypeError(
@@ -89,7 +90,10 @@ class Nested(Resource):
         self._errors: list[BaseException] = []
         self._stopping = False  # the outer opening stopped this stage
 
-    async def open(self, node: Node[T]) -> tuple[Scope, Pull[T]]:
+    async def open(self, node: Node[T]) -> tuple[Scope | None, Pull[T]]:
+        """Open ``node`` in a scope of its own; that scope, or None if the opening holds
+        nothing to stop (a sync source with nothing to close), so that a caller can skip
+        `close`."""
         if self._stopped:
             while self._stopped:
                 await self.close(self._stopped[-1])
@@ -102,6 +106,9 @@ class Nested(Resource):
             self._stop_scope(scope)
             self._stopped.append(scope)
             raise
+        if not scope.mark():
+            del self._open[scope]
+            return None, pull
         if self._stopping:
             # The outer opening stopped the stage while this opening was being made: what it
             # started after that (a producer task) was not stopped with the rest, and the
@@ -109,13 +116,10 @@ class Nested(Resource):
             self._stop_scope(scope)
         return scope, pull
 
-    async def close(self, scope: Scope) -> None:
+    async def close(self, scope: Scope | None) -> None:
         """Stop an opening and wait until every part of it has stopped. Errors raised while it
         cleaned up are reported when the outer opening closes."""
-        if scope not in self._open:
-            return
-        if not scope.mark():  # nothing to stop (a sync source with nothing to close)
-            del self._open[scope]
+        if scope is None or scope not in self._open:
             return
         resources = scope.since(0)[::-1]
         self._stop_scope(scope)
@@ -216,4 +220,6 @@ class Chunks(AsyncPull[T]):
 
 def chunked(pull: Pull[T], budget: Budget) -> AsyncPull[T]:
     """The async form of any pull; a sync chain becomes `Chunks` drawing on ``budget``."""
-    return Chunks(pull, budget) if isinstance(pull, SyncPull) else pull
+    if type(pull) is SyncPull:  # a final class: no ABC check needed
+        return Chunks(cast("SyncPull[T]", pull), budget)
+    return pull

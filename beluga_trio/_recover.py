@@ -198,7 +198,7 @@ class _Retry(AsyncPull[T]):
     )
 
     def __init__(
-        self, node: RetryNode[T], nested: Nested, scope: Scope, pull: AsyncPull[T]
+        self, node: RetryNode[T], nested: Nested, scope: Scope | None, pull: AsyncPull[T]
     ) -> None:
         self._node = node
         self._nested = nested

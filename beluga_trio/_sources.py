@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
-from typing import Any, ParamSpec, TypeVar, final
+from typing import Any, Final, ParamSpec, TypeVar, cast, final
 
 import attrs
 import trio
@@ -97,6 +97,24 @@ def stream(fn: Callable[P, AsyncIterator[T]]) -> Callable[P, Stream[T]]:
 # ---------------------------------------------------------------------------- iterables
 
 
+#: Built-in re-iterables: ``from_iterable`` needs no ABC check for them (a flat_map's ``fn``
+#: often builds a stream per item from one).
+_REITERABLE: Final = frozenset({range, list, tuple, str, bytes, dict, frozenset, set})
+#: Built-in iterators with nothing to close (no ``close`` to look up, which fails slowly).
+_EMPTY: Final[tuple[Iterable[object], ...]] = (
+    range(0),
+    range(1 << 64),
+    [],
+    (),
+    "",
+    "é",
+    b"",
+    {},
+    frozenset(),
+)
+_CLOSELESS: Final = frozenset(type(iter(x)) for x in _EMPTY)
+
+
 @final
 @attrs.frozen(eq=False)
 class _IterableSource(Node[T]):
@@ -110,6 +128,8 @@ class _IterableSource(Node[T]):
         if self._once is not None:
             self._once.claim(self.describe())
         it = iter(self._iterable)
+        if type(it) in _CLOSELESS:
+            return SyncPull(ended(it))
         close = getattr(it, "close", None)
         if close is None:
             return SyncPull(ended(it))
@@ -147,6 +167,8 @@ def from_iterable(iterable: Iterable[T] | AsyncIterable[T]) -> Stream[T]:
     them. Async iterables are read by a lock-step producer task, exactly like a ``@stream``
     body, so a request cancelled by a timeout loses no item.
     """
+    if type(iterable) in _REITERABLE:  # the common case, without four ABC checks
+        return Stream(_IterableSource(cast("Iterable[T]", iterable), None))
     if isinstance(iterable, Stream):  # pyright: ignore[reportUnnecessaryIsInstance]
         # Not in the signature (a Stream is not an iterable) but harmless to accept.
         return iterable  # pyright: ignore[reportUnknownVariableType]

@@ -13,7 +13,6 @@ from typing import (
     NamedTuple,
     TypeGuard,
     TypeVar,
-    cast,
     final,
     overload,
 )
@@ -31,7 +30,7 @@ from ._opening import StreamOpening
 from ._rate import DebounceNode, ThrottleNode
 from ._recover import CatchNode, RetryNode
 from ._scan import DistinctNode, ScanNode
-from ._stage import Node, stop_iteration_error
+from ._stage import Node, is_node, stop_iteration_error
 from ._take import SkipNode, TakeNode
 from ._timeout import TimeoutNode
 from ._util import check_not_awaitable, describe, is_async_callable
@@ -75,7 +74,7 @@ class Stream(Generic[T_co]):
     __slots__ = ("_depth", "_node")
 
     def __init__(self, node: Node[T_co], _depth: int = 1) -> None:
-        if not isinstance(cast(object, node), Node):
+        if not is_node(node):
             raise TypeError(
                 f"a Stream is not built from {type(node).__name__} {node!r}: build one with "
                 "bt.from_iterable(...), bt.from_channel(...) or a @bt.stream function"

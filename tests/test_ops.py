@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import AsyncGenerator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
 from typing import Any, TypeVar, cast
 
 import pytest
@@ -210,6 +210,62 @@ async def test_flat_map_concurrent_aiostream(autojump_clock: trio.testing.MockCl
     got = await timed(spaced(0, 6, 2, interval=1).flat_map(inner, concurrency=2))
     assert [x for _, x in got] == [0, 2, 1, 3, 4, 5]
     assert gaps([t for t, _ in got]) == [1, 4, 1, 5]
+
+
+class _Lines(list[int]):
+    """A list subclass (not a built-in type) whose iterator is a generator to be closed."""
+
+    log: list[str]
+    kept: list[Iterator[int]]  # alive: only an explicit close runs the finally
+
+    def __iter__(self) -> Iterator[int]:
+        it = self._items()
+        self.kept.append(it)
+        return it
+
+    def _items(self) -> Iterator[int]:
+        try:
+            yield from super().__iter__()
+        finally:
+            self.log.append(f"closed {self[0]}")
+
+
+@pytest.mark.parametrize("leave_after", [None, 1, 4])
+async def test_flat_map_closes_each_inner_source_before_the_next(leave_after: int | None) -> None:
+    # Inner streams over built-in collections open with nothing to stop; one whose iterator
+    # is a generator is closed (its finally has run) before the next item's stream opens,
+    # also when the consumer leaves in the middle of one.
+    log: list[str] = []
+    kept: list[Iterator[int]] = []
+
+    def inner(x: int) -> bt.Stream[int]:
+        if x % 2:
+            return bt.from_iterable(range(x * 10, x * 10 + 3))
+        lines = _Lines([x * 10, x * 10 + 1, x * 10 + 2])
+        lines.log, lines.kept = log, kept
+
+        def seen(y: int) -> int:
+            log.append(f"item {y}")
+            return y
+
+        return bt.from_iterable(lines).map(seen)
+
+    ys = bt.from_iterable([0, 1, 2]).flat_map(inner)
+    got: list[int] = []
+    with no_leaks():
+        async with ys.open() as items:
+            async for y in items:
+                got.append(y)
+                if len(got) == leave_after:
+                    break
+    assert got == [0, 1, 2, 10, 11, 12, 20, 21, 22][: leave_after or 9]
+    first = ["item 0", "item 1", "item 2", "closed 0"]
+    if leave_after is None:
+        assert log == [*first, "item 20", "item 21", "item 22", "closed 20"]
+    elif leave_after == 1:
+        assert log == ["item 0", "closed 0"]  # closed by leaving, in the middle
+    else:
+        assert log == first
 
 
 async def test_flat_map_never_runs_more_than_n_inner_streams(

@@ -176,37 +176,45 @@ CHAIN = _scenario(
 # --------------------------------------------------------------------------- flat_map
 
 
-def _aio_inner(s: Any) -> Callable[[int], _AioStream[int]]:
+def _aio_inner(s: Any, size: int = INNER) -> Callable[[int], _AioStream[int]]:
     def inner(x: int) -> _AioStream[int]:
-        return cast("_AioStream[int]", s.iterate(Sources.span(x * INNER, x * INNER + INNER)))
+        return cast("_AioStream[int]", s.iterate(Sources.span(x * size, x * size + size)))
 
     return inner
 
 
-async def _hand_flat_map(n: int) -> AsyncGenerator[int, None]:
-    async with aclosing(Sources.count(n // INNER)) as outer:
-        async for x in outer:
-            async with aclosing(Sources.span(x * INNER, x * INNER + INNER)) as inner:
-                async for y in inner:
-                    yield y  # noqa: ASYNC119 - the hand-written reference, drained at once
+def _flat_map(size: int, name: str, items: int = 100_000) -> Scenario:
+    """flat_map(fn) over N/size items, each to a stream of ``size``: the cost of an inner
+    stream's opening is spread over ``size`` items."""
 
+    async def hand(n: int) -> AsyncGenerator[int, None]:
+        async with aclosing(Sources.count(n // size)) as outer:
+            async for x in outer:
+                async with aclosing(Sources.span(x * size, x * size + size)) as inner:
+                    async for y in inner:
+                        yield y  # noqa: ASYNC119 - the hand-written reference, drained at once
 
-FLAT_MAP = _scenario(
-    "flat_map",
-    f"flat_map(fn) of N/{INNER} items, each to a stream of {INNER}, drained in order",
-    hand=_hand_flat_map,
-    beluga=lambda n: bt.from_iterable(range(n // INNER)).flat_map(
-        lambda x: bt.from_iterable(range(x * INNER, x * INNER + INNER))
-    ),
-    aiostream=(
-        "concatmap",
-        lambda s, n: s.concatmap(
-            s.iterate(Sources.count(n // INNER)),
-            _aio_inner(s),
+    return _scenario(
+        name,
+        f"flat_map(fn) of N/{size} items, each to a stream of {size}, drained in order",
+        hand=hand,
+        beluga=lambda n: bt.from_iterable(range(n // size)).flat_map(
+            lambda x: bt.from_iterable(range(x * size, x * size + size))
         ),
-    ),
-    expected=lambda n: list(range(n // INNER * INNER)),
-)
+        aiostream=(
+            "concatmap",
+            lambda s, n: s.concatmap(s.iterate(Sources.count(n // size)), _aio_inner(s, size)),
+        ),
+        expected=lambda n: list(range(n // size * size)),
+        items=items,
+    )
+
+
+FLAT_MAP = _flat_map(INNER, "flat_map")
+#: The same with inner streams of 1 and of 100 items: what one opening costs, and how it
+#: is amortised.
+FLAT_MAP_1 = _flat_map(1, "flat_map, inner streams of 1", items=20_000)
+FLAT_MAP_100 = _flat_map(100, "flat_map, inner streams of 100")
 
 
 async def _hand_flat_map_concurrent(n: int) -> AsyncGenerator[int, None]:
@@ -435,6 +443,8 @@ SCENARIOS: tuple[Scenario, ...] = (
     ZIP,
     CHAIN,
     FLAT_MAP,
+    FLAT_MAP_1,
+    FLAT_MAP_100,
     FLAT_MAP_4,
     SCAN,
     DISTINCT,
