@@ -30,7 +30,7 @@ from ._outcome import find_fatal, raise_fatal
 from ._stage import NOT_READY, AsyncPull, Node, Pull, Resource, Scope
 from ._tasks import Tasks
 from ._util import describe
-from ._validate import count, function
+from ._validate import RETURNS_A_STREAM, count, function
 
 __all__ = ["FlatMapNode", "SwitchMapNode"]
 
@@ -45,7 +45,7 @@ FLAT_MAP_CAPACITY: Final = 64
 class _FnNode(Node[U]):
     name: ClassVar[str]
     _upstream: Node[Any]
-    _fn: Callable[[Any], Any] = attrs.field(validator=function(plain=True))
+    _fn: Callable[[Any], Any] = attrs.field(validator=function(plain=RETURNS_A_STREAM))
 
     def _inner(self, item: object) -> Node[U]:
         return call_for_node(self._fn, item, self.name)

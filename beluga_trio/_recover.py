@@ -18,7 +18,7 @@ import trio
 from ._nested import Nested, call_for_node, chunked
 from ._stage import AsyncPull, Node, Pull, Resource, Scope, stop_and_wait
 from ._util import describe
-from ._validate import check_seconds, count, function, to_seconds
+from ._validate import RETURNS_A_STREAM, check_seconds, count, function, to_seconds
 
 __all__ = ["Backoff", "CatchNode", "RetryNode"]
 
@@ -37,7 +37,7 @@ _NOTHING: Final[Any] = object()
 class CatchNode(Node[T]):
     name: ClassVar[str] = "catch"
     _upstream: Node[T]
-    _handler: Callable[[Exception], Any] = attrs.field(validator=function(plain=True))
+    _handler: Callable[[Exception], Any] = attrs.field(validator=function(plain=RETURNS_A_STREAM))
 
     def describe(self) -> str:
         return f"{self._upstream.describe()} | catch({describe(self._handler)})"

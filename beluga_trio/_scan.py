@@ -28,7 +28,7 @@ from ._stage import (
     stop_iteration_error,
 )
 from ._util import check_not_awaitable, describe, is_async_callable
-from ._validate import function
+from ._validate import KEY, function
 
 __all__ = ["DistinctNode", "ScanNode"]
 
@@ -164,7 +164,7 @@ class _AsyncFold(AsyncIterator[A]):
 class DistinctNode(Node[T]):
     name: ClassVar[str] = "distinct_until_changed"
     _upstream: Node[T]
-    _key: Callable[[T], object] | None = attrs.field(validator=function(plain=True, optional=True))
+    _key: Callable[[T], object] | None = attrs.field(validator=function(plain=KEY, optional=True))
 
     def describe(self) -> str:
         key = "" if self._key is None else f"key={describe(self._key)}"

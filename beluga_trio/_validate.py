@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     import attrs
 
 __all__ = [
+    "KEY",
+    "RETURNS_A_STREAM",
     "boolean",
     "check_bool",
     "check_choice",
@@ -116,10 +118,21 @@ def _generator_kind(fn: object) -> str | None:
 _NEVER_GENERATORS: Final = (types.BuiltinFunctionType, types.MethodDescriptorType, type)
 
 
-def check_function(where: str, name: str, fn: object, *, plain: bool = False) -> Callable[..., Any]:
+#: Why a function must not be ``async def``, for ``plain=``.
+RETURNS_A_STREAM: Final = "put the async work inside the stream it returns"
+KEY: Final = (
+    "a key is computed without awaiting: pair each item with its key in an async `map` first, "
+    "then use `key=lambda pair: pair[0]`"
+)
+
+
+def check_function(
+    where: str, name: str, fn: object, *, plain: str | None = None
+) -> Callable[..., Any]:
     """A callable that returns a value: a generator function is refused (its calls return
-    generator objects, not results). With ``plain``, an ``async def`` function is refused too
-    (for functions that return a cold `Stream`: the async work goes inside the stream)."""
+    generator objects, not results). With ``plain`` (the reason, for the message), an
+    ``async def`` function is refused too: a function that returns a cold `Stream`
+    (`RETURNS_A_STREAM`) or a key (`KEY`)."""
     if not callable(fn):
         raise TypeError(f"{where}() needs {name} to be a function, got {_given(fn)}")
     kind = _generator_kind(fn)
@@ -128,10 +141,10 @@ def check_function(where: str, name: str, fn: object, *, plain: bool = False) ->
             f"{where}() needs {name} to be a function that returns a value, got {kind} function "
             f"{_describe(fn)}; use a plain or `async def` function"
         )
-    if plain and is_async_callable(fn):
+    if plain is not None and is_async_callable(fn):
         raise TypeError(
             f"{where}() needs {name} to be a plain (not `async def`) function, got "
-            f"{_describe(fn)}; put the async work inside the stream it returns"
+            f"{_describe(fn)}; {plain}"
         )
     return fn
 
@@ -196,7 +209,7 @@ def choice(choices: Collection[object]) -> Validator:
     return validate
 
 
-def function(*, plain: bool = False, optional: bool = False) -> Validator:
+def function(*, plain: str | None = None, optional: bool = False) -> Validator:
     """`check_function`, as a validator; with ``optional``, ``None`` passes."""
 
     def validate(node: _Named, field: attrs.Attribute[Any], value: object) -> None:

@@ -888,7 +888,8 @@ BAD: list[tuple[Callable[[], object], type[Exception], str]] = [
     (
         lambda: ANY.flat_map(returns_stream),
         TypeError,
-        r"flat_map\(\) needs fn to be a plain \(not `async def`\) function",
+        r"flat_map\(\) needs fn to be a plain \(not `async def`\) function, got "
+        r"'returns_stream'; put the async work inside the stream it returns",
     ),
     (
         lambda: ANY.flat_map(bt.from_iterable, concurrency=0),
@@ -914,6 +915,12 @@ BAD: list[tuple[Callable[[], object], type[Exception], str]] = [
         lambda: ANY.distinct_until_changed(key=1),
         TypeError,
         r"distinct_until_changed\(\) needs key to be a function, got int 1",
+    ),
+    (
+        lambda: ANY.distinct_until_changed(key=returns_stream),
+        TypeError,
+        r"distinct_until_changed\(\) needs key to be a plain \(not `async def`\) function, got "
+        r"'returns_stream'; a key is computed without awaiting: pair each item with its key",
     ),
     (
         lambda: ANY.catch(returns_stream),
