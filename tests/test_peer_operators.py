@@ -93,16 +93,21 @@ class Lifetimes:
     def note(self, what: str) -> None:
         self.log.append((round(trio.current_time() - self.t0, 6), what))
 
-    def source(self, name: str, items: Iterable[T], cleanup: float = 1.0) -> bt.Stream[T]:
-        """aiostream's ``range(...) | add_resource.pipe(cleanup)``: the items at once, then a
-        cleanup that awaits ``cleanup`` seconds."""
-        values = list(items)
+    def source(
+        self, name: str, schedule: Iterable[tuple[float, T]], cleanup: float = 1.0
+    ) -> bt.Stream[T]:
+        """aiostream's ``range(...) | add_resource.pipe(cleanup)``: each ``(at, item)`` at
+        ``at`` seconds after the opening, and a cleanup that awaits ``cleanup`` seconds,
+        shielded (so that it runs in full even when the source is cancelled)."""
+        events = list(schedule)
 
         @bt.stream
         async def produce() -> AsyncIterator[T]:
             self.note(f"open {name}")
+            start = trio.current_time()
             try:
-                for item in values:
+                for at, item in events:
+                    await trio.sleep_until(start + at)
                     await trio.lowlevel.checkpoint()
                     yield item
             finally:
@@ -111,6 +116,10 @@ class Lifetimes:
                 self.note(f"closed {name}")
 
         return produce()
+
+
+def at_once(items: Iterable[T]) -> list[tuple[float, T]]:
+    return [(0.0, item) for item in items]
 
 
 # ------------------------------------------------------------------------------------ zip
@@ -124,12 +133,13 @@ async def test_zip_aiostream_three_copies_of_a_source_with_a_slow_cleanup(
     cleanup before the end is delivered."""
     life = Lifetimes()
     life.t0 = trio.current_time()
-    xs = life.source("xs", range(5))
-    got = await arrivals(bt.zip(xs, xs, xs))
-    assert [x for _, x in got] == [(x, x, x) for x in range(5)]
-    assert [what for _, what in life.log].count("closed xs") == 3
-    end = trio.current_time() - life.t0
-    assert all(at <= end for at, _ in life.log)
+    xs = life.source("xs", at_once(range(5)))
+    with no_leaks():
+        async with bt.zip(xs, xs, xs).open() as triples:
+            got = [t async for t in triples]
+            closed_at_the_end = [what for _, what in life.log].count("closed xs")
+    assert got == [(x, x, x) for x in range(5)]
+    assert closed_at_the_end == 3
 
 
 async def test_zip_aiostream_stops_at_once_when_the_first_source_ends(
@@ -266,11 +276,52 @@ async def test_chain_aiostream_sources_with_a_slow_cleanup(
     life = Lifetimes()
     life.t0 = trio.current_time()
     got = await arrivals(
-        bt.chain(life.source("a", range(10, 15)), life.source("b", range(15, 20)))
+        bt.chain(life.source("a", at_once(range(10, 15))), life.source("b", at_once(range(15, 20))))
     )
     assert got == [(0, x) for x in range(10, 15)] + [(1, x) for x in range(15, 20)]
     assert life.log == [(0, "open a"), (1, "closed a"), (1, "open b"), (2, "closed b")]
     assert trio.current_time() - life.t0 == 2
+
+
+class SlowToClose(trio.abc.ReceiveChannel[int]):
+    """A channel whose ``aclose`` takes a second: a resource that a stream releases only when
+    its opening closes (``from_channel`` closes the channel it was given)."""
+
+    def __init__(self, items: Iterable[int]) -> None:
+        self.items = list(items)
+        self.closed = False
+
+    async def receive(self) -> int:
+        await trio.lowlevel.checkpoint()
+        if not self.items:
+            raise trio.EndOfChannel
+        return self.items.pop(0)
+
+    async def aclose(self) -> None:
+        await trio.sleep(1)
+        self.closed = True
+
+
+async def test_chain_closes_the_source_before_opening_the_next(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """aiostream test_chain's ``assert_cleanup``, with a first source whose resource is
+    released only when its opening closes (a channel that takes a second to close) and a
+    next source that starts reading as soon as it is opened (``.buffer(1)``): the channel
+    has been closed before the next source is opened."""
+    channel = SlowToClose([1, 2])
+    seen: list[bool] = []
+
+    @bt.stream
+    async def then() -> AsyncIterator[int]:
+        seen.append(channel.closed)
+        await trio.lowlevel.checkpoint()
+        yield 3
+
+    with no_leaks():
+        got = await bt.chain(bt.from_channel(channel), then().buffer(1)).collect()
+    assert got == [1, 2, 3]
+    assert seen == [True]
 
 
 async def test_chain_rxpy_concat_marble(autojump_clock: trio.testing.MockClock) -> None:
@@ -414,28 +465,28 @@ async def test_switch_map_rxpy_switch_latest_marble(
 async def test_switch_map_aiostream_cleanup_procedure_with_slow_cleanups(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    """aiostream test_switchmap, "cleanup procedure", with each inner stream's cleanup
-    awaiting (shielded) 0.5 s: a new outer item waits for the previous inner stream's
-    cleanup before it starts the next, so each switch costs those 0.5 s; taking three items
-    stops everything and leaves nothing running."""
+    """aiostream test_switchmap, "cleanup procedure": outer items 0, 1, 2... one a second,
+    each mapped to x at once and x + 1 two seconds later, three items taken: 0, 1, 2. Here
+    each inner stream's cleanup also awaits (shielded) 0.5 s, as aiostream's
+    ``add_resource`` does: a new outer item waits until the inner stream it switches away
+    from has finished its cleanup, so inner x + 1 starts 0.5 s after x arrives, and never
+    while x is still cleaning up; taking three items stops the last one too."""
     life = Lifetimes()
     life.t0 = trio.current_time()
 
     def inner(x: int) -> bt.Stream[int]:
-        return life.source(f"inner {x}", [x, x + 1], cleanup=0.5)
+        return life.source(f"inner {x}", [(0, x), (2, x + 1)], cleanup=0.5)
 
-    outer = marble([(0, 0), (1, 10), (2, 20)])
-    got = await arrivals(outer.switch_map(inner).take(3))
-    assert [x for _, x in got] == [0, 1, 10]
-    assert [what for _, what in life.log] == [
-        "open inner 0",
-        "closed inner 0",
-        "open inner 10",
-        "closed inner 10",
+    got = await arrivals(marble([(i, i) for i in range(5)]).switch_map(inner).take(3))
+    assert [x for _, x in got] == [0, 1, 2]
+    assert life.log == [
+        (0, "open inner 0"),
+        (1.5, "closed inner 0"),
+        (1.5, "open inner 1"),
+        (2.5, "closed inner 1"),
+        (2.5, "open inner 2"),
+        (3, "closed inner 2"),
     ]
-    # inner 0 had ended (both items delivered) and closed at 0.5, before 10 arrived at 1.
-    assert life.log[1][0] == 0.5
-    assert life.log[2][0] == 1
 
 
 # ----------------------------------------------------------------------------------- scan
