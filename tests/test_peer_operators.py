@@ -489,6 +489,31 @@ async def test_switch_map_aiostream_cleanup_procedure_with_slow_cleanups(
     ]
 
 
+async def test_switch_map_drops_the_item_in_hand_over_at_a_switch_where_kotlin_buffers_it(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A slow consumer: it takes "a0" and is busy for 2 s; inner stream "a" would have
+    "a1" at 1 s, and the outer stream switches to "b" at 1.5 s. Pinned difference: Kotlin's
+    ``flatMapLatest`` runs its inner flows into a buffer (64 items by default) and Rx pushes
+    them, so there "a1" still reaches the consumer after the switch. ``switch_map`` hands an
+    item over only to a consumer that takes it and reads the inner stream only while its
+    consumer asks (as every stage does), so "a1" is never delivered, and "b" starts when
+    the consumer comes back, at 2 s: b0, b1, b2 at 2, 3, 4 s."""
+
+    def inner(v: str) -> bt.Stream[str]:
+        return marble([(0, f"{v}0"), (1, f"{v}1"), (2, f"{v}2")])
+
+    got: list[tuple[float, str]] = []
+    start = trio.current_time()
+    with no_leaks():
+        async with marble([(0, "a"), (1.5, "b")]).switch_map(inner).open() as items:
+            async for item in items:
+                got.append((trio.current_time() - start, item))
+                if item == "a0":
+                    await trio.sleep(2)
+    assert got == [(0, "a0"), (2, "b0"), (3, "b1"), (4, "b2")]
+
+
 # ----------------------------------------------------------------------------------- scan
 
 
