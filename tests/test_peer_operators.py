@@ -675,7 +675,7 @@ async def test_catch_is_transparent_to_errors_downstream_of_it() -> None:
     later = ValueError("later stage")
     with no_leaks(), pytest.raises(ValueError, match="collected 2"):
         await bt.from_iterable([1, 2, 3]).catch(handler).map(check).collect()
-    with no_leaks(), pytest.raises(ValueError) as caught:  # noqa: PT012 - the loop is the scenario
+    with no_leaks(), pytest.raises(ValueError, match="later stage") as caught:  # noqa: PT012
         async with bt.from_iterable([1, 2, 3]).catch(handler).open() as items:
             async for _ in items:
                 raise later
@@ -723,6 +723,39 @@ async def test_retry_kotlin_predicate_with_a_delay(autojump_clock: trio.testing.
     with no_leaks(), pytest.raises(KeyError):
         await other.stream().retry(4, backoff=1, on=OSError).collect()
     assert other.opened == 1
+
+
+@pytest.mark.parametrize(("cleanup", "second_at"), [(1.0, 2.0), (4.0, 4.0)])
+async def test_retry_backoff_runs_from_the_error_and_the_cleanup_counts_towards_it(
+    autojump_clock: trio.testing.MockClock, cleanup: float, second_at: float
+) -> None:
+    """Kotlin's ``retryWhen { ...; delay(1000); true }`` waits after the failed collection
+    has ended. Ours: the failed attempt is stopped first (here its producer's cleanup takes
+    1 s, after a later stage of the attempt failed at 0 s), and the next attempt starts
+    ``backoff`` (2 s) after the error arrived: at 2 s, not 3 s. A cleanup longer than the
+    backoff delays it (4 s of cleanup: the next attempt starts at 4 s)."""
+    opened_at: list[float] = []
+    start = trio.current_time()
+
+    @bt.stream
+    async def attempt() -> AsyncIterator[int]:
+        opened_at.append(trio.current_time() - start)
+        try:
+            yield len(opened_at)
+            await trio.sleep_forever()
+        finally:
+            with trio.CancelScope(shield=True):
+                await trio.sleep(cleanup)
+
+    def fails_first(x: int) -> int:
+        if x == 1:
+            raise OSError("the first attempt's item is bad")
+        return x
+
+    with no_leaks():
+        got = await attempt().map(fails_first).retry(2, backoff=2).take(1).collect()
+    assert got == [2]
+    assert opened_at == [0.0, second_at]
 
 
 # ------------------------------------------------------------------------------- debounce
