@@ -780,6 +780,43 @@ async def test_debounce_delivers_the_pending_item_when_the_source_ends(
     assert await arrivals(source.debounce(1)) == [(0.7, "b")]
 
 
+@pytest.mark.parametrize(
+    ("rate", "expected"),
+    [
+        pytest.param(lambda s: s.debounce(1), [(0.5, "b")], id="debounce"),
+        pytest.param(lambda s: s.throttle(1), [(0, "a"), (1, "b")], id="throttle"),
+    ],
+)
+async def test_rate_limit_delivers_the_held_item_before_an_error_where_peers_drop_it(
+    autojump_clock: trio.testing.MockClock,
+    rate: Callable[[bt.Stream[str]], bt.Stream[str]],
+    expected: list[tuple[float, str]],
+) -> None:
+    """A source fails (at 0.5 s) while an item is held back ("b", at 0.2 s). Kotlin's
+    ``debounce``/``sample`` and Rx's ``debounce``/``sample`` forward the error at once and the
+    held item is lost. Pinned difference: nothing is lost silently; the held item is
+    delivered first (``debounce``: at once; ``throttle``: when its period ends), then the
+    error, as itself."""
+    error = ScriptedError("source failed")
+
+    @bt.stream
+    async def fails() -> AsyncIterator[str]:
+        yield "a"
+        await trio.sleep(0.2)
+        yield "b"
+        await trio.sleep(0.3)
+        raise error
+
+    got: list[tuple[float, str]] = []
+    start = trio.current_time()
+    with no_leaks(), pytest.raises(ScriptedError) as caught:  # noqa: PT012
+        async with rate(fails()).open() as items:
+            async for item in items:
+                got.append((trio.current_time() - start, item))  # noqa: PERF401
+    assert caught.value is error
+    assert got == expected
+
+
 # ------------------------------------------------------------------------------- throttle
 
 
