@@ -780,11 +780,19 @@ async def test_debounce_delivers_the_pending_item_when_the_source_ends(
     assert await arrivals(source.debounce(1)) == [(0.7, "b")]
 
 
+def debounced(s: bt.Stream[str]) -> bt.Stream[str]:
+    return s.debounce(1)
+
+
+def throttled(s: bt.Stream[str]) -> bt.Stream[str]:
+    return s.throttle(1)
+
+
 @pytest.mark.parametrize(
     ("rate", "expected"),
     [
-        pytest.param(lambda s: s.debounce(1), [(0.5, "b")], id="debounce"),
-        pytest.param(lambda s: s.throttle(1), [(0, "a"), (1, "b")], id="throttle"),
+        pytest.param(debounced, [(0.5, "b")], id="debounce"),
+        pytest.param(throttled, [(0, "a"), (1, "b")], id="throttle"),
     ],
 )
 async def test_rate_limit_delivers_the_held_item_before_an_error_where_peers_drop_it(
