@@ -1111,7 +1111,9 @@ def _apply_op(  # noqa: C901, PLR0912, PLR0915 - one branch per operator, as _ap
 
     if isinstance(stage, ChainSpec):
         source_name = f"{name}:src"
-        base = 1_000_000 * (i + 1)
+        # Powers of ten three decades apart: no chain of maps (x3 each), flat_maps (x10) or
+        # other families of values (zip's, catch's) makes one source's item another's.
+        base = 10 ** (9 + 3 * i)
         chained = _source(log, stage.source, source_name, base)
         other_lane, other_always = _model_source(stage.source, source_name, base)
         if model.exact:

@@ -78,6 +78,7 @@ async def test_a_concurrent_map_starts_no_call_once_the_opening_is_stopping() ->
 from test_adversary import (  # noqa: E402 - the replays below need the adversary's harness
     BatchSpec,
     BufferSpec,
+    ChainSpec,
     ConsumerSpec,
     CountSpec,
     FnSpec,
@@ -211,6 +212,18 @@ REPLAYS = {
         ),
         batch=BatchSpec(size=3, within=0.02),
         consumer=ConsumerSpec(mode="full", k=1, t=0.0, views=()),
+    ),
+    # Two chained sources: the first's items, mapped, were the second's own values (model:
+    # each chained source's values are a power of ten no map or flat_map reaches).
+    "chained_values_never_collide": Spec(
+        sources=(SourceSpec(kind="channel", n=3),),
+        stages=(
+            ChainSpec(source=SourceSpec(kind="aiter", n=4)),
+            FnSpec(op="map", is_async=False, behaviour="plain", trigger=6),
+            ChainSpec(source=SourceSpec(kind="stream", n=5, mode="plain", at=4)),
+        ),
+        batch=None,
+        consumer=ConsumerSpec(mode="poll", k=2, t=0.1, views=()),
     ),
 }
 
