@@ -291,3 +291,32 @@ async def test_an_interrupt_in_flat_maps_function_is_not_dropped_when_the_stage_
         await bt.zip(
             bt.from_iterable(range(5)).flat_map(fn, concurrency=2), bt.from_iterable(nothing)
         ).collect()
+
+
+
+@pytest.mark.parametrize("op", ["flat_map", "switch_map"])
+async def test_an_interrupt_in_a_running_inner_stream_is_not_dropped_when_the_consumer_leaves(
+    op: str, autojump_clock: trio.abc.Clock
+) -> None:
+    # A sibling of the adversary's flat_map finding (guarantee 10): the task pumping an inner
+    # stream held what the inner stream's own map raised like the stream's error, for the
+    # consumer's next request; a consumer that left first dropped the interrupt with it.
+    @bt.stream
+    async def slow(x: int) -> AsyncGenerator[int, None]:
+        await trio.sleep(0.5)
+        yield x
+
+    def interrupt(x: int) -> int:
+        raise KeyboardInterrupt  # as a real SIGINT does in this (not KI-protected) task
+
+    def inner(x: int) -> bt.Stream[int]:
+        # A sync map over a producer runs in the task that pumps the inner stream.
+        return slow(x).map(interrupt)
+
+    source = bt.from_iterable([0])
+    flat = source.flat_map(inner, concurrency=2) if op == "flat_map" else source.switch_map(inner)
+    with no_leaks(), pytest.raises(KeyboardInterrupt):
+        async with flat.open() as items:
+            with trio.move_on_after(0.1):  # the request times out; the call goes on
+                await anext(items)
+            await trio.sleep(1)  # the interrupt is raised meanwhile
