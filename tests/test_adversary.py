@@ -1077,8 +1077,11 @@ def _apply_op(  # noqa: C901, PLR0912, PLR0915 - one branch per operator, as _ap
             elif stage.op == "switch_map" and stage.inner_fails:
                 _cut_all(model, flat_error)  # switched away from before it fails, or not
             else:
+                # The order is unknown: the error may come before any lane's end, an error or
+                # an interrupt of its source included (a catch after it then stops the
+                # sources before they get there).
                 for lane in model.lanes:
-                    if trigger is not None and lane.end is None:
+                    if trigger is not None:
                         lane.cuts.append(flat_error)
                 model.possible_errors.append(flat_error)
         if stage.op == "switch_map":

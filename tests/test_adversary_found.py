@@ -78,9 +78,11 @@ async def test_a_concurrent_map_starts_no_call_once_the_opening_is_stopping() ->
 from test_adversary import (  # noqa: E402 - the replays below need the adversary's harness
     BatchSpec,
     BufferSpec,
+    CatchSpec,
     ChainSpec,
     ConsumerSpec,
     CountSpec,
+    FlatSpec,
     FnSpec,
     SourceSpec,
     Spec,
@@ -224,6 +226,22 @@ REPLAYS = {
         ),
         batch=None,
         consumer=ConsumerSpec(mode="poll", k=2, t=0.1, views=()),
+    ),
+    # The open finding of the last session ("an error ([Interrupt(), Interrupt()]) never
+    # arrived"): no interrupt was ever pressed. The inner stream's error, caught by catch,
+    # stops both producers while they are parked at a `yield` before their Ctrl-C (model: an
+    # error of flat_map over lanes in unknown order may come before any lane's end).
+    "flat_map_error_caught_before_the_sources_interrupt": Spec(
+        sources=(
+            SourceSpec(kind="stream", n=3, mode="sigint", at=3, delay=0.05),
+            SourceSpec(kind="stream", n=3, mode="sigint", at=3, delay=0.07),
+        ),
+        stages=(
+            FlatSpec(op="flat_map", concurrency=1, inner_fails=True, trigger=0),
+            CatchSpec(handler="fallback", n=2),
+        ),
+        batch=None,
+        consumer=ConsumerSpec(mode="full", k=1, t=0.0, views=()),
     ),
 }
 
