@@ -338,3 +338,54 @@ async def test_an_interrupt_in_a_running_inner_stream_is_not_dropped_when_the_co
             with trio.move_on_after(0.1):  # the request times out; the call goes on
                 await anext(items)
             await trio.sleep(1)  # the interrupt is raised meanwhile
+
+
+@pytest.mark.parametrize("ordered", [True, False])
+async def test_an_interrupt_grouped_by_a_nursery_in_a_concurrent_maps_function_is_not_dropped(
+    ordered: bool, autojump_clock: trio.abc.Clock
+) -> None:
+    # A sibling of the flat_map findings (guarantee 10): the concurrent map knew a bare
+    # interrupt only; one that a nursery in the function grouped was held like the stream's
+    # error, at its position, and a consumer that left before that position dropped it.
+    async def interrupted() -> None:
+        raise KeyboardInterrupt  # as a real SIGINT does in this (not KI-protected) task
+
+    async def fn(x: int) -> int:
+        if x == 1:
+            await trio.sleep(0.5)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(interrupted)
+        return x
+
+    mapped = bt.from_iterable(range(3)).map(fn, concurrency=2, ordered=ordered)
+    with no_leaks(), pytest.raises(KeyboardInterrupt):
+        async with mapped.open() as items:
+            with trio.move_on_after(0.1):
+                async for _ in items:
+                    pass
+            await trio.sleep(1)  # the interrupt is raised meanwhile
+
+
+@pytest.mark.parametrize("ordered", [True, False])
+async def test_an_interrupt_a_cleanup_in_a_concurrent_maps_function_replaced_is_not_dropped(
+    ordered: bool, autojump_clock: trio.abc.Clock
+) -> None:
+    # The error of item 0 stops the call of item 1, whose `finally` is interrupted and then
+    # awaits, still cancelled: the Cancelled that replaced the interrupt was caught by the
+    # call's own cancel scope. The interrupt is found in its context, as a producer's is.
+    async def fn(x: int) -> int:
+        if x == 0:
+            await trio.sleep(0.1)
+            raise BoomError(x)
+        try:
+            await trio.sleep_forever()
+        finally:
+            try:
+                raise KeyboardInterrupt  # as a real SIGINT does here
+            finally:
+                await trio.lowlevel.checkpoint()  # noqa: ASYNC102 - on purpose: replaces it
+        return x  # pragma: no cover
+
+    mapped = bt.from_iterable(range(2)).map(fn, concurrency=2, ordered=ordered)
+    with no_leaks(), pytest.raises(KeyboardInterrupt):
+        await mapped.collect()
