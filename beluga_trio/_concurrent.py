@@ -408,12 +408,13 @@ class _ConcurrentMap(AsyncPull[U]):
                             result = fn(item)
                             check_not_awaitable(result, fn, "map")
                     except trio.Cancelled as exc:
-                        if self._caught_fatal(exc):
-                            return  # an interrupt that a `finally` in fn replaced with this
+                        # An interrupt that a `finally` in fn replaced with this is kept.
+                        self._caught_fatal(exc)
                         raise
                     except BaseException as exc:
-                        if is_cancellation(exc) and not self._caught_fatal(exc):
-                            raise  # a group of Cancelled from fn's nursery
+                        if is_cancellation(exc):  # a group of Cancelled from fn's nursery
+                            self._caught_fatal(exc)
+                            raise
                         self._call_failed(index, exc)
                         continue
                     finally:

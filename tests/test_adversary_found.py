@@ -5,8 +5,8 @@ where the model expected more than plain trio gives)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
-from typing import cast
+from collections.abc import AsyncGenerator, Callable
+from typing import Any, cast
 
 import pytest
 import trio
@@ -311,7 +311,6 @@ async def test_an_interrupt_in_flat_maps_function_is_not_dropped_when_the_stage_
         ).collect()
 
 
-
 @pytest.mark.parametrize("op", ["flat_map", "switch_map"])
 async def test_an_interrupt_in_a_running_inner_stream_is_not_dropped_when_the_consumer_leaves(
     op: str, autojump_clock: trio.abc.Clock
@@ -333,11 +332,15 @@ async def test_an_interrupt_in_a_running_inner_stream_is_not_dropped_when_the_co
 
     source = bt.from_iterable([0])
     flat = source.flat_map(inner, concurrency=2) if op == "flat_map" else source.switch_map(inner)
-    with no_leaks(), pytest.raises(KeyboardInterrupt):
+
+    async def leave_meanwhile() -> None:
         async with flat.open() as items:
             with trio.move_on_after(0.1):  # the request times out; the call goes on
                 await anext(items)
             await trio.sleep(1)  # the interrupt is raised meanwhile
+
+    with no_leaks(), pytest.raises(KeyboardInterrupt):
+        await leave_meanwhile()
 
 
 @pytest.mark.parametrize("ordered", [True, False])
@@ -348,6 +351,7 @@ async def test_an_interrupt_grouped_by_a_nursery_in_a_concurrent_maps_function_i
     # interrupt only; one that a nursery in the function grouped was held like the stream's
     # error, at its position, and a consumer that left before that position dropped it.
     async def interrupted() -> None:
+        await trio.lowlevel.checkpoint()
         raise KeyboardInterrupt  # as a real SIGINT does in this (not KI-protected) task
 
     async def fn(x: int) -> int:
@@ -355,15 +359,20 @@ async def test_an_interrupt_grouped_by_a_nursery_in_a_concurrent_maps_function_i
             await trio.sleep(0.5)
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(interrupted)
+                nursery.start_soon(trio.sleep_forever)
         return x
 
     mapped = bt.from_iterable(range(3)).map(fn, concurrency=2, ordered=ordered)
-    with no_leaks(), pytest.raises(KeyboardInterrupt):
+
+    async def leave_meanwhile() -> None:
         async with mapped.open() as items:
             with trio.move_on_after(0.1):
                 async for _ in items:
                     pass
             await trio.sleep(1)  # the interrupt is raised meanwhile
+
+    with no_leaks(), pytest.raises(KeyboardInterrupt):
+        await leave_meanwhile()
 
 
 @pytest.mark.parametrize("ordered", [True, False])
@@ -389,3 +398,39 @@ async def test_an_interrupt_a_cleanup_in_a_concurrent_maps_function_replaced_is_
     mapped = bt.from_iterable(range(2)).map(fn, concurrency=2, ordered=ordered)
     with no_leaks(), pytest.raises(KeyboardInterrupt):
         await mapped.collect()
+
+
+def _late_awaitable(x: int) -> object:
+    # A sync function that returns a coroutine from its second call (a missing `async`).
+    if x >= 1:
+        return trio.lowlevel.checkpoint()  # noqa: ASYNC105 - on purpose
+    return x
+
+
+FUSED_AFTER_A_MAP: dict[str, Callable[[bt.Stream[Any]], bt.Stream[Any]]] = {
+    "batch": lambda s: s.batch(2),
+    "zip": lambda s: bt.zip(s, bt.from_iterable(range(5))),
+    "scan": lambda s: s.scan(lambda acc, x: x, 0),
+    "distinct_until_changed": lambda s: s.distinct_until_changed(),
+    "throttle_first": lambda s: s.throttle(10, keep="first"),
+}
+
+
+@pytest.mark.parametrize("stage", sorted(FUSED_AFTER_A_MAP))
+async def test_a_sync_maps_awaitable_is_refused_by_a_fused_stage_that_consumes_it(
+    stage: str,
+) -> None:
+    # Found by the adversary (a map whose function returns an awaitable late, then a batch):
+    # the fused chain checks a map's results only as they leave the chain, so a batch (a zip,
+    # a fold) passed the coroutines on inside its items, and a stage that drops items dropped
+    # them unseen. The TypeError comes at the awaitable's position.
+    stream = FUSED_AFTER_A_MAP[stage](bt.from_iterable(range(5)).map(_late_awaitable))
+    got: list[object] = []
+
+    async def read() -> None:
+        async with stream.open() as items:
+            got.extend([x async for x in items])
+
+    with no_leaks(), pytest.raises(TypeError, match="not declared `async def`"):
+        await read()
+    assert "coroutine" not in repr(got), got
