@@ -10,7 +10,7 @@ a pull never repeats a call.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, ClassVar, TypeVar, final
 
 import attrs
@@ -18,6 +18,7 @@ import trio
 
 from ._sequential import Sequential
 from ._stage import AsyncPull, End, Pull, Resource, Scope, SyncPull, Yield
+from ._util import PLAIN_TYPES, check_not_awaitable, close_awaitable
 from ._validate import count, seconds, to_seconds
 
 __all__ = ["BatchNode"]
@@ -38,7 +39,7 @@ class BatchNode(Sequential[list[T]]):
     def fuse(self, upstream: SyncPull[Any]) -> SyncPull[list[T]] | None:
         if self._within is not None:
             return None  # a time limit needs the async form
-        return SyncPull(_SyncBatch(upstream.it, self._size), upstream.resources)
+        return SyncPull(_SyncBatch(upstream.it, self._size, upstream.check), upstream.resources)
 
     async def wrap(
         self, upstream: AsyncPull[Any], scope: Scope, upstream_resources: tuple[Resource, ...]
@@ -49,13 +50,16 @@ class BatchNode(Sequential[list[T]]):
 @final
 class _SyncBatch(Iterator[list[T]]):
     """Lists of up to ``size`` items. A partial batch survives `Yield` (it is kept in
-    ``_partial``); one ended by an upstream error is delivered before the error."""
+    ``_partial``); one ended by an upstream error is delivered before the error. ``check`` is
+    the chain's last sync ``map`` function, if any: the chain's driver checks only what leaves
+    the chain (a batch), so the map's results are checked here, a whole batch at C speed."""
 
-    __slots__ = ("_error", "_it", "_partial", "_size")
+    __slots__ = ("_check", "_error", "_it", "_partial", "_size")
 
-    def __init__(self, it: Iterator[T], size: int) -> None:
+    def __init__(self, it: Iterator[T], size: int, check: Callable[..., object] | None) -> None:
         self._it = it
         self._size = size
+        self._check = check
         self._partial: list[T] = []
         self._error: Exception | None = None
 
@@ -77,7 +81,24 @@ class _SyncBatch(Iterator[list[T]]):
                 raise
             self._error = exc
         self._partial = []
+        if self._check is not None and not PLAIN_TYPES.issuperset(map(type, batch)):
+            self._check_items(batch)
         return batch
+
+    def _check_items(self, batch: list[T]) -> None:
+        """Check a map's results for a stray awaitable. The `TypeError` is a position: the
+        items before it go first, in a shorter batch; the later ones are dropped (closed)."""
+        for i, item in enumerate(batch):
+            try:
+                check_not_awaitable(item, self._check, "map")
+            except TypeError as exc:
+                for later in batch[i + 1 :]:
+                    close_awaitable(later)
+                del batch[i:]
+                if not batch:
+                    raise
+                self._error = exc  # before any upstream error held: that one is never reached
+                return
 
 
 @final

@@ -28,6 +28,7 @@ from ._stage import (
     ended,
     stop_and_wait,
 )
+from ._util import checked_items
 
 if TYPE_CHECKING:
     from ._stream import Stream
@@ -63,7 +64,9 @@ class ZipNode(Node[tuple[Any, ...]]):
         if all(isinstance(p, SyncPull) for p in pulls):
             sync = [p for p in pulls if isinstance(p, SyncPull)]
             resources = tuple(r for p in sync for r in p.resources)
-            return SyncPull(_SyncZip([p.it for p in sync], resources), resources)
+            # A map's results are checked as they go into a tuple.
+            its = [checked_items(p.it, p.check) for p in sync]
+            return SyncPull(_SyncZip(its, resources), resources)
         return _Zip(pulls, scope.since(mark))
 
 

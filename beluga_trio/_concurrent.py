@@ -17,7 +17,7 @@ import attrs
 import trio
 
 from ._feed import ChannelPull
-from ._outcome import being_stopped, is_cancellation
+from ._outcome import being_stopped, fatal_of, find_fatal, is_cancellation
 from ._stage import (
     NOT_READY,
     SCHEDULE_EVERY,
@@ -407,10 +407,13 @@ class _ConcurrentMap(AsyncPull[U]):
                         else:
                             result = fn(item)
                             check_not_awaitable(result, fn, "map")
-                    except trio.Cancelled:
+                    except trio.Cancelled as exc:
+                        # An interrupt that a `finally` in fn replaced with this is kept.
+                        self._caught_fatal(exc)
                         raise
                     except BaseException as exc:
                         if is_cancellation(exc):  # a group of Cancelled from fn's nursery
+                            self._caught_fatal(exc)
                             raise
                         self._call_failed(index, exc)
                         continue
@@ -603,11 +606,13 @@ class _ConcurrentMap(AsyncPull[U]):
 
     def _caught_fatal(self, exc: BaseException) -> bool:
         """`KeyboardInterrupt` and `SystemExit` are never held like a stream error: every
-        call is cancelled and `supervise` raises it."""
-        if not isinstance(exc, KeyboardInterrupt | SystemExit):
+        call is cancelled and `supervise` raises it. Inside a group too (a nursery in ``fn``
+        whose child was interrupted), or in the context of the `trio.Cancelled` that replaced
+        it (a ``finally`` in ``fn`` that awaited while the call was being stopped)."""
+        if find_fatal(exc) is None:
             return False
         if self._fatal is None:
-            self._fatal = exc
+            self._fatal = fatal_of(exc)
         self._halted = True
         if self._nursery is not None:
             self._nursery.cancel_scope.cancel()

@@ -205,6 +205,8 @@ class _ConcurrentFlatMap(Generic[U]):
         except trio.Cancelled:
             raise
         except BaseException as exc:  # noqa: BLE001 - ends the stream; stops the rest
+            if find_fatal(exc) is not None:
+                raise_fatal(exc)  # never held like the stream's error (dropped, or grouped)
             self.tasks.fail(exc)
         finally:
             self._slots.release()
@@ -310,6 +312,8 @@ class _SwitchMap(Generic[U]):
         except trio.Cancelled:
             raise
         except BaseException as exc:  # noqa: BLE001 - ends the stream; stops the rest
+            if find_fatal(exc) is not None:
+                raise_fatal(exc)  # never held like the stream's error (dropped, or grouped)
             self.tasks.fail(exc)
         finally:
             running.done.set()

@@ -21,6 +21,7 @@ import attrs
 import trio
 
 from ._stage import SCHEDULE_EVERY, AsyncPull, Node, Pull, Scope, SyncPull, Yield
+from ._util import checked_items
 from ._validate import choice, seconds, to_seconds
 
 __all__ = ["DebounceNode", "Keep", "ThrottleNode"]
@@ -157,7 +158,9 @@ class ThrottleNode(Node[T]):
             if isinstance(upstream, SyncPull):
                 # Dropping never awaits: it stays in the fused sync chain.
                 keep = _FirstOfPeriod(self._seconds)
-                return SyncPull(filter(keep, upstream.it), upstream.resources)
+                # A map's results are checked before some are dropped.
+                it = checked_items(upstream.it, upstream.check)
+                return SyncPull(filter(keep, it), upstream.resources)
             return _ThrottleFirst(upstream, self._seconds)
         return _ThrottleLatest(upstream, self._seconds)
 

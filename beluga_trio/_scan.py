@@ -27,7 +27,7 @@ from ._stage import (
     Yield,
     stop_iteration_error,
 )
-from ._util import check_not_awaitable, describe, is_async_callable
+from ._util import check_not_awaitable, checked_items, describe, is_async_callable
 from ._validate import KEY, function
 
 __all__ = ["DistinctNode", "ScanNode"]
@@ -69,7 +69,8 @@ class ScanNode(Node[A]):
             nursery.start_soon(producer.run, name=f"beluga_trio scan({describe(self._fn)})")
             return producer
         if isinstance(upstream, SyncPull):
-            return SyncPull(_SyncScan(upstream.it, self._fn, self._initial), upstream.resources)
+            it = checked_items(upstream.it, upstream.check)  # a map's results, folded
+            return SyncPull(_SyncScan(it, self._fn, self._initial), upstream.resources)
         return _Scan(upstream, self._fn, self._initial)
 
 
@@ -174,7 +175,9 @@ class DistinctNode(Node[T]):
         upstream = await self._upstream.open(scope)
         changed = _changed(self._key)
         if isinstance(upstream, SyncPull):
-            return SyncPull(filter(changed, upstream.it), upstream.resources)
+            # A map's results are checked before they are compared (a repeat is dropped).
+            it = checked_items(upstream.it, upstream.check)
+            return SyncPull(filter(changed, it), upstream.resources)
         return _Distinct(upstream, changed)
 
 

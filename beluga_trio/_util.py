@@ -5,16 +5,19 @@ from __future__ import annotations
 import functools
 import inspect
 import types
-from collections.abc import Callable
-from typing import Any, Final
+from collections.abc import Callable, Iterator
+from typing import Any, Final, TypeVar
 
 __all__ = [
     "PLAIN_TYPES",
     "check_not_awaitable",
+    "checked_items",
     "close_awaitable",
     "describe",
     "is_async_callable",
 ]
+
+T = TypeVar("T")
 
 
 def is_async_callable(fn: Callable[..., Any]) -> bool:
@@ -65,6 +68,23 @@ def check_not_awaitable(result: object, fn: object, role: str) -> None:
     if cls is not types.GeneratorType and len(PLAIN_TYPES) < 4096:
         # A generator is awaitable or not by its code's flags, not by its type.
         PLAIN_TYPES.add(cls)
+
+
+def checked_items(it: Iterator[T], check: Callable[..., object] | None) -> Iterator[T]:
+    """``it`` (a fused sync chain) with each item checked for a stray awaitable, if ``check``
+    (the chain's last sync ``map`` function) is set. For a fused stage that consumes the items
+    (a batch, a zip, a fold, a stage that drops some) instead of passing them on unchanged: the
+    chain's driver checks an item only as it leaves the chain, and a coroutine inside a batch,
+    or one dropped, would not be seen. The `TypeError` comes at the item's position."""
+    if check is None:
+        return it
+
+    def checked(item: T) -> T:
+        if item.__class__ not in PLAIN_TYPES:
+            check_not_awaitable(item, check, "map")
+        return item
+
+    return map(checked, it)
 
 
 def close_awaitable(value: object) -> None:

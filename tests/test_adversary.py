@@ -1077,8 +1077,11 @@ def _apply_op(  # noqa: C901, PLR0912, PLR0915 - one branch per operator, as _ap
             elif stage.op == "switch_map" and stage.inner_fails:
                 _cut_all(model, flat_error)  # switched away from before it fails, or not
             else:
+                # The order is unknown: the error may come before any lane's end, an error or
+                # an interrupt of its source included (a catch after it then stops the
+                # sources before they get there).
                 for lane in model.lanes:
-                    if trigger is not None and lane.end is None:
+                    if trigger is not None:
                         lane.cuts.append(flat_error)
                 model.possible_errors.append(flat_error)
         if stage.op == "switch_map":
@@ -1111,7 +1114,9 @@ def _apply_op(  # noqa: C901, PLR0912, PLR0915 - one branch per operator, as _ap
 
     if isinstance(stage, ChainSpec):
         source_name = f"{name}:src"
-        base = 1_000_000 * (i + 1)
+        # Powers of ten three decades apart: no chain of maps (x3 each), flat_maps (x10) or
+        # other families of values (zip's, catch's) makes one source's item another's.
+        base = 10 ** (9 + 3 * i)
         chained = _source(log, stage.source, source_name, base)
         other_lane, other_always = _model_source(stage.source, source_name, base)
         if model.exact:

@@ -5,8 +5,8 @@ where the model expected more than plain trio gives)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
-from typing import cast
+from collections.abc import AsyncGenerator, Callable
+from typing import Any, cast
 
 import pytest
 import trio
@@ -78,8 +78,11 @@ async def test_a_concurrent_map_starts_no_call_once_the_opening_is_stopping() ->
 from test_adversary import (  # noqa: E402 - the replays below need the adversary's harness
     BatchSpec,
     BufferSpec,
+    CatchSpec,
+    ChainSpec,
     ConsumerSpec,
     CountSpec,
+    FlatSpec,
     FnSpec,
     SourceSpec,
     Spec,
@@ -212,6 +215,34 @@ REPLAYS = {
         batch=BatchSpec(size=3, within=0.02),
         consumer=ConsumerSpec(mode="full", k=1, t=0.0, views=()),
     ),
+    # Two chained sources: the first's items, mapped, were the second's own values (model:
+    # each chained source's values are a power of ten no map or flat_map reaches).
+    "chained_values_never_collide": Spec(
+        sources=(SourceSpec(kind="channel", n=3),),
+        stages=(
+            ChainSpec(source=SourceSpec(kind="aiter", n=4)),
+            FnSpec(op="map", is_async=False, behaviour="plain", trigger=6),
+            ChainSpec(source=SourceSpec(kind="stream", n=5, mode="plain", at=4)),
+        ),
+        batch=None,
+        consumer=ConsumerSpec(mode="poll", k=2, t=0.1, views=()),
+    ),
+    # The open finding of the last session ("an error ([Interrupt(), Interrupt()]) never
+    # arrived"): no interrupt was ever pressed. The inner stream's error, caught by catch,
+    # stops both producers while they are parked at a `yield` before their Ctrl-C (model: an
+    # error of flat_map over lanes in unknown order may come before any lane's end).
+    "flat_map_error_caught_before_the_sources_interrupt": Spec(
+        sources=(
+            SourceSpec(kind="stream", n=3, mode="sigint", at=3, delay=0.05),
+            SourceSpec(kind="stream", n=3, mode="sigint", at=3, delay=0.07),
+        ),
+        stages=(
+            FlatSpec(op="flat_map", concurrency=1, inner_fails=True, trigger=0),
+            CatchSpec(handler="fallback", n=2),
+        ),
+        batch=None,
+        consumer=ConsumerSpec(mode="full", k=1, t=0.0, views=()),
+    ),
 }
 
 
@@ -278,3 +309,128 @@ async def test_an_interrupt_in_flat_maps_function_is_not_dropped_when_the_stage_
         await bt.zip(
             bt.from_iterable(range(5)).flat_map(fn, concurrency=2), bt.from_iterable(nothing)
         ).collect()
+
+
+@pytest.mark.parametrize("op", ["flat_map", "switch_map"])
+async def test_an_interrupt_in_a_running_inner_stream_is_not_dropped_when_the_consumer_leaves(
+    op: str, autojump_clock: trio.abc.Clock
+) -> None:
+    # A sibling of the adversary's flat_map finding (guarantee 10): the task pumping an inner
+    # stream held what the inner stream's own map raised like the stream's error, for the
+    # consumer's next request; a consumer that left first dropped the interrupt with it.
+    @bt.stream
+    async def slow(x: int) -> AsyncGenerator[int, None]:
+        await trio.sleep(0.5)
+        yield x
+
+    def interrupt(x: int) -> int:
+        raise KeyboardInterrupt  # as a real SIGINT does in this (not KI-protected) task
+
+    def inner(x: int) -> bt.Stream[int]:
+        # A sync map over a producer runs in the task that pumps the inner stream.
+        return slow(x).map(interrupt)
+
+    source = bt.from_iterable([0])
+    flat = source.flat_map(inner, concurrency=2) if op == "flat_map" else source.switch_map(inner)
+
+    async def leave_meanwhile() -> None:
+        async with flat.open() as items:
+            with trio.move_on_after(0.1):  # the request times out; the call goes on
+                await anext(items)
+            await trio.sleep(1)  # the interrupt is raised meanwhile
+
+    with no_leaks(), pytest.raises(KeyboardInterrupt):
+        await leave_meanwhile()
+
+
+@pytest.mark.parametrize("ordered", [True, False])
+async def test_an_interrupt_grouped_by_a_nursery_in_a_concurrent_maps_function_is_not_dropped(
+    ordered: bool, autojump_clock: trio.abc.Clock
+) -> None:
+    # A sibling of the flat_map findings (guarantee 10): the concurrent map knew a bare
+    # interrupt only; one that a nursery in the function grouped was held like the stream's
+    # error, at its position, and a consumer that left before that position dropped it.
+    async def interrupted() -> None:
+        await trio.lowlevel.checkpoint()
+        raise KeyboardInterrupt  # as a real SIGINT does in this (not KI-protected) task
+
+    async def fn(x: int) -> int:
+        if x == 1:
+            await trio.sleep(0.5)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(interrupted)
+                nursery.start_soon(trio.sleep_forever)
+        return x
+
+    mapped = bt.from_iterable(range(3)).map(fn, concurrency=2, ordered=ordered)
+
+    async def leave_meanwhile() -> None:
+        async with mapped.open() as items:
+            with trio.move_on_after(0.1):
+                async for _ in items:
+                    pass
+            await trio.sleep(1)  # the interrupt is raised meanwhile
+
+    with no_leaks(), pytest.raises(KeyboardInterrupt):
+        await leave_meanwhile()
+
+
+@pytest.mark.parametrize("ordered", [True, False])
+async def test_an_interrupt_a_cleanup_in_a_concurrent_maps_function_replaced_is_not_dropped(
+    ordered: bool, autojump_clock: trio.abc.Clock
+) -> None:
+    # The error of item 0 stops the call of item 1, whose `finally` is interrupted and then
+    # awaits, still cancelled: the Cancelled that replaced the interrupt was caught by the
+    # call's own cancel scope. The interrupt is found in its context, as a producer's is.
+    async def fn(x: int) -> int:
+        if x == 0:
+            await trio.sleep(0.1)
+            raise BoomError(x)
+        try:
+            await trio.sleep_forever()
+        finally:
+            try:
+                raise KeyboardInterrupt  # as a real SIGINT does here
+            finally:
+                await trio.lowlevel.checkpoint()  # noqa: ASYNC102 - on purpose: replaces it
+        return x  # pragma: no cover
+
+    mapped = bt.from_iterable(range(2)).map(fn, concurrency=2, ordered=ordered)
+    with no_leaks(), pytest.raises(KeyboardInterrupt):
+        await mapped.collect()
+
+
+def _late_awaitable(x: int) -> object:
+    # A sync function that returns a coroutine from its second call (a missing `async`).
+    if x >= 1:
+        return trio.lowlevel.checkpoint()  # noqa: ASYNC105 - on purpose
+    return x
+
+
+FUSED_AFTER_A_MAP: dict[str, Callable[[bt.Stream[Any]], bt.Stream[Any]]] = {
+    "batch": lambda s: s.batch(2),
+    "zip": lambda s: bt.zip(s, bt.from_iterable(range(5))),
+    "scan": lambda s: s.scan(lambda acc, x: x, 0),
+    "distinct_until_changed": lambda s: s.distinct_until_changed(),
+    "throttle_first": lambda s: s.throttle(10, keep="first"),
+}
+
+
+@pytest.mark.parametrize("stage", sorted(FUSED_AFTER_A_MAP))
+async def test_a_sync_maps_awaitable_is_refused_by_a_fused_stage_that_consumes_it(
+    stage: str,
+) -> None:
+    # Found by the adversary (a map whose function returns an awaitable late, then a batch):
+    # the fused chain checks a map's results only as they leave the chain, so a batch (a zip,
+    # a fold) passed the coroutines on inside its items, and a stage that drops items dropped
+    # them unseen. The TypeError comes at the awaitable's position.
+    stream = FUSED_AFTER_A_MAP[stage](bt.from_iterable(range(5)).map(_late_awaitable))
+    got: list[object] = []
+
+    async def read() -> None:
+        async with stream.open() as items:
+            got.extend([x async for x in items])
+
+    with no_leaks(), pytest.raises(TypeError, match="not declared `async def`"):
+        await read()
+    assert "coroutine" not in repr(got), got

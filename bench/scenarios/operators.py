@@ -295,6 +295,101 @@ FLAT_MAP_4 = Scenario(
 )
 
 
+# ------------------------------------------------------------------------- switch_map
+
+
+def switched(got: object, expected: object) -> str | None:
+    """A switch_map result over inner streams of `INNER` items, checked as one: which inner
+    streams were switched away from, and after how many items, depends on scheduling; each
+    inner stream's items come in order and only before the next one's, and the last one's all
+    come."""
+    n = cast("int", expected)
+    if not isinstance(got, list):
+        return f"not a list: {type(got).__name__}"
+    items = cast("list[int]", got)
+    last = n - 1
+    previous = -1
+    for y in items:
+        if y // INNER < previous // INNER or (
+            y // INNER == previous // INNER and y != previous + 1
+        ):
+            return f"{y} after {previous}: not a switch_map of in-order inner streams"
+        if y // INNER > previous // INNER and y % INNER:
+            return f"inner stream {y // INNER} starts at {y}, not at its first item"
+        previous = y
+    if items[-INNER:] != list(range(last * INNER, last * INNER + INNER)):
+        return "the last inner stream did not run to its end"
+    return None
+
+
+async def _hand_switch_map(n: int) -> AsyncGenerator[int, None]:
+    """A nursery; a driver task reads the outer stream and, per item, cancels the inner
+    task running (and waits until it has stopped) before starting the next; items pass
+    through a channel without room."""
+    tx, rx = trio.open_memory_channel[int](0)
+
+    async def inner(x: int, cancel_scope: trio.CancelScope, done: trio.Event) -> None:
+        try:
+            with cancel_scope:
+                async with aclosing(Sources.span(x * INNER, x * INNER + INNER)) as items:
+                    async for y in items:
+                        await tx.send(y)
+        finally:
+            done.set()
+
+    async def drive(nursery: trio.Nursery) -> None:
+        async with aclosing(Sources.count(n)) as outer:
+            running: tuple[trio.CancelScope, trio.Event] | None = None
+            async for x in outer:
+                if running is not None:
+                    running[0].cancel()
+                    await running[1].wait()
+                running = (trio.CancelScope(), trio.Event())
+                nursery.start_soon(inner, x, *running)
+            if running is not None:
+                await running[1].wait()
+        await tx.aclose()
+
+    async with trio.open_nursery() as nursery:  # noqa: ASYNC119 - consumed in this task
+        nursery.start_soon(drive, nursery)
+        async with rx:
+            async for y in rx:
+                yield y  # noqa: ASYNC119
+
+
+SWITCH_MAP = Scenario(
+    name="switch_map",
+    description=(
+        f"switch_map(fn) of N items that arrive at once, each to a stream of {INNER}: per"
+        " switch (the inner stream running is stopped, and has stopped, before the next"
+        " starts); reference: a nursery, a driver task, a task per inner stream, channel(0)"
+    ),
+    items=10_000,
+    smoke_items=200,
+    reference="hand-written nursery + channel(0)",
+    contenders=(
+        Contender("hand-written nursery + channel(0)", _hand(_hand_switch_map)),
+        Contender(
+            "beluga switch_map",
+            _beluga(
+                lambda n: bt.from_iterable(range(n)).switch_map(
+                    lambda x: bt.from_iterable(range(x * INNER, x * INNER + INNER))
+                )
+            ),
+            goal=1.25,
+        ),
+        Contender(
+            "aiostream switchmap",
+            _aio(lambda s, n: s.switchmap(s.iterate(Sources.count(n)), _aio_inner(s))),
+            loop="asyncio",
+            note="peer, on asyncio",
+        ),
+    ),
+    expected=lambda n: n,
+    check=switched,
+)
+
+
 # ------------------------------------------------------------------------------- scan
 
 
@@ -452,6 +547,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     FLAT_MAP_1,
     FLAT_MAP_100,
     FLAT_MAP_4,
+    SWITCH_MAP,
     SCAN,
     DISTINCT,
     CATCH,
