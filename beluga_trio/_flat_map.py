@@ -9,11 +9,13 @@ as it has ended or is no longer wanted.
 * ``flat_map`` with ``concurrency=n`` runs a feeder task that takes an outer item whenever
   fewer than n inner streams are running and starts a task for its inner stream; their items
   meet in one bounded channel, in arrival order.
-* ``switch_map`` runs a driver task that reads the outer stream all the time; a new item
-  cancels the running inner stream, waits until it has stopped (its cleanup has run), and
-  only then starts the next one. Items pass to the consumer through a channel without room
-  (a rendezvous), so an item of a stream that was switched away from is never delivered
-  after the switch.
+* ``switch_map`` runs a driver task that reads the outer stream all the time, and a runner
+  task that runs the inner streams one after another; a new item cancels the running inner
+  stream, waits until it has stopped (its cleanup has run), and only then hands the next one
+  to the runner (one task for every inner stream, rather than a task each: a switch costs a
+  task start less). Items pass to the consumer through a channel without room (a
+  rendezvous), so an item of a stream that was switched away from is never delivered after
+  the switch.
 """
 
 from __future__ import annotations
@@ -230,24 +232,42 @@ class SwitchMapNode(_FnNode[U]):
         scope.add(nested)
         run: _SwitchMap[U] = _SwitchMap(upstream, self._inner, nested, scope.since(mark))
         scope.add(run.tasks)
-        run.tasks.start(await scope.nursery(), run.drive, name=f"switch_map {describe(self._fn)}")
+        nursery = await scope.nursery()
+        run.tasks.start(nursery, run.drive, name=f"switch_map {describe(self._fn)}")
+        run.tasks.start(nursery, run.run, name=f"switch_map {describe(self._fn)} inner streams")
         return run.output
 
 
 @final
-class _Running:
-    """The inner stream running now, and how to stop it."""
+class _Inner:
+    """One item's inner stream, handed from the driver to the runner, and how to stop it."""
 
-    __slots__ = ("cancel_scope", "done")
+    __slots__ = ("cancel_scope", "done", "node")
 
-    def __init__(self) -> None:
+    def __init__(self, node: Node[Any]) -> None:
+        self.node = node
         self.cancel_scope = trio.CancelScope()
-        self.done = trio.Event()
+        self.done = trio.Event()  # set when it has stopped (its cleanup has run)
 
 
 @final
 class _SwitchMap(Generic[U]):
-    __slots__ = ("_feed", "_inner", "_nested", "_upstream", "output", "tasks")
+    """Two tasks: the driver reads the outer stream and, per item, stops the running inner
+    stream, waits until it has stopped, calls ``fn`` and hands the new one over; the runner
+    runs the inner streams one after another, each in its own cancel scope."""
+
+    __slots__ = (
+        "_feed",
+        "_handed",
+        "_inner",
+        "_nested",
+        "_outer_ended",
+        "_running",
+        "_upstream",
+        "_wake",
+        "output",
+        "tasks",
+    )
 
     def __init__(
         self,
@@ -264,56 +284,80 @@ class _SwitchMap(Generic[U]):
         self._upstream = upstream
         self._inner = inner
         self._nested = nested
+        self._running: _Inner | None = None  # the latest inner stream, running or handed over
+        self._handed: _Inner | None = None  # handed over, not yet taken by the runner
+        self._outer_ended = False
+        self._wake = trio.Event()  # the runner waits on it for the next inner stream
+
+    def _hand_over(self, inner: _Inner | None) -> None:
+        """Give the runner its next inner stream (None: there will be no other; the one
+        handed over last still runs)."""
+        if inner is None:
+            self._outer_ended = True
+        else:
+            self._handed = inner
+        self._wake.set()
 
     async def drive(self) -> None:
         """Read the outer stream; each item stops the running inner stream, waits until it
-        has stopped, then starts its own. At the outer end, the last inner stream runs to its
-        end; an outer error stops it and ends the stream."""
+        has stopped, then hands its own over. At the outer end, the last inner stream runs to
+        its end; an outer error stops it and ends the stream."""
         error: BaseException | None = None
         try:
-            async with trio.open_nursery() as inner_nursery:
-                running: _Running | None = None
+            while True:
                 try:
-                    while True:
-                        try:
-                            item = await self._upstream.pull()
-                        except StopAsyncIteration:
-                            break
-                        if running is not None:
-                            running.cancel_scope.cancel()
-                            await running.done.wait()
-                        running = _Running()
-                        inner_nursery.start_soon(self._run_inner, self._inner(item), running)
-                except trio.Cancelled:
-                    raise
-                except BaseException as exc:  # noqa: BLE001 - raised below, outside the nursery
-                    # After an inner stream's error the stage has stopped its upstream: what
-                    # reading it raises now is past the end of the stream (never a
-                    # KeyboardInterrupt).
-                    if not (self.tasks.errors and isinstance(exc, Exception)):
-                        error = exc
-                    if running is not None:
-                        running.cancel_scope.cancel()
+                    item = await self._upstream.pull()
+                except StopAsyncIteration:
+                    break
+                running = self._running
+                if running is not None:
+                    running.cancel_scope.cancel()
+                    await running.done.wait()
+                self._running = _Inner(self._inner(item))
+                self._hand_over(self._running)
+        except trio.Cancelled:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - raised below, after the inner stream stopped
+            # After an inner stream's error the stage has stopped its upstream: what reading it
+            # raises now is past the end of the stream (never a KeyboardInterrupt).
+            if not (self.tasks.errors and isinstance(exc, Exception)):
+                error = exc
+            if self._running is not None:
+                self._running.cancel_scope.cancel()
         finally:
             if error is not None and find_fatal(error) is not None:
                 raise_fatal(error)  # not dropped when the stop's Cancelled ends the wait
+            self._hand_over(None)
         if error is not None:
+            if self._running is not None:
+                await self._running.done.wait()  # the stream's error comes after its end
             raise error
 
-    async def _run_inner(self, node: Node[U], running: _Running) -> None:
-        try:
-            scope: Scope | None = None
-            with running.cancel_scope:
-                scope, pull = await self._nested.open(node)
-                await self._feed.pump(pull)
-            if scope is not None:
+    async def run(self) -> None:
+        """Run each inner stream handed over, to its end or until it is switched away from,
+        and stop it (its cleanup runs) before taking the next."""
+        while True:
+            inner = self._handed
+            if inner is None:
+                if self._outer_ended:
+                    return
+                self._wake = trio.Event()
+                await self._wake.wait()
+                continue
+            self._handed = None
+            try:
+                scope: Scope | None = None
+                with inner.cancel_scope:
+                    scope, pull = await self._nested.open(inner.node)
+                    await self._feed.pump(pull)
                 # Ended, or switched away from: either way it stops before the next starts.
                 await self._nested.close(scope)
-        except trio.Cancelled:
-            raise
-        except BaseException as exc:  # noqa: BLE001 - ends the stream; stops the rest
-            if find_fatal(exc) is not None:
-                raise_fatal(exc)  # never held like the stream's error (dropped, or grouped)
-            self.tasks.fail(exc)
-        finally:
-            running.done.set()
+            except trio.Cancelled:
+                raise
+            except BaseException as exc:  # noqa: BLE001 - ends the stream; stops the rest
+                if find_fatal(exc) is not None:
+                    raise_fatal(exc)  # never held like the stream's error (dropped, or grouped)
+                self.tasks.fail(exc)
+                return
+            finally:
+                inner.done.set()

@@ -436,6 +436,42 @@ async def test_switch_map_calls_fn_once_per_item(autojump_clock: trio.testing.Mo
     assert calls == [0, 1, 2, 3]
 
 
+@pytest.mark.parametrize("source", ["sync", "producer"])
+async def test_switch_map_over_a_burst_runs_the_last_inner_stream_to_its_end(source: str) -> None:
+    # The outer stream's items all arrive at once, then it ends: whatever ran of the earlier
+    # inner streams came in order and each stopped before the next started, fn was called once
+    # per item, and the last item's stream is delivered whole.
+    calls: list[int] = []
+    log: list[str] = []
+
+    def inner(x: int) -> bt.Stream[int]:
+        calls.append(x)
+
+        @bt.stream
+        async def items() -> AsyncGenerator[int, None]:
+            log.append(f"start {x}")
+            try:
+                for i in range(3):
+                    yield x * 10 + i
+            finally:
+                log.append(f"stop {x}")
+
+        return items()
+
+    outer = bt.from_iterable(range(20))
+    if source == "producer":
+        outer = ScriptedProducer(list(range(20)), checkpoint=False).stream()
+    with no_leaks():
+        got = await outer.switch_map(inner).collect()
+    assert calls == list(range(20))
+    assert got[-3:] == [190, 191, 192]
+    assert got == sorted(got)
+    started = [int(entry.split()[1]) for entry in log[::2]]
+    assert started == sorted(started)
+    assert started[-1] == 19
+    assert log == [entry for x in started for entry in (f"start {x}", f"stop {x}")]
+
+
 # --------------------------------------------------------------------------------- scan
 
 
