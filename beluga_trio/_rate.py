@@ -15,6 +15,7 @@ is busy, put ``.buffer(1, overflow="drop_oldest")`` in front (it keeps the lates
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any, ClassVar, Final, Literal, TypeVar, final, get_args
 
 import attrs
@@ -34,14 +35,21 @@ _KEEPS: Final = get_args(Keep)
 _NOTHING: Final[Any] = object()
 
 
+def _clock() -> Callable[[], float]:
+    """``trio.current_time``, as the run's clock's own method: a third of the cost, for the
+    stages that read the time per item (the run's clock never changes)."""
+    return trio.lowlevel.current_clock().current_time
+
+
 class _Held(AsyncPull[T]):
     """A held-back item, and what ended the upstream (delivered after that item)."""
 
-    __slots__ = ("_end", "_pending", "_seconds", "_upstream")
+    __slots__ = ("_end", "_now", "_pending", "_seconds", "_upstream")
 
     def __init__(self, upstream: AsyncPull[T], seconds: float) -> None:
         self._upstream = upstream
         self._seconds = seconds
+        self._now = _clock()
         self._pending: Any = _NOTHING
         # StopAsyncIteration() at the end, the upstream's error, or None while it runs.
         self._end: BaseException | None = None
@@ -115,9 +123,9 @@ class _Debounce(_Held[T]):
                 except StopAsyncIteration as end:
                     self._end = end
                     break
-                self._deadline = trio.current_time() + self._seconds
+                self._deadline = self._now() + self._seconds
                 continue
-            if trio.current_time() >= self._deadline:
+            if self._now() >= self._deadline:
                 return self._take()  # quiet for `seconds`: due
             newer: Any = _NOTHING
             try:
@@ -131,7 +139,7 @@ class _Debounce(_Held[T]):
                 if newer is not _NOTHING:
                     # A newer item replaces the one held back and starts the wait again.
                     self._pending = newer
-                    self._deadline = trio.current_time() + self._seconds
+                    self._deadline = self._now() + self._seconds
         if self._pending is not _NOTHING:
             return self._take()
         self._raise_end()
@@ -180,11 +188,11 @@ class _ThrottleLatest(_Held[T]):
         self._period_end = -math.inf
 
     def _deliver(self) -> T:
-        self._period_end = trio.current_time() + self._seconds
+        self._period_end = self._now() + self._seconds
         return self._take()
 
     async def pull(self) -> T:
-        if self._end is None and trio.current_time() < self._period_end:
+        if self._end is None and self._now() < self._period_end:
             await self._read_guarded(self._period_end)
         if self._pending is not _NOTHING:
             # Held back during a period: due when it ends (the end of the upstream does not
@@ -194,7 +202,7 @@ class _ThrottleLatest(_Held[T]):
         self._raise_end()
         # No period runs and nothing is held: the next item goes through at once.
         item = await self._upstream.pull()
-        self._period_end = trio.current_time() + self._seconds
+        self._period_end = self._now() + self._seconds
         return item
 
 
@@ -203,15 +211,16 @@ class _FirstOfPeriod:
     """The predicate of ``throttle(keep="first")`` over a sync chain: true for the first item
     of each period; raises `Yield` every few hundred dropped items (the state is kept)."""
 
-    __slots__ = ("_budget", "_period_end", "_seconds")
+    __slots__ = ("_budget", "_now", "_period_end", "_seconds")
 
     def __init__(self, seconds: float) -> None:
         self._seconds = seconds
         self._period_end = -math.inf
         self._budget = SCHEDULE_EVERY
+        self._now = _clock()
 
     def __call__(self, _: object) -> bool:
-        now = trio.current_time()
+        now = self._now()
         if now >= self._period_end:
             self._period_end = now + self._seconds
             return True
@@ -227,18 +236,19 @@ class _ThrottleFirst(AsyncPull[T]):
     """The first item of each period of ``seconds`` is delivered at once and starts the
     period; the items that arrive during it are dropped."""
 
-    __slots__ = ("_period_end", "_seconds", "_upstream")
+    __slots__ = ("_now", "_period_end", "_seconds", "_upstream")
 
     def __init__(self, upstream: AsyncPull[T], seconds: float) -> None:
         self._upstream = upstream
         self._seconds = seconds
         self._period_end = -math.inf
+        self._now = _clock()
 
     async def pull(self) -> T:
         upstream = self._upstream
         while True:
             item = await upstream.pull()
-            now = trio.current_time()
+            now = self._now()
             if now >= self._period_end:
                 self._period_end = now + self._seconds
                 return item
