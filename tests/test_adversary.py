@@ -1681,6 +1681,17 @@ def _without_late_errors(
             if f"{name}:{key}" in log.errors
         ]
     )
+    # The same for a flat_map's inner stream that fails, then awaits shielded in its finally.
+    late += (
+        []
+        if not _reads_ahead(spec)
+        else [
+            log.errors[f"stage{i}:inner"]
+            for i, stage in enumerate(spec.stages)
+            if isinstance(stage, FlatSpec) and stage.inner_fails
+            if stage.cleanup == "await_shielded" and f"stage{i}:inner" in log.errors
+        ]
+    )
     if not late:
         return raised
 
@@ -1731,10 +1742,14 @@ def _reads_ahead(spec: Spec) -> bool:
 
 
 def _stops_upstream(spec: Spec) -> bool:
-    """A stage ends its upstream early: a take, or a zip whose other stream is shorter."""
-    return any(
-        (isinstance(s, CountSpec) and s.op == "take") or isinstance(s, ZipSpec) for s in spec.stages
-    )
+    """A stage ends its upstream early: a take, a zip whose other stream is shorter, or a
+    catch that caught an error (it stops its upstream there, and goes on with the handler's
+    stream: an error a read-ahead source raised later is a position never reached)."""
+    return any(isinstance(s, ZipSpec | CatchSpec) or _takes(s) for s in spec.stages)
+
+
+def _takes(stage: StageSpec) -> bool:
+    return isinstance(stage, CountSpec) and stage.op == "take"
 
 
 def _attempts(spec: Spec) -> int:

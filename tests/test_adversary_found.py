@@ -84,6 +84,7 @@ from test_adversary import (  # noqa: E402 - the replays below need the adversar
     CountSpec,
     FlatSpec,
     FnSpec,
+    RetrySpec,
     SourceSpec,
     Spec,
     TimeoutSpec,
@@ -242,6 +243,53 @@ REPLAYS = {
         ),
         batch=None,
         consumer=ConsumerSpec(mode="full", k=1, t=0.0, views=()),
+    ),
+    # A catch caught a map's error and stopped its upstream, a merge that had already read a
+    # source to its end: that source's error (its nursery's GeneratorExit) is a position never
+    # reached, as after a take (model: a catch stops its upstream early).
+    "catch_stops_a_merge_that_read_a_source_to_its_error": Spec(
+        sources=(
+            SourceSpec(kind="list", n=6),
+            SourceSpec(
+                kind="stream",
+                n=1,
+                mode="child_generator_exit",
+                delay=0.01,
+                cleanup="await_shielded",
+                child_delay=3.0,
+            ),
+        ),
+        stages=(
+            FnSpec(op="map", is_async=True, trigger=5, delay=0.01, concurrency=1),
+            RetrySpec(attempts=2, on_all=False),
+            FnSpec(op="map", is_async=False, behaviour="stop_async_iteration", trigger=5),
+            CatchSpec(handler="fallback", n=2),
+        ),
+        batch=None,
+        consumer=ConsumerSpec(mode="poll", k=2, t=0.01, views=()),
+    ),
+    # The documented ambiguous case for a flat_map's inner stream: its error leaves the body
+    # after the stop, through a shielded finally, and comes out as a cleanup error (model: as
+    # for a source).
+    "inner_error_through_a_shielded_finally": Spec(
+        sources=(SourceSpec(kind="stream", n=1, child_delay=3.0),),
+        stages=(
+            FlatSpec(
+                op="flat_map",
+                behaviour="stop_iteration",
+                inner_fails=True,
+                trigger=6,
+                inner_kind="stream",
+                inner_n=2,
+                delay=0.01,
+                cleanup="await_shielded",
+            ),
+            BufferSpec(capacity=3, overflow="wait"),
+            CatchSpec(handler="stop_iteration", n=3),
+            FnSpec(op="map", is_async=False, behaviour="late_awaitable", trigger=6),
+        ),
+        batch=None,
+        consumer=ConsumerSpec(mode="reduce", k=3, t=0.5, views=()),
     ),
 }
 
