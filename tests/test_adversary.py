@@ -599,6 +599,8 @@ def _source(log: Log, spec: SourceSpec, name: str, base: int) -> bt.Stream[int]:
                 await trio.sleep(1)
         except trio.TooSlowError as exc:
             log.errors[f"{name}:timeout"] = exc
+            # Every attempt's, as raise_ records them (a retry's failed attempt reports it).
+            log.every_error.setdefault(f"{name}:timeout", []).append(exc)
             if spec.mode == "own_timeout_from":
                 log.raise_(f"{name}:from", BoomError(f"{name}: stalled"))
             raise

@@ -84,6 +84,7 @@ from test_adversary import (  # noqa: E402 - the replays below need the adversar
     CountSpec,
     FlatSpec,
     FnSpec,
+    RateSpec,
     RetrySpec,
     SourceSpec,
     Spec,
@@ -291,13 +292,38 @@ REPLAYS = {
         batch=None,
         consumer=ConsumerSpec(mode="reduce", k=3, t=0.5, views=()),
     ),
+    # A retry's failed attempt reports its other source's own TooSlowError as a cleanup
+    # error (model: every attempt's timeout is recorded, as every other error is).
+    "a_failed_attempts_own_timeout": Spec(
+        sources=(
+            SourceSpec(
+                kind="stream",
+                n=2,
+                mode="nursery_child_fails",
+                delay=0.05,
+                cleanup="await",
+                child_delay=0.05,
+            ),
+            SourceSpec(
+                kind="stream", n=2, mode="own_timeout", delay=0.01, cleanup="await_shielded"
+            ),
+        ),
+        stages=(
+            BufferSpec(capacity=1, overflow="wait"),
+            RetrySpec(attempts=2, on_all=True),
+            BufferSpec(capacity=3, overflow="drop_newest"),
+            RateSpec(op="debounce", seconds=0.005),
+        ),
+        batch=BatchSpec(size=3, within=0.3),
+        consumer=ConsumerSpec(mode="first", k=1, t=0.5, views=()),
+    ),
 }
 
 
 @pytest.mark.parametrize("name", sorted(REPLAYS))
 def test_adversary_replay(name: str) -> None:
     spec = REPLAYS[name]
-    for _ in range(5):  # trio shuffles ready tasks: a few orders
+    for _ in range(10):  # trio shuffles ready tasks: a few orders
         log, model, out = run(spec)
         check(spec, log, model, out)
 
