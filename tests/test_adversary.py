@@ -742,6 +742,8 @@ class Model:
     # Cleanup errors a `catch` may have caught (when the source reached its end) or not (when
     # the consumer left first and the source was stopped): either way is right.
     maybe_cleanup: list[Sym] = field(default_factory=list[Sym])
+    # A timeout expires on a hang: a later timeout (opened at the same time) expires with it.
+    hung: bool = False
 
     def values(self) -> list[Any]:
         return [x for lane in self.lanes for x in lane.items]
@@ -860,8 +862,14 @@ def _apply(
         return _apply_op(model, stage, log, name, i)
     total = stage.total
     for lane in model.lanes:
+        if model.hung:
+            # An earlier timeout expires on a hang, at the same time as this one (every
+            # timeout is opened with the stream): this one's expiry, outside, cancels what the
+            # earlier one's led to (its stop, a catch's handler), as nested trio deadlines do.
+            lane.cuts.append(Made(trio.TooSlowError))
         if isinstance(lane.end, Hang):
             lane.end = Made(trio.TooSlowError)
+            model.hung = True
     model.possible_errors.append(Made(trio.TooSlowError))
     return lambda s: s.timeout(total=total)
 

@@ -89,6 +89,7 @@ from test_adversary import (  # noqa: E402 - the replays below need the adversar
     SourceSpec,
     Spec,
     TimeoutSpec,
+    ZipSpec,
     check,
     run,
 )
@@ -316,6 +317,20 @@ REPLAYS = {
         ),
         batch=BatchSpec(size=3, within=0.3),
         consumer=ConsumerSpec(mode="first", k=1, t=0.5, views=()),
+    ),
+    # Two timeouts of the same total over a hang expire at the same instant: the outer one
+    # cancels the inner one's stop and the catch's handler, and its TooSlowError ends the
+    # stream, as nested trio deadlines do (model: a later timeout may cut the lane).
+    "nested_timeouts_expire_together": Spec(
+        sources=(SourceSpec(kind="stream", n=3, mode="hang", at=1, cleanup="await_shielded"),),
+        stages=(
+            TimeoutSpec(total=30.0),
+            CatchSpec(handler="fail", n=3),
+            TimeoutSpec(total=30.0),
+            ZipSpec(n=5, first=True, delay=0.05),
+        ),
+        batch=None,
+        consumer=ConsumerSpec(mode="sigint", k=4, t=0.01, views=()),
     ),
 }
 
