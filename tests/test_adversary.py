@@ -1706,9 +1706,15 @@ def _without_late_errors(
         return raised
 
     def is_late(leaf: BaseException) -> bool:
+        if any(s is not None and log.matches(leaf, s) for s in keep):
+            return False  # the very error the consumer reached, or one that may cut the lane
+        if any(leaf is e for e in late):
+            # A late error itself, whatever its context: a producer stopped after the error
+            # the consumer reached may chain that error (through the stop's Cancelled).
+            return True
         if any(s is not None and log.reachable(leaf, s) for s in keep):
-            return False  # the error the consumer reached, or one that may cut the lane
-        return any(leaf is e or any(e is r for r in _reachable(leaf)) for e in late)
+            return False  # one that holds or wraps the error reached
+        return any(any(e is r for r in _reachable(leaf)) for e in late)
 
     leaves = _leaves(raised)
     kept = [leaf for leaf in leaves if not is_late(leaf)]

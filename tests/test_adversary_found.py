@@ -332,6 +332,35 @@ REPLAYS = {
         batch=None,
         consumer=ConsumerSpec(mode="sigint", k=4, t=0.01, views=()),
     ),
+    # A read-ahead producer stopped after the filter's error reached the consumer raises its
+    # cleanup error, whose context (the stop's Cancelled) chains the consumer's error: a catch
+    # upstream never saw it (model: a late error is late whatever its context).
+    "a_cleanup_error_chaining_the_error_reached": Spec(
+        sources=(
+            SourceSpec(
+                kind="stream",
+                n=1,
+                mode="own_timeout",
+                at=1,
+                delay=0.01,
+                hold_nursery=True,
+                cleanup="raise",
+            ),
+        ),
+        stages=(
+            CatchSpec(handler="stop_iteration", n=0),
+            BufferSpec(capacity=2, overflow="wait"),
+            FnSpec(
+                op="filter",
+                is_async=True,
+                behaviour="stop_async_iteration",
+                trigger=2,
+                delay=0.01,
+            ),
+        ),
+        batch=None,
+        consumer=ConsumerSpec(mode="reduce", k=1, t=0.5, views=()),
+    ),
 }
 
 
