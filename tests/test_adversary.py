@@ -1706,8 +1706,12 @@ def _without_late_errors(
         return raised
 
     def is_late(leaf: BaseException) -> bool:
-        if any(s is not None and log.matches(leaf, s) for s in keep):
-            return False  # the very error the consumer reached, or one that may cut the lane
+        if any(
+            s is not None
+            and (log.matches(leaf, s) or (isinstance(s, Group) and leaf is log.errors.get(s.key)))
+            for s in keep
+        ):
+            return False  # the very error the consumer reached (or a nursery's group's member)
         if any(leaf is e for e in late):
             # A late error itself, whatever its context: a producer stopped after the error
             # the consumer reached may chain that error (through the stop's Cancelled).
