@@ -525,12 +525,19 @@ def _late_awaitable(x: int) -> object:
     return x
 
 
+async def _passed_on(x: object) -> object:
+    await trio.lowlevel.checkpoint()
+    return x
+
+
 FUSED_AFTER_A_MAP: dict[str, Callable[[bt.Stream[Any]], bt.Stream[Any]]] = {
     "batch": lambda s: s.batch(2),
     "zip": lambda s: bt.zip(s, bt.from_iterable(range(5))),
     "scan": lambda s: s.scan(lambda acc, x: x, 0),
     "distinct_until_changed": lambda s: s.distinct_until_changed(),
     "throttle_first": lambda s: s.throttle(10, keep="first"),
+    # Not a fused stage, but one that reads the sync chain directly, bypassing its driver.
+    "concurrent_map": lambda s: s.map(_passed_on, concurrency=2),
 }
 
 
@@ -540,8 +547,9 @@ async def test_a_sync_maps_awaitable_is_refused_by_a_fused_stage_that_consumes_i
 ) -> None:
     # Found by the adversary (a map whose function returns an awaitable late, then a batch):
     # the fused chain checks a map's results only as they leave the chain, so a batch (a zip,
-    # a fold) passed the coroutines on inside its items, and a stage that drops items dropped
-    # them unseen. The TypeError comes at the awaitable's position.
+    # a fold) passed the coroutines on inside its items, a stage that drops items dropped them
+    # unseen, and a concurrent map gave them to its function. The TypeError comes at the
+    # awaitable's position.
     stream = FUSED_AFTER_A_MAP[stage](bt.from_iterable(range(5)).map(_late_awaitable))
     got: list[object] = []
 
