@@ -1,7 +1,8 @@
 """Failures the model-based adversary (tests/test_adversary.py) found on main after the issue-10
 rewrite, pinned: the library's in minimal form, and the adversary's own examples replayed
-through its runner. Each test failed before its fix (in the library, or in the reference model
-where the model expected more than plain trio gives)."""
+through its runner, and the siblings of each (the same class of bug in another stage). Each
+test failed before its fix (in the library, or in the reference model where the model expected
+more than plain trio gives)."""
 
 from __future__ import annotations
 
