@@ -33,7 +33,7 @@ from ._stage import (
     stop_iteration_error,
 )
 from ._tasks import Tasks
-from ._util import check_not_awaitable, describe, is_async_callable
+from ._util import check_not_awaitable, checked_items, describe, is_async_callable
 from ._validate import boolean, check_bool, check_count, count, function
 
 __all__ = ["ConcurrentMapNode", "check_sequential_options"]
@@ -252,8 +252,12 @@ class _ConcurrentMap(AsyncPull[U]):
         ordered: bool,
         also_stop: tuple[Resource, ...],
     ) -> None:
-        # A sync chain is read here directly: no coroutine per item, no await in the gate.
-        self._it = upstream.it if isinstance(upstream, SyncPull) else None
+        # A sync chain is read here directly: no coroutine per item, no await in the gate. A
+        # sync map's results are checked for a stray awaitable as they are taken (the chain's
+        # driver, bypassed here, would check them as they leave it).
+        self._it = (
+            checked_items(upstream.it, upstream.check) if isinstance(upstream, SyncPull) else None
+        )
         self._upstream = upstream
         self._flowing = True
         self._budget = SCHEDULE_EVERY

@@ -599,6 +599,8 @@ def _source(log: Log, spec: SourceSpec, name: str, base: int) -> bt.Stream[int]:
                 await trio.sleep(1)
         except trio.TooSlowError as exc:
             log.errors[f"{name}:timeout"] = exc
+            # Every attempt's, as raise_ records them (a retry's failed attempt reports it).
+            log.every_error.setdefault(f"{name}:timeout", []).append(exc)
             if spec.mode == "own_timeout_from":
                 log.raise_(f"{name}:from", BoomError(f"{name}: stalled"))
             raise
@@ -740,6 +742,8 @@ class Model:
     # Cleanup errors a `catch` may have caught (when the source reached its end) or not (when
     # the consumer left first and the source was stopped): either way is right.
     maybe_cleanup: list[Sym] = field(default_factory=list[Sym])
+    # A timeout expires on a hang: a later timeout (opened at the same time) expires with it.
+    hung: bool = False
 
     def values(self) -> list[Any]:
         return [x for lane in self.lanes for x in lane.items]
@@ -858,8 +862,14 @@ def _apply(
         return _apply_op(model, stage, log, name, i)
     total = stage.total
     for lane in model.lanes:
+        if model.hung:
+            # An earlier timeout expires on a hang, at the same time as this one (every
+            # timeout is opened with the stream): this one's expiry, outside, cancels what the
+            # earlier one's led to (its stop, a catch's handler), as nested trio deadlines do.
+            lane.cuts.append(Made(trio.TooSlowError))
         if isinstance(lane.end, Hang):
             lane.end = Made(trio.TooSlowError)
+            model.hung = True
     model.possible_errors.append(Made(trio.TooSlowError))
     return lambda s: s.timeout(total=total)
 
@@ -1681,13 +1691,34 @@ def _without_late_errors(
             if f"{name}:{key}" in log.errors
         ]
     )
+    # The same for a flat_map's inner stream that fails, then awaits shielded in its finally.
+    late += (
+        []
+        if not _reads_ahead(spec)
+        else [
+            log.errors[f"stage{i}:inner"]
+            for i, stage in enumerate(spec.stages)
+            if isinstance(stage, FlatSpec) and stage.inner_fails
+            if stage.cleanup == "await_shielded" and f"stage{i}:inner" in log.errors
+        ]
+    )
     if not late:
         return raised
 
     def is_late(leaf: BaseException) -> bool:
+        if any(
+            s is not None
+            and (log.matches(leaf, s) or (isinstance(s, Group) and leaf is log.errors.get(s.key)))
+            for s in keep
+        ):
+            return False  # the very error the consumer reached (or a nursery's group's member)
+        if any(leaf is e for e in late):
+            # A late error itself, whatever its context: a producer stopped after the error
+            # the consumer reached may chain that error (through the stop's Cancelled).
+            return True
         if any(s is not None and log.reachable(leaf, s) for s in keep):
-            return False  # the error the consumer reached, or one that may cut the lane
-        return any(leaf is e or any(e is r for r in _reachable(leaf)) for e in late)
+            return False  # one that holds or wraps the error reached
+        return any(any(e is r for r in _reachable(leaf)) for e in late)
 
     leaves = _leaves(raised)
     kept = [leaf for leaf in leaves if not is_late(leaf)]
@@ -1731,10 +1762,14 @@ def _reads_ahead(spec: Spec) -> bool:
 
 
 def _stops_upstream(spec: Spec) -> bool:
-    """A stage ends its upstream early: a take, or a zip whose other stream is shorter."""
-    return any(
-        (isinstance(s, CountSpec) and s.op == "take") or isinstance(s, ZipSpec) for s in spec.stages
-    )
+    """A stage ends its upstream early: a take, a zip whose other stream is shorter, or a
+    catch that caught an error (it stops its upstream there, and goes on with the handler's
+    stream: an error a read-ahead source raised later is a position never reached)."""
+    return any(isinstance(s, ZipSpec | CatchSpec) or _takes(s) for s in spec.stages)
+
+
+def _takes(stage: StageSpec) -> bool:
+    return isinstance(stage, CountSpec) and stage.op == "take"
 
 
 def _attempts(spec: Spec) -> int:

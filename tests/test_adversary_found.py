@@ -1,7 +1,8 @@
 """Failures the model-based adversary (tests/test_adversary.py) found on main after the issue-10
 rewrite, pinned: the library's in minimal form, and the adversary's own examples replayed
-through its runner. Each test failed before its fix (in the library, or in the reference model
-where the model expected more than plain trio gives)."""
+through its runner, and the siblings of each (the same class of bug in another stage). Each
+test failed before its fix (in the library, or in the reference model where the model expected
+more than plain trio gives)."""
 
 from __future__ import annotations
 
@@ -84,9 +85,12 @@ from test_adversary import (  # noqa: E402 - the replays below need the adversar
     CountSpec,
     FlatSpec,
     FnSpec,
+    RateSpec,
+    RetrySpec,
     SourceSpec,
     Spec,
     TimeoutSpec,
+    ZipSpec,
     check,
     run,
 )
@@ -243,13 +247,128 @@ REPLAYS = {
         batch=None,
         consumer=ConsumerSpec(mode="full", k=1, t=0.0, views=()),
     ),
+    # A catch caught a map's error and stopped its upstream, a merge that had already read a
+    # source to its end: that source's error (its nursery's GeneratorExit) is a position never
+    # reached, as after a take (model: a catch stops its upstream early).
+    "catch_stops_a_merge_that_read_a_source_to_its_error": Spec(
+        sources=(
+            SourceSpec(kind="list", n=6),
+            SourceSpec(
+                kind="stream",
+                n=1,
+                mode="child_generator_exit",
+                delay=0.01,
+                cleanup="await_shielded",
+                child_delay=3.0,
+            ),
+        ),
+        stages=(
+            FnSpec(op="map", is_async=True, trigger=5, delay=0.01, concurrency=1),
+            RetrySpec(attempts=2, on_all=False),
+            FnSpec(op="map", is_async=False, behaviour="stop_async_iteration", trigger=5),
+            CatchSpec(handler="fallback", n=2),
+        ),
+        batch=None,
+        consumer=ConsumerSpec(mode="poll", k=2, t=0.01, views=()),
+    ),
+    # The documented ambiguous case for a flat_map's inner stream: its error leaves the body
+    # after the stop, through a shielded finally, and comes out as a cleanup error (model: as
+    # for a source).
+    "inner_error_through_a_shielded_finally": Spec(
+        sources=(SourceSpec(kind="stream", n=1, child_delay=3.0),),
+        stages=(
+            FlatSpec(
+                op="flat_map",
+                behaviour="stop_iteration",
+                inner_fails=True,
+                trigger=6,
+                inner_kind="stream",
+                inner_n=2,
+                delay=0.01,
+                cleanup="await_shielded",
+            ),
+            BufferSpec(capacity=3, overflow="wait"),
+            CatchSpec(handler="stop_iteration", n=3),
+            FnSpec(op="map", is_async=False, behaviour="late_awaitable", trigger=6),
+        ),
+        batch=None,
+        consumer=ConsumerSpec(mode="reduce", k=3, t=0.5, views=()),
+    ),
+    # A retry's failed attempt reports its other source's own TooSlowError as a cleanup
+    # error (model: every attempt's timeout is recorded, as every other error is).
+    "a_failed_attempts_own_timeout": Spec(
+        sources=(
+            SourceSpec(
+                kind="stream",
+                n=2,
+                mode="nursery_child_fails",
+                delay=0.05,
+                cleanup="await",
+                child_delay=0.05,
+            ),
+            SourceSpec(
+                kind="stream", n=2, mode="own_timeout", delay=0.01, cleanup="await_shielded"
+            ),
+        ),
+        stages=(
+            BufferSpec(capacity=1, overflow="wait"),
+            RetrySpec(attempts=2, on_all=True),
+            BufferSpec(capacity=3, overflow="drop_newest"),
+            RateSpec(op="debounce", seconds=0.005),
+        ),
+        batch=BatchSpec(size=3, within=0.3),
+        consumer=ConsumerSpec(mode="first", k=1, t=0.5, views=()),
+    ),
+    # Two timeouts of the same total over a hang expire at the same instant: the outer one
+    # cancels the inner one's stop and the catch's handler, and its TooSlowError ends the
+    # stream, as nested trio deadlines do (model: a later timeout may cut the lane).
+    "nested_timeouts_expire_together": Spec(
+        sources=(SourceSpec(kind="stream", n=3, mode="hang", at=1, cleanup="await_shielded"),),
+        stages=(
+            TimeoutSpec(total=30.0),
+            CatchSpec(handler="fail", n=3),
+            TimeoutSpec(total=30.0),
+            ZipSpec(n=5, first=True, delay=0.05),
+        ),
+        batch=None,
+        consumer=ConsumerSpec(mode="sigint", k=4, t=0.01, views=()),
+    ),
+    # A read-ahead producer stopped after the filter's error reached the consumer raises its
+    # cleanup error, whose context (the stop's Cancelled) chains the consumer's error: a catch
+    # upstream never saw it (model: a late error is late whatever its context).
+    "a_cleanup_error_chaining_the_error_reached": Spec(
+        sources=(
+            SourceSpec(
+                kind="stream",
+                n=1,
+                mode="own_timeout",
+                at=1,
+                delay=0.01,
+                hold_nursery=True,
+                cleanup="raise",
+            ),
+        ),
+        stages=(
+            CatchSpec(handler="stop_iteration", n=0),
+            BufferSpec(capacity=2, overflow="wait"),
+            FnSpec(
+                op="filter",
+                is_async=True,
+                behaviour="stop_async_iteration",
+                trigger=2,
+                delay=0.01,
+            ),
+        ),
+        batch=None,
+        consumer=ConsumerSpec(mode="reduce", k=1, t=0.5, views=()),
+    ),
 }
 
 
 @pytest.mark.parametrize("name", sorted(REPLAYS))
 def test_adversary_replay(name: str) -> None:
     spec = REPLAYS[name]
-    for _ in range(5):  # trio shuffles ready tasks: a few orders
+    for _ in range(10):  # trio shuffles ready tasks: a few orders
         log, model, out = run(spec)
         check(spec, log, model, out)
 
@@ -407,12 +526,19 @@ def _late_awaitable(x: int) -> object:
     return x
 
 
+async def _passed_on(x: object) -> object:
+    await trio.lowlevel.checkpoint()
+    return x
+
+
 FUSED_AFTER_A_MAP: dict[str, Callable[[bt.Stream[Any]], bt.Stream[Any]]] = {
     "batch": lambda s: s.batch(2),
     "zip": lambda s: bt.zip(s, bt.from_iterable(range(5))),
     "scan": lambda s: s.scan(lambda acc, x: x, 0),
     "distinct_until_changed": lambda s: s.distinct_until_changed(),
     "throttle_first": lambda s: s.throttle(10, keep="first"),
+    # Not a fused stage, but one that reads the sync chain directly, bypassing its driver.
+    "concurrent_map": lambda s: s.map(_passed_on, concurrency=2),
 }
 
 
@@ -422,8 +548,9 @@ async def test_a_sync_maps_awaitable_is_refused_by_a_fused_stage_that_consumes_i
 ) -> None:
     # Found by the adversary (a map whose function returns an awaitable late, then a batch):
     # the fused chain checks a map's results only as they leave the chain, so a batch (a zip,
-    # a fold) passed the coroutines on inside its items, and a stage that drops items dropped
-    # them unseen. The TypeError comes at the awaitable's position.
+    # a fold) passed the coroutines on inside its items, a stage that drops items dropped them
+    # unseen, and a concurrent map gave them to its function. The TypeError comes at the
+    # awaitable's position.
     stream = FUSED_AFTER_A_MAP[stage](bt.from_iterable(range(5)).map(_late_awaitable))
     got: list[object] = []
 
