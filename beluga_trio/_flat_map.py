@@ -182,6 +182,8 @@ class _ConcurrentFlatMap(Generic[U]):
                             item = await self._upstream.pull()
                         except StopAsyncIteration:
                             break
+                        # fn is never called once the stage is stopping (for an unwanted item).
+                        await trio.lowlevel.checkpoint_if_cancelled()
                         workers.start_soon(self._run_inner, self._inner(item))
                 except trio.Cancelled:
                     raise
@@ -313,6 +315,8 @@ class _SwitchMap(Generic[U]):
                 if running is not None:
                     running.cancel_scope.cancel()
                     await running.done.wait()
+                # fn is never called once the stage is stopping (for an unwanted item).
+                await trio.lowlevel.checkpoint_if_cancelled()
                 self._running = _Inner(self._inner(item))
                 self._hand_over(self._running)
         except trio.Cancelled:

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, ClassVar, TypeVar, final
 
 import attrs
+import trio
 
 from ._producer import start_producer
 from ._sequential import FunctionStage
@@ -128,6 +129,7 @@ async def _map_calls(
             item = await pull()
         except StopAsyncIteration:
             return
+        await trio.lowlevel.checkpoint_if_cancelled()  # no call once the stage is stopping
         yield await fn(item)
 
 
@@ -225,5 +227,6 @@ async def _filter_calls(
             item = await pull()
         except StopAsyncIteration:
             return
+        await trio.lowlevel.checkpoint_if_cancelled()  # no call once the stage is stopping
         if await pred(item):
             yield item

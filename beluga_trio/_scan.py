@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, ClassVar, Final, TypeVar, final
 
 import attrs
+import trio
 
 from ._producer import Producer
 from ._stage import (
@@ -149,6 +150,7 @@ class _AsyncFold(AsyncIterator[A]):
             self._started = True
             return self._acc
         item = await self._upstream.pull()
+        await trio.lowlevel.checkpoint_if_cancelled()  # no call once the stage is stopping
         try:
             self._acc = await self._fn(self._acc, item)
         except StopAsyncIteration as exc:
