@@ -1510,10 +1510,6 @@ def check(spec: Spec, log: Log, model: Model, out: Outcome) -> None:  # noqa: C9
     # Cancelled, which replaces the error in flight (its nursery's group), as in plain trio
     # code: the consumer's scope then catches it, and nothing is left to deliver.
     cancelled = c.mode in ("cancel", "deadline") and (out.cancelled_caught or out.deadline_passed)
-    # A zip asks every source for its item before it waits for any: the source after the
-    # zip's other stream may be stopped in the middle of its item when that stream ends the
-    # zip, and its finally then awaits under the stop's cancellation, with the same effect.
-    cancelled = cancelled or any(isinstance(s, ZipSpec) and not s.first for s in spec.stages)
     always = [
         sym
         for name, sym in model.always.items()

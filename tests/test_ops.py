@@ -155,38 +155,6 @@ async def test_zip_asks_every_source_at_once_and_stays_lock_step(
     assert (a.started, b.started) == (3, 3)
 
 
-async def test_zip_stops_a_source_in_the_middle_of_the_item_it_was_asked_for(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
-    # The second source starts on its item with the first; the first ends the zip at 0.5 s:
-    # the second is stopped there, in the middle of its item, and its cleanup error is raised
-    # when the zip is left (never dropped).
-    log: list[str] = []
-
-    @bt.stream
-    async def ends() -> AsyncGenerator[int, None]:
-        await trio.sleep(0.5)
-        return
-        yield 0  # pragma: no cover - an async generator that yields nothing
-
-    @bt.stream
-    async def slow() -> AsyncGenerator[int, None]:
-        try:
-            await trio.sleep(1)
-            log.append("item")  # pragma: no cover - stopped before
-            yield 1  # pragma: no cover
-        finally:
-            log.append("finally")
-            raise ScriptedError("slow's cleanup")
-
-    with no_leaks():
-        raised = await raised_by(bt.zip(ends(), slow()).collect)
-    assert isinstance(raised, ScriptedError)
-    assert str(raised) == "slow's cleanup"
-    assert log == ["finally"]
-    assert trio.current_time() == 0.5
-
-
 async def test_zip_of_sync_sources_keeps_the_partial_tuple_when_a_stage_yields(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
