@@ -117,8 +117,6 @@ class _Zip(AsyncPull[tuple[Any, ...]]):
         if not self._ended:
             items = self._partial
             pulls = self._pulls
-            for waiting in pulls[len(items) :]:
-                waiting.ask()  # every source starts on its item now: their waits overlap
             try:
                 while len(items) < len(pulls):
                     # If this is cancelled the items taken so far stay in the slot.

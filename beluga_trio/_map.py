@@ -92,9 +92,6 @@ class _SyncMap(AsyncPull[U]):
             finally:
                 del error
 
-    def ask(self) -> None:
-        self._upstream.ask()
-
     def poll(self) -> U | NotReady:
         if self._held is not None:
             return NOT_READY
@@ -206,9 +203,6 @@ class _SyncFilter(AsyncPull[T]):
         if keep.__class__ is not bool:
             check_not_awaitable(keep, pred, "filter")
         return keep
-
-    def ask(self) -> None:
-        self._upstream.ask()
 
     async def pull(self) -> T:
         while True:

@@ -126,15 +126,6 @@ class Producer(AsyncPull[T], Resource):
 
     # ------------------------------------------------------------------ consumer side
 
-    def ask(self) -> None:
-        # A request, as pull() makes: answered even if no pull() comes (the item is kept).
-        if self._kind is _EMPTY and not self._requested and not self._finished:
-            self._requested = True
-            producer = self._parked
-            if producer is not None:
-                self._parked = None
-                reschedule(producer)
-
     async def pull(self) -> T:
         if self._kind is _EMPTY:
             if self._finished:

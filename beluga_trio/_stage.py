@@ -364,14 +364,6 @@ class AsyncPull(abc.ABC, Generic[T_co]):
     async def pull(self) -> T_co:
         """The next item; `StopAsyncIteration` at the end."""
 
-    def ask(self) -> None:
-        """Start computing the next item now, without waiting for it: the next `pull` waits
-        for that item. A hint, for a stage that is about to wait for several pulls one after
-        another (``zip``); the default does nothing. A lock-step producer starts its body on
-        the item, as a `pull` would (a request, answered even if no `pull` comes: the item is
-        kept for the next one); a stage that only passes its upstream's items on forwards it.
-        """
-
     def poll(self) -> T_co | NotReady:
         """An item that is ready now, taken without awaiting; or `NOT_READY`.
 

@@ -131,30 +131,6 @@ async def test_zip_keeps_the_partial_tuple_across_a_cancelled_request(
     assert a.last.yielded == [0, 1, 2]
 
 
-async def test_zip_asks_every_source_at_once_and_stays_lock_step(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
-    # Every lock-step source starts on its item when the tuple is asked for, so their waits
-    # overlap (5 s for a tuple, not 1 + 5); none starts an item no one asked for, and a
-    # request cancelled half-way loses nothing and starts nothing twice.
-    a = ScriptedProducer(range(3), delay=1.0)
-    b = ScriptedProducer(range(10, 13), delay=5.0)
-    async with bt.zip(a.stream(), b.stream().map(abs)).open() as items:
-        start = trio.current_time()
-        assert await anext(items) == (0, 10)
-        assert trio.current_time() - start == 5
-        await trio.sleep(10)  # not asking: nothing starts
-        assert (a.started, b.started) == (1, 1)
-        with trio.move_on_after(3):  # both start on item 1; a's is taken, b's in flight
-            await anext(items)
-        assert (a.started, b.started) == (2, 2)
-        await trio.sleep(10)  # b's item 1 is done and kept; nothing further starts
-        assert (a.started, b.started) == (2, 2)
-        assert await anext(items) == (1, 11)
-        assert [x async for x in items] == [(2, 12)]
-    assert (a.started, b.started) == (3, 3)
-
-
 async def test_zip_of_sync_sources_keeps_the_partial_tuple_when_a_stage_yields(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
