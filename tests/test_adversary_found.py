@@ -415,26 +415,6 @@ REPLAYS = {
         batch=None,
         consumer=ConsumerSpec(mode="full", k=1, t=0.01, views=()),
     ),
-    # zip asks every source for its item at once: the second is stopped in the middle of its
-    # item when the first ends the zip, and its finally's unshielded await raises the stop's
-    # Cancelled, which replaces its nursery's group, as in plain trio (a model fix).
-    "zip_stops_the_second_source_in_the_middle_of_its_item": Spec(
-        sources=(
-            SourceSpec(
-                kind="stream",
-                n=2,
-                mode="child_generator_exit",
-                at=0,
-                delay=0.2,
-                hold_nursery=False,
-                cleanup="await",
-                child_delay=0.05,
-            ),
-        ),
-        stages=(ZipSpec(n=0, first=False, delay=0.01),),
-        batch=None,
-        consumer=ConsumerSpec(mode="first", k=3, t=0.01, views=()),
-    ),
 }
 
 
