@@ -184,6 +184,12 @@ class Feed(Generic[T]):
         """Items waiting now."""
         return len(self._items)
 
+    def discard(self) -> None:
+        """Drop the items waiting (counted in ``discarded``): switch_map's, of an inner
+        stream switched away from, handed over but not yet taken by the consumer."""
+        self.discarded += len(self._items)
+        self._items.clear()
+
     def close(self) -> None:
         """No more items: the consumer sees the end after the last one."""
         self._ended = True
@@ -238,6 +244,9 @@ class Feed(Generic[T]):
             room = self._room()
             if waits and room <= 0:
                 await self._wait_for_room(self._pumps if sync is None else self._sync_pumps)
+                # Woken for room, then stopped before it ran (switch_map switching away from
+                # this inner stream): it puts nothing more.
+                await trio.lowlevel.checkpoint_if_cancelled()
                 continue
             if sync is not None:
                 chunk = await sync.pull_some_of(max(room, 1) if waits else SCHEDULE_EVERY)

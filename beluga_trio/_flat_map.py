@@ -313,8 +313,12 @@ class _SwitchMap(Generic[U]):
                     break
                 running = self._running
                 if running is not None:
+                    # No item of it is delivered after the switch: not one it handed over that
+                    # the consumer has not taken yet, nor one it hands over while it stops.
                     running.cancel_scope.cancel()
+                    self._feed.discard()
                     await running.done.wait()
+                    self._feed.discard()
                 # fn is never called once the stage is stopping (for an unwanted item).
                 await trio.lowlevel.checkpoint_if_cancelled()
                 self._running = _Inner(self._inner(item))
@@ -333,8 +337,9 @@ class _SwitchMap(Generic[U]):
                 raise_fatal(error)  # not dropped when the stop's Cancelled ends the wait
             self._hand_over(None)
         if error is not None:
-            if self._running is not None:
-                await self._running.done.wait()  # the stream's error comes after its end
+            # Delivered after the inner stream's end all the same: the consumer sees the
+            # stage's errors only once every task of it has returned. (Not waited for here: a
+            # failing inner stream cancels this task, and the wait would drop this error.)
             raise error
 
     async def run(self) -> None:
@@ -354,8 +359,10 @@ class _SwitchMap(Generic[U]):
                 with inner.cancel_scope:
                     scope, pull = await self._nested.open(inner.node)
                     await self._feed.pump(pull)
-                # Ended, or switched away from: either way it stops before the next starts.
+                # Ended, or switched away from (while it was being opened, too): either way it
+                # has stopped before the driver calls fn for the next item.
                 await self._nested.close(scope)
+                await self._nested.close_failed()
             except trio.Cancelled:
                 raise
             except BaseException as exc:  # noqa: BLE001 - ends the stream; stops the rest

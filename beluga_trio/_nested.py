@@ -95,8 +95,7 @@ class Nested(Resource):
         nothing to stop (a sync source with nothing to close), so that a caller can skip
         `close`."""
         if self._stopped:
-            while self._stopped:
-                await self.close(self._stopped[-1])
+            await self.close_failed()
         scope = Scope(self._nursery)
         self._open[scope] = None
         try:
@@ -115,6 +114,11 @@ class Nested(Resource):
             # outer close waits for it.
             self._stop_scope(scope)
         return scope, pull
+
+    async def close_failed(self) -> None:
+        """Wait until the openings that failed (a cancelled `open` included) have stopped."""
+        while self._stopped:
+            await self.close(self._stopped[-1])
 
     async def close(self, scope: Scope | None) -> None:
         """Stop an opening and wait until every part of it has stopped. Errors raised while it

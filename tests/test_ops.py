@@ -436,6 +436,72 @@ async def test_switch_map_calls_fn_once_per_item(autojump_clock: trio.testing.Mo
     assert calls == [0, 1, 2, 3]
 
 
+async def test_switch_map_delivers_no_item_of_the_previous_inner_stream_after_a_switch(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # The consumer asks for its next item at the very moment the next outer item arrives:
+    # whichever trio runs first, no item of inner stream 0 arrives once the driver has taken
+    # outer item 1 (found by review: one handed over in that instant, or while the inner
+    # stream was being stopped, came after the switch). A few runs: trio shuffles ready tasks.
+    async def one_run() -> list[tuple[str, int]]:
+        seq: list[tuple[str, int]] = []
+
+        @bt.stream
+        async def outer() -> AsyncGenerator[int, None]:
+            yield 0
+            await trio.sleep(1)
+            yield 1
+
+        def taken(x: int) -> int:
+            seq.append(("outer", x))
+            return x
+
+        def inner(x: int) -> bt.Stream[int]:
+            return bt.from_iterable(range(x * 100, x * 100 + 100))
+
+        with no_leaks():
+            async with outer().map(taken).switch_map(inner).open() as items:
+                async for y in items:
+                    seq.append(("item", y))
+                    await trio.sleep(0.25)
+                    if y >= 100:
+                        break
+        return seq
+
+    for _ in range(10):
+        seq = await one_run()
+        after = seq[seq.index(("outer", 1)) :]
+        assert [y for kind, y in after if kind == "item" and y < 100] == [], seq
+
+
+async def test_switch_map_outer_error_is_not_lost_when_the_inner_stream_fails_too() -> None:
+    # The outer stream fails at its 2nd item while the inner stream of its 1st, handed over
+    # but not started, fails as it starts: both errors arrive (found by review: the driver
+    # waited for that inner stream to stop, was cancelled by its failure, and dropped its own).
+    outer_error = ScriptedError("outer at 1")
+    inner_errors: list[ScriptedError] = []
+
+    def outer_item(v: int) -> int:
+        if v == 1:
+            raise outer_error
+        return v
+
+    def fail(v: int) -> int:
+        inner_errors.append(ScriptedError(f"inner {v}"))
+        raise inner_errors[-1]
+
+    stream = (
+        bt.from_iterable([0, 1])
+        .map(outer_item)
+        .switch_map(lambda x: bt.from_iterable([x]).map(fail))
+    )
+    with no_leaks():
+        raised = await raised_by(stream.collect)
+    assert isinstance(raised, ExceptionGroup)
+    group = cast("ExceptionGroup[Exception]", raised)
+    assert {id(e) for e in group.exceptions} == {id(outer_error), *map(id, inner_errors)}
+
+
 @pytest.mark.parametrize("source", ["sync", "producer"])
 async def test_switch_map_over_a_burst_runs_the_last_inner_stream_to_its_end(source: str) -> None:
     # The outer stream's items all arrive at once, then it ends: whatever ran of the earlier
