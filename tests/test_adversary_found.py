@@ -83,6 +83,7 @@ from test_adversary import (  # noqa: E402 - the replays below need the adversar
     ChainSpec,
     ConsumerSpec,
     CountSpec,
+    DistinctSpec,
     FlatSpec,
     FnSpec,
     RateSpec,
@@ -414,6 +415,20 @@ REPLAYS = {
         ),
         batch=None,
         consumer=ConsumerSpec(mode="full", k=1, t=0.01, views=()),
+    ),
+    # The consumer cancels its own scope after the first item while a buffer reads ahead: the
+    # async scan's function raises in a task inside that cancelled scope, a cleanup error
+    # that replaces the Cancelled, or (other task orders) a position never reached (model).
+    "a_read_ahead_error_raised_under_the_consumers_cancel": Spec(
+        sources=(SourceSpec(kind="list", n=6),),
+        stages=(
+            ScanSpec(is_async=True, behaviour="stop_async_iteration", trigger=6),
+            RetrySpec(attempts=1, on_all=True),
+            BufferSpec(capacity=3, overflow="wait"),
+            DistinctSpec(key=True, behaviour="plain", trigger=0),
+        ),
+        batch=None,
+        consumer=ConsumerSpec(mode="cancel", k=1, t=0.01, views=()),
     ),
 }
 

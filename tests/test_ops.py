@@ -514,7 +514,7 @@ async def test_switch_map_over_a_burst_runs_the_last_inner_stream_to_its_end(sou
         calls.append(x)
 
         @bt.stream
-        async def items() -> AsyncGenerator[int, None]:
+        async def items() -> AsyncGenerator[int, None]:  # noqa: ASYNC124 - a burst, no wait
             log.append(f"start {x}")
             try:
                 for i in range(3):
