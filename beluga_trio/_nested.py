@@ -80,7 +80,7 @@ class Nested(Resource):
     cancelled) is stopped with the outer opening.
     """
 
-    __slots__ = ("_errors", "_nursery", "_open", "_stopped", "_stopping", "budget")
+    __slots__ = ("_errors", "_nursery", "_open", "_spare", "_stopped", "_stopping", "budget")
 
     def __init__(self, nursery: trio.Nursery) -> None:
         self._nursery = nursery
@@ -89,6 +89,7 @@ class Nested(Resource):
         self._stopped: list[Scope] = []  # failed openings, closed before the next one
         self._errors: list[BaseException] = []
         self._stopping = False  # the outer opening stopped this stage
+        self._spare: Scope | None = None
 
     async def open(self, node: Node[T]) -> tuple[Scope | None, Pull[T]]:
         """Open ``node`` in a scope of its own; that scope, or None if the opening holds
@@ -96,7 +97,11 @@ class Nested(Resource):
         `close`."""
         if self._stopped:
             await self.close_failed()
-        scope = Scope(self._nursery)
+        scope = self._spare
+        if scope is None:
+            scope = Scope(self._nursery)
+        else:
+            self._spare = None
         self._open[scope] = None
         try:
             pull = await node.open(scope)
@@ -107,6 +112,7 @@ class Nested(Resource):
             raise
         if not scope.mark():
             del self._open[scope]
+            self._spare = scope  # still empty: the next opening may use it
             return None, pull
         if self._stopping:
             # The outer opening stopped the stage while this opening was being made: what it

@@ -14,7 +14,7 @@ from ._exceptions import StreamConsumedError
 from ._feed import ChannelPull
 from ._producer import start_producer
 from ._stage import AsyncPull, Node, Pull, Resource, Scope, SyncPull, SyncResource, ended
-from ._stream import Stream
+from ._stream import Stream, source_stream
 from ._util import describe
 
 __all__ = ["from_channel", "from_iterable", "stream"]
@@ -129,7 +129,7 @@ class _IterableSource(Node[T]):
             self._once.claim(self.describe())
         it = iter(self._iterable)
         if type(it) in _CLOSELESS:
-            return SyncPull(ended(it))
+            return SyncPull(ended(it), bare=it)
         close = getattr(it, "close", None)
         if close is None:
             return SyncPull(ended(it))
@@ -168,7 +168,7 @@ def from_iterable(iterable: Iterable[T] | AsyncIterable[T]) -> Stream[T]:
     body, so a request cancelled by a timeout loses no item.
     """
     if type(iterable) in _REITERABLE:  # the common case, without four ABC checks
-        return Stream(_IterableSource(cast("Iterable[T]", iterable), None))
+        return source_stream(_IterableSource(cast("Iterable[T]", iterable), None))
     if isinstance(iterable, Stream):  # pyright: ignore[reportUnnecessaryIsInstance]
         # Not in the signature (a Stream is not an iterable) but harmless to accept.
         return iterable  # pyright: ignore[reportUnknownVariableType]

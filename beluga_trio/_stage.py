@@ -41,7 +41,7 @@ import abc
 import enum
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager
-from itertools import chain
+from itertools import chain, islice
 from typing import Any, Final, Generic, NoReturn, TypeGuard, TypeVar, final
 
 import trio
@@ -423,17 +423,24 @@ class SyncPull(BudgetedPull[T_co]):
     a stray awaitable as it leaves the chain.
     """
 
-    __slots__ = ("check", "held", "it", "resources")
+    __slots__ = ("bare", "check", "held", "it", "resources")
 
     def __init__(
         self,
         it: Iterator[T_co],
         resources: tuple[Resource, ...] = (),
         check: Callable[..., object] | None = None,
+        *,
+        bare: Iterator[T_co] | None = None,
     ) -> None:
         self.it = it
         self.resources = resources
         self.check = check
+        #: The source's own iterator, when the chain is nothing else: a built-in iterator
+        #: (a list's, a range's), which no user code runs in, so that its `StopIteration`
+        #: is its end and `take` may read it at C speed. ``it`` is the same iterator,
+        #: followed by `ENDED`, for the stages that extend the chain.
+        self.bare = bare
         self._budget = SCHEDULE_EVERY
         self.held: BaseException | None = None
 
@@ -453,6 +460,16 @@ class SyncPull(BudgetedPull[T_co]):
         if self.held is not None:
             self._raise_held()
         items: list[T_co] = []
+        bare = self.bare
+        if bare is not None:
+            try:
+                # Appends as it reads: the items read before an error are kept.
+                items.extend(islice(bare, n))
+            except Exception as exc:  # noqa: BLE001 - a dict changed size, say: after the items
+                self.held = exc
+            if not items and self.held is not None:
+                self._raise_held()
+            return items
         append = items.append
         it = self.it
         check = self.check

@@ -13,6 +13,7 @@ from typing import (
     NamedTuple,
     TypeGuard,
     TypeVar,
+    cast,
     final,
     overload,
 )
@@ -51,6 +52,7 @@ __all__ = [
     "invoke",
     "merge",
     "pipe",
+    "source_stream",
 ]
 
 T = TypeVar("T")
@@ -520,3 +522,12 @@ async def invoke(source: Stream[T]) -> T:
     """The last item of the stream: Go's "Invoke from Stream". ``await s.last()``."""
     check_stream("invoke", "source", source)
     return await source.last()
+
+
+def source_stream(node: Node[T]) -> Stream[T]:
+    """The one-stage `Stream` of a source node built by this package, without the checks of
+    `Stream()` (its caller made them): a flat_map's ``fn`` may build one per item."""
+    stream = cast("Stream[T]", object.__new__(Stream))
+    stream._node = node
+    stream._depth = 1
+    return stream

@@ -268,6 +268,25 @@ async def test_flat_map_closes_each_inner_source_before_the_next(leave_after: in
         assert log == first
 
 
+async def test_a_built_in_collection_is_read_in_chunks_with_schedule_points_and_errors() -> None:
+    # A bare built-in source is read at C speed, SCHEDULE_EVERY items at most between two
+    # schedule points: another task runs in between (here it changes the dict being read),
+    # and the error the dict then raises arrives after every item read before it.
+    d = {i: i for i in range(1000)}
+
+    async def meddle() -> None:
+        await trio.lowlevel.checkpoint()
+        d[-1] = -1
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(meddle)
+        got, raised = await bt.from_iterable(d).collect_result()
+    assert isinstance(raised, RuntimeError)
+    assert "changed size during iteration" in str(raised)
+    assert got == list(range(len(got)))
+    assert 0 < len(got) < 1000
+
+
 async def test_flat_map_never_runs_more_than_n_inner_streams(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
