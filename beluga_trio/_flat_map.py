@@ -209,9 +209,7 @@ class _ConcurrentFlatMap(Generic[U]):
         except trio.Cancelled:
             raise
         except BaseException as exc:  # noqa: BLE001 - ends the stream; stops the rest
-            if find_fatal(exc) is not None:
-                raise_fatal(exc)  # never held like the stream's error (dropped, or grouped)
-            self.tasks.fail(exc)
+            self.tasks.fail_or_interrupt(exc)
         finally:
             self._slots.release()
 
@@ -366,9 +364,7 @@ class _SwitchMap(Generic[U]):
             except trio.Cancelled:
                 raise
             except BaseException as exc:  # noqa: BLE001 - ends the stream; stops the rest
-                if find_fatal(exc) is not None:
-                    raise_fatal(exc)  # never held like the stream's error (dropped, or grouped)
-                self.tasks.fail(exc)
+                self.tasks.fail_or_interrupt(exc)
                 return
             finally:
                 inner.done.set()

@@ -16,7 +16,7 @@ from typing import final
 
 import trio
 
-from ._outcome import Kind, classify, raise_fatal
+from ._outcome import Kind, classify, find_fatal, raise_fatal
 from ._stage import Resource
 
 __all__ = ["Tasks", "raise_errors"]
@@ -101,6 +101,15 @@ class Tasks(Resource):
                 for callback in self._on_all_done:
                     callback()
                 self._all_done.set()
+
+    def fail_or_interrupt(self, exc: BaseException) -> None:
+        """What a stage task caught from the work it runs: a `KeyboardInterrupt` or
+        `SystemExit` (alone, or in a group) is raised into the opening's nursery, never held
+        like the stream's error (a consumer that left first would drop it); anything else
+        fails the stage (`fail`)."""
+        if find_fatal(exc) is not None:
+            raise_fatal(exc)
+        self.fail(exc)
 
     def fail(self, exc: BaseException) -> None:
         """Record an error and stop every task of the stage, and the stages it reads: the
