@@ -23,10 +23,10 @@ from ._stage import (
     NOT_READY,
     SCHEDULE_EVERY,
     AsyncPull,
-    BudgetedPull,
     Node,
     NotReady,
     Pull,
+    QueuedPull,
     Scope,
     SyncPull,
     SyncResource,
@@ -208,7 +208,7 @@ _DETACHED: Final = sys.maxsize
 
 
 @final
-class _ViewPull(BudgetedPull[T]):
+class _ViewPull(QueuedPull[T]):
     """A consumer's side of the `_Ring`: its position in it.
 
     Cancel-safe (an item is taken only when it is handed over); takes ready items without a
@@ -239,16 +239,6 @@ class _ViewPull(BudgetedPull[T]):
             return item
         self._budget += 1  # not taken: pull() counts it
         return NOT_READY
-
-    async def pull(self) -> T:
-        while True:
-            item = self.poll()
-            if item is not NOT_READY:
-                return item
-            if self._budget <= 1:  # poll() found the budget spent
-                await self._schedule_point()
-                continue
-            await self._wait()
 
     async def pull_some(self) -> Sequence[T]:
         while True:

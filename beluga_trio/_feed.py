@@ -15,7 +15,7 @@ from typing import Any, Final, Generic, Literal, Protocol, TypeVar, final
 
 import trio
 
-from ._stage import NOT_READY, SCHEDULE_EVERY, BudgetedPull, NotReady, Pull, SyncPull
+from ._stage import NOT_READY, SCHEDULE_EVERY, BudgetedPull, NotReady, Pull, QueuedPull, SyncPull
 from ._tasks import Tasks, raise_errors
 
 __all__ = ["ChannelPull", "EndOfFeed", "Feed", "FeedPull", "Feeders", "Overflow"]
@@ -289,7 +289,7 @@ class Feed(Generic[T]):
 
 
 @final
-class FeedPull(BudgetedPull[T]):
+class FeedPull(QueuedPull[T]):
     """The consumer's side of a `Feed`. Cancel-safe (an item is taken only when it is handed
     over); takes ready items without a coroutine, and passes a schedule point at least every
     `SCHEDULE_EVERY` items. When the queue has ended, the errors of the feeding ``tasks`` are
@@ -315,16 +315,6 @@ class FeedPull(BudgetedPull[T]):
             return item
         self._budget += 1  # not taken: pull() counts it
         return NOT_READY
-
-    async def pull(self) -> T:
-        while True:
-            item = self.poll()
-            if item is not NOT_READY:
-                return item
-            if self._budget <= 1:  # poll() found the budget spent
-                await self._schedule_point()
-                continue
-            await self._wait()
 
     async def pull_some(self) -> Sequence[T]:
         while True:

@@ -59,6 +59,7 @@ __all__ = [
     "Node",
     "NotReady",
     "Pull",
+    "QueuedPull",
     "Resource",
     "Scope",
     "SyncPull",
@@ -407,6 +408,28 @@ class BudgetedPull(AsyncPull[T_co]):
         """Take the schedule point the budget asks for, and start a new budget."""
         await trio.lowlevel.checkpoint()
         self._budget = SCHEDULE_EVERY
+
+
+class QueuedPull(BudgetedPull[T_co]):
+    """A `BudgetedPull` whose items wait in a queue that tasks fill (a `Feed`, fan_out's
+    ring): `poll` takes a ready item, and `_wait` blocks until one is ready or raises the
+    queue's end. ``pull`` is those two and the budget's schedule point, once for all."""
+
+    __slots__ = ()
+
+    async def _wait(self) -> None:
+        """Nothing is ready: wait until something is, or raise what ended the queue."""
+        raise NotImplementedError
+
+    async def pull(self) -> T_co:
+        while True:
+            item = self.poll()
+            if item is not NOT_READY:
+                return item
+            if self._budget <= 1:  # poll() found the budget spent
+                await self._schedule_point()
+                continue
+            await self._wait()
 
 
 @final
