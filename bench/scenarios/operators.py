@@ -26,7 +26,7 @@ from typing import Any, Final, Protocol, TypeVar, cast
 import trio
 
 import beluga_trio as bt
-from bench._harness import Contender, Job, Scenario
+from bench._harness import Check, Contender, Job, Scenario
 from bench._peers import optional_module
 from bench.scenarios._common import Sources, split
 
@@ -98,9 +98,12 @@ def _scenario(
     expected: Callable[[int], object],
     aiostream: tuple[str, Callable[[Any, int], _AioStream[Any]]] | None = None,
     items: int = 100_000,
+    smoke_items: int = 1_000,
+    reference: str = REFERENCE,
+    check: Check | None = None,
 ) -> Scenario:
     contenders = [
-        Contender(REFERENCE, _hand(hand)),
+        Contender(reference, _hand(hand)),
         Contender(f"beluga {name}", _beluga(beluga), goal=1.25),
     ]
     if aiostream is not None:
@@ -112,10 +115,11 @@ def _scenario(
         name=name,
         description=description,
         items=items,
-        smoke_items=1_000,
-        reference=REFERENCE,
+        smoke_items=smoke_items,
+        reference=reference,
         contenders=tuple(contenders),
         expected=expected,
+        check=check,
     )
 
 
@@ -249,42 +253,18 @@ async def _hand_flat_map_concurrent(n: int) -> AsyncGenerator[int, None]:
                 yield y  # noqa: ASYNC119
 
 
-FLAT_MAP_4 = Scenario(
-    name="flat_map(concurrency=4)",
-    description=(
-        f"flat_map(fn, concurrency=4) of N/{INNER} items, each to a stream of {INNER}, items in"
-        " arrival order; reference: a nursery, a task per inner stream, one channel(64)"
-    ),
-    items=100_000,
-    smoke_items=1_000,
+FLAT_MAP_4 = _scenario(
+    "flat_map(concurrency=4)",
+    f"flat_map(fn, concurrency=4) of N/{INNER} items, each to a stream of {INNER}, items in"
+    " arrival order; reference: a nursery, a task per inner stream, one channel(64)",
     reference="hand-written nursery + channel(64)",
-    contenders=(
-        Contender(
-            "hand-written nursery + channel(64)",
-            _hand(_hand_flat_map_concurrent),
-        ),
-        Contender(
-            "beluga flat_map(concurrency=4)",
-            _beluga(
-                lambda n: bt.from_iterable(range(n // INNER)).flat_map(
-                    lambda x: bt.from_iterable(range(x * INNER, x * INNER + INNER)),
-                    concurrency=4,
-                )
-            ),
-            goal=1.25,
-        ),
-        Contender(
-            "aiostream flatmap(task_limit=4)",
-            _aio(
-                lambda s, n: s.flatmap(
-                    s.iterate(Sources.count(n // INNER)),
-                    _aio_inner(s),
-                    task_limit=4,
-                )
-            ),
-            loop="asyncio",
-            note="peer, on asyncio",
-        ),
+    hand=_hand_flat_map_concurrent,
+    beluga=lambda n: bt.from_iterable(range(n // INNER)).flat_map(
+        lambda x: bt.from_iterable(range(x * INNER, x * INNER + INNER)), concurrency=4
+    ),
+    aiostream=(
+        "flatmap(task_limit=4)",
+        lambda s, n: s.flatmap(s.iterate(Sources.count(n // INNER)), _aio_inner(s), task_limit=4),
     ),
     expected=lambda n: list(range(n // INNER * INNER)),
     check=lambda got, expected: (
@@ -357,36 +337,24 @@ async def _hand_switch_map(n: int) -> AsyncGenerator[int, None]:
                 yield y  # noqa: ASYNC119
 
 
-SWITCH_MAP = Scenario(
-    name="switch_map",
-    description=(
-        f"switch_map(fn) of N items that arrive at once, each to a stream of {INNER}: per"
-        " switch (the inner stream running is stopped, and has stopped, before the next"
-        " starts); reference: a nursery, a driver task, a task per inner stream, channel(0)"
-    ),
-    items=10_000,
-    smoke_items=200,
+SWITCH_MAP = _scenario(
+    "switch_map",
+    f"switch_map(fn) of N items that arrive at once, each to a stream of {INNER}: per switch"
+    " (the inner stream running is stopped, and has stopped, before the next starts);"
+    " reference: a nursery, a driver task, a task per inner stream, channel(0)",
     reference="hand-written nursery + channel(0)",
-    contenders=(
-        Contender("hand-written nursery + channel(0)", _hand(_hand_switch_map)),
-        Contender(
-            "beluga switch_map",
-            _beluga(
-                lambda n: bt.from_iterable(range(n)).switch_map(
-                    lambda x: bt.from_iterable(range(x * INNER, x * INNER + INNER))
-                )
-            ),
-            goal=1.25,
-        ),
-        Contender(
-            "aiostream switchmap",
-            _aio(lambda s, n: s.switchmap(s.iterate(Sources.count(n)), _aio_inner(s))),
-            loop="asyncio",
-            note="peer, on asyncio",
-        ),
+    hand=_hand_switch_map,
+    beluga=lambda n: bt.from_iterable(range(n)).switch_map(
+        lambda x: bt.from_iterable(range(x * INNER, x * INNER + INNER))
+    ),
+    aiostream=(
+        "switchmap",
+        lambda s, n: s.switchmap(s.iterate(Sources.count(n)), _aio_inner(s)),
     ),
     expected=lambda n: n,
     check=switched,
+    items=10_000,
+    smoke_items=200,
 )
 
 
