@@ -899,6 +899,24 @@ async def test_throttle_first_over_a_sync_source_stays_cancellable(
 ) -> None:
     # Over a sync source the dropping runs in the fused chain: every item arrives at once.
     assert await bt.from_iterable(range(1000)).throttle(10, keep="first").collect() == [0]
+    # Dropping 100,000 items still takes a schedule point every SCHEDULE_EVERY of them: a
+    # sibling task runs meanwhile.
+    turns = 0
+
+    async def sibling() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await trio.lowlevel.checkpoint()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(sibling)
+        await trio.lowlevel.checkpoint()
+        before = turns
+        ys = bt.from_iterable(range(100_000)).throttle(10, keep="first")
+        assert await ys.collect() == [0]
+        assert turns - before >= 100_000 // 256 - 2
+        nursery.cancel_scope.cancel()
     got = await bt.zip(
         bt.from_iterable("ab"), bt.from_iterable(range(3)).throttle(10, keep="first")
     ).collect()
