@@ -21,7 +21,7 @@ from typing import Any, ClassVar, Final, Literal, TypeVar, final, get_args
 import attrs
 import trio
 
-from ._stage import SCHEDULE_EVERY, AsyncPull, Node, Pull, Scope, SyncPull, Yield
+from ._stage import SCHEDULE_EVERY, AsyncPull, Dropping, Node, Pull, Scope, SyncPull
 from ._util import checked_items
 from ._validate import choice, seconds, to_seconds
 
@@ -207,16 +207,17 @@ class _ThrottleLatest(_Held[T]):
 
 
 @final
-class _FirstOfPeriod:
+class _FirstOfPeriod(Dropping):
     """The predicate of ``throttle(keep="first")`` over a sync chain: true for the first item
-    of each period; raises `Yield` every few hundred dropped items (the state is kept)."""
+    of each period; asks for a schedule point every few hundred dropped items (the state is
+    kept)."""
 
-    __slots__ = ("_budget", "_now", "_period_end", "_seconds")
+    __slots__ = ("_now", "_period_end", "_seconds")
 
     def __init__(self, seconds: float) -> None:
         self._seconds = seconds
         self._period_end = -math.inf
-        self._budget = SCHEDULE_EVERY
+        self.budget = SCHEDULE_EVERY
         self._now = _clock()
 
     def __call__(self, _: object) -> bool:
@@ -224,10 +225,9 @@ class _FirstOfPeriod:
         if now >= self._period_end:
             self._period_end = now + self._seconds
             return True
-        self._budget -= 1
-        if self._budget <= 0:
-            self._budget = SCHEDULE_EVERY
-            raise Yield
+        self.budget -= 1
+        if self.budget <= 0:
+            self.ask_for_a_schedule_point()
         return False
 
 
